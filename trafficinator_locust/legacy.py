@@ -1,0 +1,148 @@
+"""Migrate the single-target generator's environment variables into a one-target config.
+
+The generator this project replaces was configured only by environment variables (``MATOMO_URL``,
+``MATOMO_SITE_ID``, ``TARGET_VISITS_PER_DAY``, ``*_PROBABILITY``...). Users keep their ``.env`` files:
+when no traffic config is given and ``MATOMO_URL`` is set, the plugin builds the equivalent config,
+and ``trafficinator migrate`` prints it as YAML so they can move to the multi-target file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import Config, resolve_document
+from .yaml_source import ConfigError, ConfigPath, Problem, SourceDocument
+
+LEGACY_SOURCE = "environment"
+
+# env var -> (path inside the target, converter name)
+_SIMPLE: dict[str, tuple[ConfigPath, str]] = {
+    "MATOMO_URL": (("url",), "str"),
+    "MATOMO_SITE_ID": (("site_id",), "str"),
+    "MATOMO_TOKEN_AUTH": (("token_auth",), "str"),
+    "TARGET_VISITS_PER_DAY": (("visits_per_day",), "int"),
+    "TIMEZONE": (("timezone",), "str"),
+    "PAGEVIEWS_MIN": (("traffic", "pageviews", "min"), "str"),
+    "PAGEVIEWS_MAX": (("traffic", "pageviews", "max"), "str"),
+    "PAUSE_BETWEEN_PVS_MIN": (("traffic", "dwell_seconds", "min"), "str"),
+    "PAUSE_BETWEEN_PVS_MAX": (("traffic", "dwell_seconds", "max"), "str"),
+    "URLS_FILE": (("traffic", "urls"), "path"),
+    "SITESEARCH_PROBABILITY": (("traffic", "actions", "search"), "str"),
+    "OUTLINKS_PROBABILITY": (("traffic", "actions", "outlink"), "str"),
+    "DOWNLOADS_PROBABILITY": (("traffic", "actions", "download"), "str"),
+}
+
+# Known variables that have no config key: where their job went.
+_ELSEWHERE: dict[str, str] = {
+    "CONCURRENCY": "use Locust's -u/--users",
+    "AUTO_STOP_AFTER_HOURS": "use Locust's -t/--run-time",
+    "MAX_TOTAL_VISITS": "use visits_per_day (a daily cap per target)",
+    "VISIT_DURATION_MIN": "visit length follows pageviews x traffic.dwell_seconds",
+    "VISIT_DURATION_MAX": "visit length follows pageviews x traffic.dwell_seconds",
+    "RANDOMIZE_VISITOR_COUNTRIES": "countries come with the traffic model; cip is sent only with a token",
+    "FUNNEL_CONFIG_PATH": "set traffic.funnels in the YAML (funnels are YAML now)",
+    "DIRECT_TRAFFIC_PROBABILITY": "channels come with the traffic model",
+    "AUTO_START": "start from the Locust web UI or --headless",
+    "START_SIGNAL_FILE": "start from the Locust web UI or --headless",
+    "START_CHECK_INTERVAL": "start from the Locust web UI or --headless",
+    "LOG_LEVEL": "use Locust's --loglevel",
+}
+_ELSEWHERE_PREFIXES = {"ECOMMERCE_": "ecommerce comes with the traffic model", "BACKFILL_": "use `trafficinator backfill`"}
+
+
+def is_legacy_environment(env: Mapping[str, str]) -> bool:
+    """True when the old single-target variables are present (``MATOMO_URL`` at least)."""
+    return bool(env.get("MATOMO_URL"))
+
+
+def legacy_document(env: Mapping[str, str]) -> SourceDocument:
+    """The one-target config the old variables describe, as plain data with env-var names as labels."""
+    target: dict[str, Any] = {"name": env.get("MATOMO_TARGET_NAME", "Default")}
+    labels: dict[ConfigPath, str] = {("targets", 0): "MATOMO_URL"}
+    for var, (path, kind) in _SIMPLE.items():
+        value = env.get(var)
+        if value is None or value == "":
+            continue
+        if kind == "int":
+            value = _whole_number(value)
+        elif kind == "path":
+            value = str(Path(value).resolve())
+        _set(target, path, value)
+        labels[("targets", 0) + path] = var
+    click, other = env.get("CLICK_EVENTS_PROBABILITY"), env.get("RANDOM_EVENTS_PROBABILITY")
+    if click or other:
+        target.setdefault("traffic", {}).setdefault("actions", {})["event"] = _either(click, other)
+        labels[("targets", 0, "traffic", "actions", "event")] = "CLICK_EVENTS_PROBABILITY"
+    return SourceDocument(data={"targets": [target]}, source=LEGACY_SOURCE, path_labels=labels, folder=Path.cwd())
+
+
+def legacy_config(env: Mapping[str, str]) -> Config:
+    """Validate the migrated variables; errors name the environment variable to fix."""
+    return resolve_document(legacy_document(env))
+
+
+def unmapped_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """Old variables that are set but have no config key, with where their job went."""
+    notes = {var: why for var, why in _ELSEWHERE.items() if env.get(var)}
+    for var in env:
+        for prefix, why in _ELSEWHERE_PREFIXES.items():
+            if var.startswith(prefix) and env.get(var):
+                notes[var] = why
+    return dict(sorted(notes.items()))
+
+
+def migration_yaml(env: Mapping[str, str]) -> str:
+    """The multi-target YAML equivalent of the old variables, token kept as ``${MATOMO_TOKEN_AUTH}``."""
+    config = legacy_config(env)  # validates first: never print a config that would not load
+    target = legacy_document(env).data["targets"][0]
+    if "token_auth" in target:
+        target["token_auth"] = "${MATOMO_TOKEN_AUTH}"
+    if "site_id" in target:
+        target["site_id"] = config.targets[0].site_id
+    for key in ("pageviews", "dwell_seconds"):
+        span = target.get("traffic", {}).get(key)
+        if span:
+            resolved = getattr(config.targets[0].traffic, key)
+            target["traffic"][key] = {"min": _number(resolved.min), "max": _number(resolved.max)}
+    for name, value in target.get("traffic", {}).get("actions", {}).items():
+        target["traffic"]["actions"][name] = float(value)
+    text = "# Migrated from the single-target environment variables by `trafficinator migrate`.\n"
+    text += "# yaml-language-server: $schema=trafficinator.schema.json\n"
+    text += yaml.safe_dump({"targets": [target]}, sort_keys=False, allow_unicode=True)
+    notes = unmapped_variables(env)
+    if notes:
+        text += "# Variables without a config key:\n" + "".join(f"#   {var}: {why}\n" for var, why in notes.items())
+    return text
+
+
+def _set(tree: dict[str, Any], path: ConfigPath, value: Any) -> None:
+    for key in path[:-1]:
+        tree = tree.setdefault(str(key), {})
+    tree[str(path[-1])] = value
+
+
+def _whole_number(value: str) -> Any:
+    try:
+        return int(float(value))
+    except ValueError:
+        return value  # let validation report it with the variable's name
+
+
+def _either(first: str | None, second: str | None) -> Any:
+    """Chance that a visit has at least one of two independent event kinds."""
+    try:
+        a, b = float(first or 0), float(second or 0)
+    except ValueError:
+        return first or second
+    return round(1 - (1 - a) * (1 - b), 4)
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+__all__ = ["ConfigError", "Problem", "is_legacy_environment", "legacy_config", "legacy_document", "migration_yaml", "unmapped_variables"]

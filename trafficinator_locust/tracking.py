@@ -1,0 +1,47 @@
+"""Matomo Tracking API parameters for planned hits (pure).
+
+Every hit is a form-encoded POST body: Matomo merges the body with the query string, the token stays
+out of URLs and access logs, and "secure only" tokens are accepted only there. The parts that never
+change for a target (``idsite``, ``rec``, ``token_auth``...) are encoded once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from .config import Target
+from .visits import Hit, Visitor
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+class TrackingEncoder:
+    """Turns a target's planned hits into request bodies. One per target, reused for every hit."""
+
+    def __init__(self, target: Target):
+        self._zone = ZoneInfo(target.timezone)
+        fixed = {"idsite": str(target.site_id), "rec": "1", "apiv": "1", "send_image": "0"}
+        self._prefix = urlencode(fixed)
+        self._token_suffix = "&" + urlencode({"token_auth": target.token_auth.get_secret_value()}) if target.token_auth else ""
+
+    def params(self, hit: Hit, visitor: Visitor, sent_at: datetime) -> dict[str, str]:
+        """All parameters of one hit except the fixed ones and the token (for tests and reports)."""
+        local = sent_at.astimezone(self._zone)
+        return {
+            **hit.params,
+            "_id": visitor.cid[:16],
+            "cid": visitor.cid,
+            "ua": visitor.user_agent,
+            "lang": visitor.language,
+            "res": visitor.resolution,
+            "h": str(local.hour),
+            "m": str(local.minute),
+            "s": str(local.second),
+        }
+
+    def body(self, hit: Hit, visitor: Visitor, sent_at: datetime | None = None) -> str:
+        """The form-encoded POST body of one hit, token included."""
+        sent_at = sent_at or datetime.now(timezone.utc)
+        return f"{self._prefix}&{urlencode(self.params(hit, visitor, sent_at))}{self._token_suffix}"
