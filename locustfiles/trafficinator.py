@@ -1,15 +1,9 @@
-"""Locustfile for trafficinator-locust: one user class per target of the traffic config.
+"""The plugin's locustfile: ``locust -f locustfiles/trafficinator.py --traffic-config FILE``.
 
-    locust -f locustfiles/trafficinator.py --traffic-config config/demo.yaml
-
-The classes are put into this module's globals under their own names, which is how Locust finds
-them (and dispatches them by name on workers).
+Thin on purpose: the real one ships inside the package (``trafficinator_locust/locustfile.py``) so an
+installed package can run without this repository.
 """
 
 import locust  # noqa: F401  (first: gevent monkey-patching before anything imports urllib3)
 
-from trafficinator_locust.plugin import load_plugin
-
-plugin = load_plugin()
-if plugin is not None:
-    globals().update(plugin.user_classes)
+from trafficinator_locust.locustfile import *  # noqa: F401,F403  (the generated Target_* classes)

@@ -302,20 +302,29 @@ def resolve_document(doc: SourceDocument) -> Config:
 TARGET_KEYS = frozenset(TargetSpec.model_fields) - {"traffic"}
 
 
-def _wrap_single_target(doc: SourceDocument) -> dict[str, Any]:
-    """Accept the single-target layout (``url``/``site_id`` at the top, no ``targets``)."""
-    data: dict[str, Any] = doc.data
+def single_target_as_multi(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The multi-target form of a single-target layout (``url``/``site_id`` at the top, no ``targets``).
+
+    Returns ``None`` when ``data`` is not in the single-target layout.
+    """
     if "targets" in data or not ({"url", "site_id"} & data.keys()):
-        return data
-    target = {key: data[key] for key in list(data) if key in TARGET_KEYS or key == "traffic"}
-    target.setdefault("name", "Default")
+        return None
+    target = {key: value for key, value in data.items() if key in TARGET_KEYS or key == "traffic"}
     rest = {key: value for key, value in data.items() if key not in target}
-    for key in target:
-        if key in data:
+    return {**rest, "targets": [{"name": "Default", **target}]}
+
+
+def _wrap_single_target(doc: SourceDocument) -> dict[str, Any]:
+    """Accept the single-target layout; errors keep naming the keys as the user wrote them."""
+    wrapped = single_target_as_multi(doc.data)
+    if wrapped is None:
+        return doc.data
+    for key in wrapped["targets"][0]:
+        if key in doc.data:
             doc.lines.setdefault(("targets", 0, key), doc.lines.get((key,), 1))
             doc.path_labels[("targets", 0, key)] = key
     doc.path_labels.setdefault(("targets", 0), "<top level>")
-    return {**rest, "targets": [target]}
+    return wrapped
 
 
 def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
@@ -414,7 +423,7 @@ def _load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath)
         entries = [line.split("\t", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
         items = [PageSpec(url=parts[0].strip(), title=parts[1].strip() if len(parts) > 1 else None) for parts in entries]
     else:
-        items = [item if isinstance(item, PageSpec) else PageSpec(url=item) for item in urls]
+        items = [PageSpec(**item) if isinstance(item, dict) else PageSpec(url=item) for item in urls]
     if not items:
         raise ConfigError([doc.problem(path, "the URL list is empty; give at least one page")])
     pages = []
@@ -582,6 +591,7 @@ __all__ = [
     "json_schema",
     "load_config",
     "resolve_document",
+    "single_target_as_multi",
     "slugify",
     "tracker_url",
 ]

@@ -1,0 +1,124 @@
+"""End to end: real ``locust`` processes (headless, and master + workers) against the receiver.
+
+What a Matomo administrator needs to trust: every target gets its own ``[<name>] pageview`` stats,
+the receiver stores exactly as many visits as the generator started (no visitor collapses into
+another), no hit is invalid, and no token leaks into any output.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trafficinator_locust.demo import LOCUSTFILE, free_port, instance_prefix, receiver_stats, start_sink, stop_process
+from trafficinator_locust.config import load_config
+
+TOKENS = {"Alpha": "e2e-alpha-token-93jd7", "Beta Shop": "e2e-beta-token-k2k2k", "Gamma": "e2e-gamma-token-zz81q"}
+
+CONFIG = """
+defaults:
+  traffic:
+    pageviews: {{min: 2, max: 4}}
+    dwell_seconds: {{min: 0.05, max: 0.3}}
+    pause_between_visits: {{min: 0, max: 0.1}}
+targets:
+  - name: Alpha
+    url: http://127.0.0.1:{port}/alpha/matomo.php
+    site_id: 1
+    token_auth: {alpha}
+    weight: 2
+    timezone: UTC
+  - name: Beta Shop
+    url: http://127.0.0.1:{port}/beta
+    site_id: 7
+    token_auth: ${{BETA_TOKEN}}
+    weight: 3
+    timezone: America/New_York
+  - name: Gamma
+    url: http://127.0.0.1:{port}/alpha/matomo.php
+    site_id: 2
+    token_auth: {gamma}
+    weight: 5
+    timezone: Asia/Tokyo
+"""
+
+
+@pytest.fixture()
+def setup(tmp_path: Path):
+    port = free_port()
+    config_path = tmp_path / "traffic.yaml"
+    config_path.write_text(CONFIG.format(port=port, alpha=TOKENS["Alpha"], gamma=TOKENS["Gamma"]), encoding="utf-8")
+    env = {**os.environ, "BETA_TOKEN": TOKENS["Beta Shop"]}
+    sink = start_sink(config_path, port, env)
+    yield config_path, port, env
+    stop_process(sink)
+
+
+def _locust(config_path: Path, workdir: Path, env: dict[str, str], *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path),
+        "--traffic-report", str(workdir / "report.json"), "--csv", str(workdir / "run"), *extra,
+    ]
+
+
+def _check_run(config_path: Path, port: int, workdir: Path, env: dict[str, str], output: str) -> None:
+    config = load_config(config_path, env=env)
+    report = json.loads((workdir / "report.json").read_text())
+    rows = {row["target"]: row for row in report["targets"]}
+    stored = receiver_stats(port)
+    with open(workdir / "run_stats.csv", newline="") as handle:
+        names = {row["Name"]: row for row in csv.DictReader(handle)}
+    for target in config.enabled_targets:
+        assert f"[{target.name}] pageview" in names, f"no pageview stats row for {target.name}"
+        assert int(names[f"[{target.name}] pageview"]["Request Count"]) > 0
+        site = stored[instance_prefix(target.url)]["sites"][str(target.site_id)]
+        sent = rows[target.name]
+        assert sent["failures"] == 0, sent
+        assert sent["visits_started"] > 0
+        assert site["visits"] == sent["visits_started"], f"{target.name}: receiver stored {site['visits']} visits, generator started {sent['visits_started']}"
+        assert site["invalid"] == {}, site["invalid"]
+        assert site["actions"]["pageview"] > 0
+    everything = output + "".join(p.read_text(errors="replace") for p in workdir.iterdir() if p.is_file())
+    for token in TOKENS.values():
+        assert token not in everything, "a token leaked into Locust's output, CSV or report"
+
+
+def test_headless_run_three_targets(setup, tmp_path: Path):
+    config_path, port, env = setup
+    workdir = tmp_path / "out"
+    workdir.mkdir()
+    command = _locust(config_path, workdir, env, "--headless", "-u", "15", "-r", "15", "-t", "6s")
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trafficinator per-target summary" in result.stdout + result.stderr
+    _check_run(config_path, port, workdir, env, result.stdout + result.stderr)
+
+
+def test_master_and_two_workers(setup, tmp_path: Path):
+    config_path, port, env = setup
+    workdir = tmp_path / "out"
+    workdir.mkdir()
+    master_port = free_port()
+    master = subprocess.Popen(
+        _locust(config_path, workdir, env, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                "--expect-workers", "2", "-u", "15", "-r", "15", "-t", "8s"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
+    )
+    worker_command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--worker",
+                      "--master-host", "127.0.0.1", "--master-port", str(master_port)]
+    workers = [subprocess.Popen(worker_command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir) for _ in range(2)]
+    try:
+        output, _ = master.communicate(timeout=120)
+        worker_output = "".join(w.communicate(timeout=60)[0] for w in workers)
+    finally:
+        for process in [master, *workers]:
+            if process.poll() is None:
+                process.kill()
+    assert master.returncode == 0, output[-3000:]
+    _check_run(config_path, port, workdir, env, output + worker_output)

@@ -1,0 +1,138 @@
+"""``trafficinator``: offline config checks, schema, migration, the embedded receiver and the demo.
+
+Every command that reads a config exits 2 with one line per problem (file:line: path: message) and
+no traceback when the config is wrong, and never prints a token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from .config import Config, json_schema, load_config, single_target_as_multi
+from .legacy import is_legacy_environment, legacy_config, migration_yaml
+from .plugin import exit_on_config_error
+from .report import render_table
+from .yaml_source import ConfigError, Problem
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as error:
+        exit_on_config_error(error)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trafficinator", description="Realistic Matomo traffic for many Matomo instances, with Locust.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check a traffic config offline and show its targets")
+    validate.add_argument("config", nargs="?", help="traffic YAML (default: $TRAFFICINATOR_CONFIG, else MATOMO_* variables)")
+    validate.set_defaults(handler=cmd_validate)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of the config file (for editors)")
+    schema.set_defaults(handler=cmd_schema)
+
+    migrate = commands.add_parser("migrate", help="print the multi-target YAML equivalent of a single-target YAML or MATOMO_* variables")
+    migrate.add_argument("config", nargs="?", help="single-target YAML; without it, read the MATOMO_* environment variables")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    sink = commands.add_parser("sink", help="run the embedded Matomo-compatible receiver on 127.0.0.1")
+    sink.add_argument("--port", type=int, default=8765)
+    sink.add_argument("--config", help="learn instances, sites and tokens from the targets of this traffic config")
+    sink.add_argument("--ready-file", help="write the bound port to this file once listening")
+    sink.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering each tracking request")
+    sink.set_defaults(handler=cmd_sink)
+
+    demo = commands.add_parser("demo", help="run Locust for ~30 s against 3 targets on the embedded receiver and print a table")
+    demo.add_argument("--config", default=None, help="demo traffic config (default: the packaged 3-target demo)")
+    demo.add_argument("--run-time", default="30s")
+    demo.add_argument("--users", type=int, default=30)
+    demo.add_argument("--port", type=int, default=0, help="receiver port (default: a free port)")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def _load(path: str | None) -> Config:
+    path = path or os.environ.get("TRAFFICINATOR_CONFIG")
+    if path:
+        return load_config(path)
+    if is_legacy_environment(os.environ):
+        return legacy_config(os.environ)
+    raise ConfigError([Problem("command line", None, "", "give a traffic YAML file (or set TRAFFICINATOR_CONFIG, or MATOMO_URL for single-target variables)")])
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    rows = []
+    for target in config.targets:
+        share = f"{100 * config.weight_share(target):.1f}" if target.enabled else "-"
+        per_day = "unpaced" if target.visits_per_day is None else str(target.visits_per_day)
+        rows.append([target.name, target.url, target.site_id, share, per_day, target.timezone, "yes" if target.has_token else "no", "yes" if target.enabled else "no"])
+    print(f"{config.source}: OK, {len(config.enabled_targets)} enabled target(s), distribution {config.distribution.value}")
+    print(render_table(["target", "url", "site", "weight %", "visits/day", "timezone", "token", "enabled"], rows))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    if args.config:
+        print(migrate_yaml_file(args.config), end="")
+        return 0
+    if not is_legacy_environment(os.environ):
+        raise ConfigError([Problem("environment", None, "MATOMO_URL", "not set; give a single-target YAML file or export the MATOMO_* variables")])
+    print(migration_yaml(os.environ), end="")
+    return 0
+
+
+def migrate_yaml_file(path: str) -> str:
+    """A single-target YAML rewritten as multi-target YAML, ``${VAR}`` references kept as written.
+
+    A token written in clear in the old file is replaced by ``${MATOMO_TOKEN_AUTH}``: never printed.
+    """
+    import yaml
+
+    load_config(path)  # the file must be valid before it is rewritten
+    with open(path, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    wrapped = single_target_as_multi(raw)
+    if wrapped is None:
+        return f"# {path} is already a multi-target config; nothing to migrate.\n"
+    target = wrapped["targets"][0]
+    note = ""
+    token = target.get("token_auth")
+    if token and not str(token).startswith("${"):
+        target["token_auth"] = "${MATOMO_TOKEN_AUTH}"
+        note = "# The token was written in clear in the old file: export MATOMO_TOKEN_AUTH with it instead.\n"
+    header = f"# Multi-target form of {path}, written by `trafficinator migrate`.\n"
+    return header + note + yaml.safe_dump(wrapped, sort_keys=False, allow_unicode=True)
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from . import sink
+
+    instances = sink.instances_from_targets(load_config(args.config).targets, port=args.port) if args.config else sink.default_instances()
+    return sink.run(instances, host="127.0.0.1", port=args.port, ready_file=args.ready_file, delay_seconds=args.delay) or 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(config_path=args.config, run_time=args.run_time, users=args.users, port=args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
