@@ -82,6 +82,8 @@ def _check_run(config_path: Path, port: int, workdir: Path, env: dict[str, str],
         assert sent["failures"] == 0, sent
         assert sent["visits_started"] > 0
         assert site["visits"] == sent["visits_started"], f"{target.name}: receiver stored {site['visits']} visits, generator started {sent['visits_started']}"
+        assert site["unique_visitors"] == sent["visits_started"], f"{target.name}: visitors collapsed into {site['unique_visitors']} of {sent['visits_started']}"
+        assert site["hits"] == sent["requests"], f"{target.name}: receiver stored {site['hits']} of {sent['requests']} hits"
         assert site["invalid"] == {}, site["invalid"]
         assert site["actions"]["pageview"] > 0
     everything = output + "".join(p.read_text(errors="replace") for p in workdir.iterdir() if p.is_file())

@@ -84,8 +84,6 @@ class VisitPlanner:
         for index, page in enumerate(pages):
             pv_id = "".join(rng.choices(_PV_ID_ALPHABET, k=6))
             params = {"url": page.url, "action_name": page.title, "pv_id": pv_id, "urlref": previous_url}
-            if index == 0:
-                params["new_visit"] = "1"
             hits.append(Hit("pageview", params, 0.0 if index == 0 else self._dwell_time(rng)))
             for kind, at in action_at.items():
                 if at == index:
