@@ -173,7 +173,7 @@ def main() -> int:
         workdir = Path(tmp)
         baseline = _measure("baseline 204", [sys.executable, "-c", BASELINE], "/matomo.php",
                             workdir, args.seconds, args.users, "/count")
-        sink_cmd = [sys.executable, "-m", "trafficinator_locust.sink", "--port", "0",
+        sink_cmd = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", "0",
                     "--instance", "/bench", "--ready-file", str(workdir / "ready")]
         sink = _measure("sink", sink_cmd, "/bench/matomo.php", workdir, args.seconds, args.users,
                         "/bench/sink/stats")

@@ -576,7 +576,7 @@ def test_serve_refuses_non_loopback_hosts():
 def test_standalone_sink_writes_ready_file_and_stops_on_sigterm(tmp_path):
     ready = tmp_path / "port"
     process = subprocess.Popen(
-        [sys.executable, "-m", "trafficinator_locust.sink", "--port", "0", "--ready-file", str(ready),
+        [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", "0", "--ready-file", str(ready),
          "--instance", "/dev", "--instance", "/prod", "--token", TOKEN],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

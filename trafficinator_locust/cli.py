@@ -47,8 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(handler=cmd_migrate)
 
     sink = commands.add_parser("sink", help="run the embedded Matomo-compatible receiver on 127.0.0.1")
-    sink.add_argument("--port", type=int, default=8765)
+    sink.add_argument("--port", type=int, default=8765, help="0 picks a free port (see --ready-file)")
     sink.add_argument("--config", help="learn instances, sites and tokens from the targets of this traffic config")
+    sink.add_argument("--instance", action="append", default=None, help="without --config: an instance path prefix, e.g. /dev (repeatable; default: the demo's /dev, /staging, /prod)")
+    sink.add_argument("--sites", default="1", help="with --instance: comma-separated site ids of every instance")
+    sink.add_argument("--timezone", default="UTC", help="with --instance: the sites' time zone")
+    sink.add_argument("--token", action="append", default=[], help="with --instance: an accepted token_auth (repeatable)")
     sink.add_argument("--ready-file", help="write the bound port to this file once listening")
     sink.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering each tracking request")
     sink.set_defaults(handler=cmd_sink)
@@ -124,7 +128,14 @@ def migrate_yaml_file(path: str) -> str:
 def cmd_sink(args: argparse.Namespace) -> int:
     from . import sink
 
-    instances = sink.instances_from_targets(load_config(args.config).targets, port=args.port) if args.config else sink.default_instances()
+    if args.config:
+        instances = sink.instances_from_targets(load_config(args.config).targets, port=args.port)
+    elif args.instance:
+        site_ids = [int(part) for part in args.sites.split(",") if part.strip()]
+        sites = {site_id: sink.SinkSite(site_id, timezone=args.timezone) for site_id in site_ids}
+        instances = [sink.SinkInstance(prefix, dict(sites), set(args.token)) for prefix in args.instance]
+    else:
+        instances = sink.default_instances()
     return sink.run(instances, host="127.0.0.1", port=args.port, ready_file=args.ready_file, delay_seconds=args.delay) or 0
 
 

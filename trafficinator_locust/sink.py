@@ -17,7 +17,6 @@ JSON POST), ``P/index.php`` (Reporting API subset), ``GET P/sink/stats``, ``POST
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
@@ -819,38 +818,3 @@ def run(
             watcher.cancel()
         server.stop(timeout=2)
     return 0
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m trafficinator_locust.sink", description="Matomo-compatible loopback sink"
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--ready-file", default=None)
-    parser.add_argument("--instance", action="append", default=None,
-                        help="path prefix of an instance, e.g. /dev (repeatable; "
-                             "default: the demo instances /dev, /staging, /prod)")
-    parser.add_argument("--sites", default="1", help="comma-separated site ids of every instance")
-    parser.add_argument("--timezone", default="UTC")
-    parser.add_argument("--token", action="append", default=[], help="accepted token_auth")
-    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m trafficinator_locust.sink --port 0 --instance /dev``."""
-    args = _parse_args(argv)
-    site_ids = [int(part) for part in args.sites.split(",") if part.strip()]
-    instances = [
-        SinkInstance(
-            prefix, {sid: SinkSite(sid, timezone=args.timezone) for sid in site_ids},
-            set(args.token),
-        )
-        for prefix in args.instance
-    ] if args.instance else default_instances()
-    return run(instances, args.host, args.port, args.ready_file, delay_seconds=args.delay)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
