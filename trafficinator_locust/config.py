@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from .budget import weight_shares
 from .yaml_source import ConfigError, ConfigPath, Problem, SourceDocument, load_yaml_file
 
 DEFAULT_SITE_URL = "https://www.example.com"
@@ -118,6 +119,33 @@ class TrafficSpec(_Spec):
         return value
 
 
+class ProfileSpec(_Spec):
+    """How a target's daily visits spread over its local hours and weekdays (relative weights)."""
+
+    hours: list[float] | None = Field(None, description="24 weights for local hours 0..23 (default flat); 0 pauses an hour.")
+    weekdays: list[float] | None = Field(None, description="7 weights, Monday first (default flat); a day's cap is visits_per_day x 7 x w / sum(w).")
+
+    @field_validator("hours")
+    @classmethod
+    def _24_hours(cls, value: list[float] | None) -> list[float] | None:
+        return _check_weights(value, 24, "hours")
+
+    @field_validator("weekdays")
+    @classmethod
+    def _7_days(cls, value: list[float] | None) -> list[float] | None:
+        return _check_weights(value, 7, "weekdays")
+
+
+def _check_weights(value: list[float] | None, count: int, what: str) -> list[float] | None:
+    if value is None:
+        return value
+    if len(value) != count:
+        raise ValueError(f"needs exactly {count} weights ({what}), got {len(value)}")
+    if any(w < 0 for w in value) or not any(w > 0 for w in value):
+        raise ValueError("weights must be >= 0 with at least one > 0")
+    return value
+
+
 class _TargetFields(_Spec):
     url: str | None = Field(None, description="Matomo tracker URL (http/https); a base URL gets /matomo.php appended.")
     site_id: int | None = Field(None, ge=1, description="Matomo site id (idsite), >= 1.")
@@ -129,6 +157,7 @@ class _TargetFields(_Spec):
     timezone: str | None = Field(None, description="IANA time zone of the target's day (cap, h/m/s, diurnal curve). Default UTC.")
     enabled: bool | None = Field(None, description="Disabled targets get no user class and no traffic. Default true.")
     seed: int | None = Field(None, description="Seed for reproducible visit planning of this target.")
+    profile: ProfileSpec | None = Field(None, description="Diurnal (hours) and weekday shape of the pace, in the target's time zone.")
     traffic: TrafficSpec | None = None
 
     @field_validator("url")
@@ -222,6 +251,13 @@ class Traffic(_Resolved):
     actions: Actions = Actions()
 
 
+class Profile(_Resolved):
+    """Resolved pace shape: 24 hourly and 7 weekday weights (flat by default)."""
+
+    hours: tuple[float, ...] = (1.0,) * 24
+    weekdays: tuple[float, ...] = (1.0,) * 7
+
+
 class Target(_Resolved):
     """One target after merging ``defaults``: every value known, nothing left to look up."""
 
@@ -235,6 +271,7 @@ class Target(_Resolved):
     timezone: str = "UTC"
     enabled: bool = True
     seed: int | None = None
+    profile: Profile = Profile()
     traffic: Traffic
 
     @property
@@ -357,6 +394,8 @@ def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
             problems.extend(exc.problems)
             continue
         merged["url"] = tracker_url(merged["url"])
+        if merged.get("profile"):
+            merged["profile"] = Profile(**{key: tuple(value) for key, value in merged["profile"].items()})
         targets.append(Target(**merged, slug=slug, traffic=traffic))
     if not problems and not any(t.enabled for t in targets):
         problems.append(doc.problem(("targets",), "no enabled target; enable at least one (enabled: true)"))
@@ -371,12 +410,10 @@ def _split_total_rate(targets: list[Target], total: int | None) -> list[Target]:
     if total is None:
         return targets
     free = [t for t in targets if t.enabled and t.visits_per_day is None]
-    weight = sum(t.weight for t in free)
     if not free:
         return targets
     claimed = sum(t.visits_per_day or 0 for t in targets if t.enabled and t.visits_per_day is not None)
-    remaining = max(total - claimed, 0)
-    shares = {t.name: int(remaining * t.weight / weight) for t in free}
+    shares = weight_shares({t.name: t.weight for t in free}, max(total - claimed, 0))
     return [t.model_copy(update={"visits_per_day": shares[t.name]}) if t.name in shares else t for t in targets]
 
 
