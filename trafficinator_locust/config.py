@@ -23,7 +23,7 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -160,6 +160,13 @@ class _TargetFields(_Spec):
     profile: ProfileSpec | None = Field(None, description="Diurnal (hours) and weekday shape of the pace, in the target's time zone.")
     traffic: TrafficSpec | None = None
 
+    @field_validator("site_id", "weight", "visits_per_day", "seed", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not yes/no/true/false")
+        return value
+
     @field_validator("url")
     @classmethod
     def _url_http(cls, value: str | None) -> str | None:
@@ -195,7 +202,7 @@ class TargetSpec(_TargetFields):
     @classmethod
     def _name_printable(cls, value: str) -> str:
         if value != value.strip() or not value.isprintable() or any(c in value for c in "[]"):
-            raise ValueError("use printable characters without leading/trailing spaces or square brackets")
+            raise ValueError("must be printable text without leading/trailing spaces or square brackets")
         return value
 
 
@@ -332,11 +339,35 @@ def resolve_document(doc: SourceDocument) -> Config:
     try:
         spec = ConfigFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problems_from_validation(exc, doc, ConfigFile)) from None
+        problems = _problems_from_validation(exc, doc, ConfigFile)
+        raise ConfigError(problems + _name_problems(data.get("targets"), doc)) from None
     return _resolve(spec, doc)
 
 
+def _name_problems(targets: Any, doc: SourceDocument) -> list[Problem]:
+    """Duplicate names and class names, checked on raw data so they show up with schema errors."""
+    if not isinstance(targets, list):
+        return []
+    problems: list[Problem] = []
+    seen_names: dict[str, int] = {}
+    seen_slugs: dict[str, int] = {}
+    for index, target in enumerate(targets):
+        name = target.get("name") if isinstance(target, dict) else None
+        if not isinstance(name, str) or not name:
+            continue
+        path: ConfigPath = ("targets", index, "name")
+        folded, slug = name.casefold(), slugify(name)
+        if folded in seen_names:
+            problems.append(doc.problem(path, f"duplicate target name '{name}' (also targets[{seen_names[folded]}]); names are case-insensitive and must be unique"))
+        elif slug in seen_slugs:
+            problems.append(doc.problem(path, f"name '{name}' gives the same class name Target_{slug} as targets[{seen_slugs[slug]}]; make the names differ in letters or digits"))
+        seen_names.setdefault(folded, index)
+        seen_slugs.setdefault(slug, index)
+    return problems
+
+
 TARGET_KEYS = frozenset(TargetSpec.model_fields) - {"traffic"}
+_FILE_ONLY_KEYS = frozenset({"defaults", "distribution"})
 
 
 def single_target_as_multi(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -346,8 +377,8 @@ def single_target_as_multi(data: dict[str, Any]) -> dict[str, Any] | None:
     """
     if "targets" in data or not ({"url", "site_id"} & data.keys()):
         return None
-    target = {key: value for key, value in data.items() if key in TARGET_KEYS or key == "traffic"}
-    rest = {key: value for key, value in data.items() if key not in target}
+    target = {key: value for key, value in data.items() if key not in _FILE_ONLY_KEYS}
+    rest = {key: value for key, value in data.items() if key in _FILE_ONLY_KEYS}
     return {**rest, "targets": [{"name": "Default", **target}]}
 
 
@@ -356,36 +387,26 @@ def _wrap_single_target(doc: SourceDocument) -> dict[str, Any]:
     wrapped = single_target_as_multi(doc.data)
     if wrapped is None:
         return doc.data
-    for key in wrapped["targets"][0]:
-        if key in doc.data:
-            doc.lines.setdefault(("targets", 0, key), doc.lines.get((key,), 1))
-            doc.path_labels[("targets", 0, key)] = key
+    moved = set(wrapped["targets"][0]) & set(doc.data)
+    for path, line in list(doc.lines.items()):
+        if path and path[0] in moved:
+            doc.lines.setdefault(("targets", 0) + path, line)
+    for key in moved | TARGET_KEYS | {"traffic"}:
+        doc.path_labels[("targets", 0, key)] = key
     doc.path_labels.setdefault(("targets", 0), "<top level>")
     return wrapped
 
 
 def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
-    problems: list[Problem] = []
+    problems = _name_problems(doc.data.get("targets") if "targets" in doc.data else [t.model_dump() for t in spec.targets], doc)
     defaults = spec.defaults.model_dump(exclude_unset=True) if spec.defaults else {}
-    seen_names: dict[str, int] = {}
-    seen_slugs: dict[str, int] = {}
     targets: list[Target] = []
     for index, target_spec in enumerate(spec.targets):
         path: ConfigPath = ("targets", index)
         merged = _deep_merge(defaults, target_spec.model_dump(exclude_unset=True))
-        folded = target_spec.name.casefold()
-        if folded in seen_names:
-            problems.append(doc.problem(path + ("name",), f"duplicate target name '{target_spec.name}' (also targets[{seen_names[folded]}]); names are case-insensitive and must be unique"))
-            continue
-        seen_names[folded] = index
-        slug = slugify(target_spec.name)
-        if slug in seen_slugs:
-            problems.append(doc.problem(path + ("name",), f"name '{target_spec.name}' gives the same class name Target_{slug} as targets[{seen_slugs[slug]}]; make the names differ in letters or digits"))
-            continue
-        seen_slugs[slug] = index
         missing = [key for key in ("url", "site_id") if merged.get(key) is None]
         for key in missing:
-            problems.append(doc.problem(path, f"missing '{key}': set it on the target or in 'defaults'"))
+            problems.append(doc.problem(path + (key,), f"missing '{key}': set it on the target or in 'defaults'"))
         if missing:
             continue
         try:
@@ -396,7 +417,7 @@ def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
         merged["url"] = tracker_url(merged["url"])
         if merged.get("profile"):
             merged["profile"] = Profile(**{key: tuple(value) for key, value in merged["profile"].items()})
-        targets.append(Target(**merged, slug=slug, traffic=traffic))
+        targets.append(Target(**merged, slug=slugify(target_spec.name), traffic=traffic))
     if not problems and not any(t.enabled for t in targets):
         problems.append(doc.problem(("targets",), "no enabled target; enable at least one (enabled: true)"))
     if problems:
@@ -420,6 +441,7 @@ def _split_total_rate(targets: list[Target], total: int | None) -> list[Target]:
 def _resolve_traffic(raw: dict[str, Any], doc: SourceDocument, target_path: ConfigPath) -> Traffic:
     """Merge-complete traffic settings: load the URL list, resolve file paths against the YAML folder."""
     path = target_path + ("traffic",)
+    problems: list[Problem] = []
     site_url = raw.get("site_url") or DEFAULT_SITE_URL
     values: dict[str, Any] = {}
     for key in ("pageviews", "dwell_seconds", "pause_between_visits"):
@@ -427,25 +449,32 @@ def _resolve_traffic(raw: dict[str, Any], doc: SourceDocument, target_path: Conf
         given = raw.get(key) or {}
         low, high = given.get("min", default.min), given.get("max", default.max)
         if low > high:
-            raise ConfigError([doc.problem(path + (key,), f"min ({low:g}) must not exceed max ({high:g}) after merging with defaults")])
-        if key == "dwell_seconds" and high >= MAX_GAP_SECONDS:
-            raise ConfigError([doc.problem(path + (key,), f"max ({high:g}) must stay under {MAX_GAP_SECONDS} s: Matomo ends a visit after 30 minutes without a hit")])
-        values[key] = Span(min=low, max=high)
+            problems.append(doc.problem(path + (key,), f"min ({low:g}) must not exceed max ({high:g}) after merging with defaults"))
+        elif key == "dwell_seconds" and high >= MAX_GAP_SECONDS:
+            problems.append(doc.problem(path + (key,), f"max ({high:g}) must stay under {MAX_GAP_SECONDS} s: Matomo ends a visit after 30 minutes without a hit"))
+        else:
+            values[key] = Span(min=low, max=high)
     if raw.get("actions"):
         values["actions"] = Actions(**raw["actions"])
     urls = raw.get("urls")
-    pages = _load_pages(urls, site_url, doc, path + ("urls",)) if urls is not None else _default_pages(site_url)
+    pages: tuple[Page, ...] = ()
+    try:
+        pages = _load_pages(urls, site_url, doc, path + ("urls",)) if urls is not None else _default_pages(site_url)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     for key in ("funnels", "events"):
         if raw.get(key):
             file = doc.folder / raw[key]
             if not file.is_file():
-                raise ConfigError([doc.problem(path + (key,), f"file '{raw[key]}' not found (looked in {doc.folder}); paths are relative to the YAML file")])
+                problems.append(doc.problem(path + (key,), f"file '{raw[key]}' not found (looked in {doc.folder}); paths are relative to the YAML file"))
             values[key] = str(file)
+    if problems:
+        raise ConfigError(problems)
     return Traffic(site_url=site_url, pages=pages, **values)
 
 
 def _default_pages(site_url: str) -> tuple[Page, ...]:
-    return tuple(Page(url=urljoin(site_url, path), title=title) for path, title in DEFAULT_PAGES)
+    return tuple(Page(url=site_url.rstrip("/") + path, title=title) for path, title in DEFAULT_PAGES)
 
 
 def _load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath) -> tuple[Page, ...]:
@@ -465,7 +494,7 @@ def _load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath)
         raise ConfigError([doc.problem(path, "the URL list is empty; give at least one page")])
     pages = []
     for item in items:
-        url = urljoin(site_url.rstrip("/") + "/", item.url) if not item.url.startswith(("http://", "https://")) else item.url
+        url = item.url if item.url.startswith(("http://", "https://")) else site_url.rstrip("/") + "/" + item.url.lstrip("/")
         pages.append(Page(url=url, title=item.title or _title_from_url(url)))
     return tuple(pages)
 
@@ -564,15 +593,30 @@ def _describe(error: dict[str, Any], loc: ConfigPath, model: type[BaseModel]) ->
         return f"{shown}is not allowed; use one of: {error.get('ctx', {}).get('expected', '')}"
     message = error["msg"]
     if message.startswith("Value error, "):
-        return f"{shown}{message[len('Value error, '):]}"
+        message = message[len("Value error, "):]
+        return f"{shown}{message}" if message.startswith(("is ", "must ")) else f"{message}{got}"
     return f"{message[:1].lower()}{message[1:]}{got}"
 
 
 def _shown_input(value: Any) -> str:
     if isinstance(value, (dict, list)) or value is None:
         return ""
+    if isinstance(value, str) and "://" in value:
+        value = _redacted_url(value)
     text = repr(value)
     return f"{text[:60]} " if len(text) <= 60 else f"{text[:57]}... "
+
+
+def _redacted_url(url: str) -> str:
+    """A URL fit for an error message: no user:password, no query (it may hold a token)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return url.split("?", 1)[0].split("@")[-1]
+    query = "?..." if parts.query else ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", "")) + query
 
 
 def _allowed_keys(model: type[BaseModel], loc: ConfigPath) -> list[str]:

@@ -36,6 +36,12 @@ _SIMPLE: dict[str, tuple[ConfigPath, str]] = {
     "DOWNLOADS_PROBABILITY": (("traffic", "actions", "download"), "str"),
 }
 
+# Errors about a whole range name both of its variables.
+_RANGE_LABELS: dict[ConfigPath, str] = {
+    ("targets", 0, "traffic", "pageviews"): "PAGEVIEWS_MIN/PAGEVIEWS_MAX",
+    ("targets", 0, "traffic", "dwell_seconds"): "PAUSE_BETWEEN_PVS_MIN/PAUSE_BETWEEN_PVS_MAX",
+}
+
 # Known variables that have no config key: where their job went.
 _ELSEWHERE: dict[str, str] = {
     "CONCURRENCY": "use Locust's -u/--users",
@@ -62,8 +68,9 @@ def is_legacy_environment(env: Mapping[str, str]) -> bool:
 def legacy_document(env: Mapping[str, str]) -> SourceDocument:
     """The one-target config the old variables describe, as plain data with env-var names as labels."""
     target: dict[str, Any] = {"name": env.get("MATOMO_TARGET_NAME", "Default")}
-    labels: dict[ConfigPath, str] = {("targets", 0): "MATOMO_URL"}
+    labels: dict[ConfigPath, str] = {("targets", 0): "MATOMO_URL", **_RANGE_LABELS}
     for var, (path, kind) in _SIMPLE.items():
+        labels[("targets", 0) + path] = var
         value = env.get(var)
         if value is None or value == "":
             continue
@@ -72,7 +79,6 @@ def legacy_document(env: Mapping[str, str]) -> SourceDocument:
         elif kind == "path":
             value = str(Path(value).resolve())
         _set(target, path, value)
-        labels[("targets", 0) + path] = var
     click, other = env.get("CLICK_EVENTS_PROBABILITY"), env.get("RANDOM_EVENTS_PROBABILITY")
     if click or other:
         target.setdefault("traffic", {}).setdefault("actions", {})["event"] = _either(click, other)

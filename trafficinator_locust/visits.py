@@ -14,6 +14,7 @@ import string
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import accumulate
+from urllib.parse import quote_plus
 
 from . import catalog
 from .config import Target
@@ -108,7 +109,7 @@ class VisitPlanner:
         wait = round(rng.uniform(0, self._dwell[1]) / 2, 3)
         if kind == "search":
             term = rng.choice(catalog.SEARCH_TERMS)
-            params = {"search": term, "search_count": str(rng.choice((0, 1, 4, 12, 25))), "url": f"{self._site_url}/search?q={term}", "pv_id": pv_id}
+            params = {"search": term, "search_count": str(rng.choice((0, 1, 4, 12, 25))), "url": f"{self._site_url}/search?q={quote_plus(term)}", "pv_id": pv_id}
         elif kind == "outlink":
             params = {"link": rng.choice(catalog.OUTLINKS), "url": page_url, "ca": "1", "pv_id": pv_id}
         elif kind == "download":
