@@ -294,6 +294,20 @@ EVENTS = (
     ("Share", "Click", "LinkedIn"),
     ("Chat", "Open", "Support widget"),
 )
+PRODUCTS = (  # sku, name, category, price
+    ("WID-001", "Widget Basic", "Widgets", 19.90),
+    ("WID-002", "Widget Plus", "Widgets", 34.50),
+    ("WID-003", "Widget Pro", "Widgets", 59.00),
+    ("GAD-101", "Gadget Mini", "Gadgets", 24.99),
+    ("GAD-102", "Gadget Pro", "Gadgets", 89.00),
+    ("GAD-103", "Gadget Max", "Gadgets", 149.00),
+    ("GIZ-201", "Gizmo Classic", "Gizmos", 12.49),
+    ("GIZ-202", "Gizmo Deluxe", "Gizmos", 45.00),
+    ("ACC-301", "Carry Case", "Accessories", 15.00),
+    ("ACC-302", "Charging Cable", "Accessories", 9.90),
+    ("ACC-303", "Screen Protector", "Accessories", 7.50),
+    ("SPR-401", "Replacement Battery", "Spare parts", 29.00),
+)
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
@@ -843,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         "outlinks": list(OUTLINKS),
         "downloads": list(DOWNLOADS),
         "events": [list(event) for event in EVENTS],
+        "products": [{"sku": k, "name": n, "category": c, "price": p} for k, n, c, p in PRODUCTS],
     })
 
     kinds = defaultdict(int)

@@ -22,7 +22,7 @@ __all__ = [
     "DEVICES", "DEVICES_BY_KIND", "DEVICE_KIND_SHARES", "BOTS",
     "LANGUAGE_SHARES", "LANGUAGES", "COUNTRIES", "COUNTRIES_BY_CODE",
     "SEARCH_ENGINES", "SOCIAL_NETWORKS", "WEBSITES", "CAMPAIGNS",
-    "SEARCH_TERMS", "OUTLINKS", "DOWNLOADS", "EVENTS", "SOURCES",
+    "SEARCH_TERMS", "OUTLINKS", "DOWNLOADS", "EVENTS", "PRODUCTS", "Product", "SOURCES",
     "pick_device", "random_ip",
 ]
 
@@ -38,6 +38,13 @@ class Device(NamedTuple):
     os: str = ""  # Windows | macOS | Linux | Chrome OS | iOS | Android
     share: float = 0.0  # weight within its kind; the shares of a kind sum to 1
     uadata: str | None = None  # client hints JSON as Matomo's JS tracker sends it (Chromium only)
+
+
+class Product(NamedTuple):
+    sku: str
+    name: str
+    category: str
+    price: float
 
 
 class Bot(NamedTuple):
@@ -143,6 +150,7 @@ SEARCH_TERMS: tuple[str, ...] = tuple(_actions["search_terms"])
 OUTLINKS: tuple[str, ...] = tuple(_actions["outlinks"])
 DOWNLOADS: tuple[str, ...] = tuple(_actions["downloads"])
 EVENTS: tuple[tuple[str, str, str], ...] = tuple((e[0], e[1], e[2]) for e in _actions["events"])
+PRODUCTS: tuple[Product, ...] = tuple(Product(p["sku"], p["name"], p["category"], float(p["price"])) for p in _actions["products"])
 
 # Where each file's data comes from (the "source" entries of the JSON files), read-only.
 SOURCES: Mapping[str, Any] = MappingProxyType({
