@@ -183,8 +183,8 @@ def test_relative_files_resolve_against_the_yaml_folder(tmp_path, write_yaml, mo
     folder = tmp_path / "conf" / "nested"
     (folder / "pages").mkdir(parents=True)
     (folder / "pages" / "list.txt").write_text("# comment\n/a\tPage A\n\n/b/c-d\nhttps://other.example/x\tX\n", encoding="utf-8")
-    (folder / "funnels.yaml").write_text("journeys: []\n", encoding="utf-8")
-    (folder / "events.yaml").write_text("events: []\n", encoding="utf-8")
+    (folder / "funnels.yaml").write_text("journeys:\n  - name: Signup\n    share: 0.1\n    steps:\n      - {type: pageview, url: /signup}\n", encoding="utf-8")
+    (folder / "events.yaml").write_text("- {category: Video, action: Play}\n", encoding="utf-8")
     path = write_yaml(
         """\
         targets:
@@ -208,8 +208,8 @@ def test_relative_files_resolve_against_the_yaml_folder(tmp_path, write_yaml, mo
         ("https://site.example/b/c-d", "C d"),
         ("https://other.example/x", "X"),
     ]
-    assert (folder / "funnels.yaml").samefile(traffic.funnels)
-    assert (folder / "events.yaml").samefile(traffic.events)
+    assert [(j.name, j.steps[0].url) for j in traffic.journeys] == [("Signup", "https://site.example/signup")]
+    assert [(e.category, e.action) for e in traffic.events] == [("Video", "Play")]
 
 
 def test_relative_urls_file_resolves_from_another_cwd_through_cli(run_cli, tmp_path):

@@ -35,6 +35,8 @@ def make_target(write_yaml, traffic="", name="Shop", extra=""):
               site_url: https://shop.example
               pageviews: {{min: 2, max: 5}}
               dwell_seconds: {{min: 4, max: 12}}
+              channels: {{direct: 1}}
+              visitors: {{returning: 0}}
         {traffic}
         """,
         name=f"{name}.yaml",

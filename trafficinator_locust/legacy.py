@@ -34,6 +34,12 @@ _SIMPLE: dict[str, tuple[ConfigPath, str]] = {
     "SITESEARCH_PROBABILITY": (("traffic", "actions", "search"), "str"),
     "OUTLINKS_PROBABILITY": (("traffic", "actions", "outlink"), "str"),
     "DOWNLOADS_PROBABILITY": (("traffic", "actions", "download"), "str"),
+    "ECOMMERCE_PROBABILITY": (("traffic", "ecommerce", "order"), "str"),
+    "ECOMMERCE_CURRENCY": (("traffic", "ecommerce", "currency"), "str"),
+    "ECOMMERCE_TAX_RATE": (("traffic", "ecommerce", "tax_rate"), "str"),
+    "ECOMMERCE_SHIPPING_RATES": (("traffic", "ecommerce", "shipping"), "list"),
+    "ECOMMERCE_ITEMS_MIN": (("traffic", "ecommerce", "items", "min"), "str"),
+    "ECOMMERCE_ITEMS_MAX": (("traffic", "ecommerce", "items", "max"), "str"),
 }
 
 # Errors about a whole range name both of its variables.
@@ -49,15 +55,17 @@ _ELSEWHERE: dict[str, str] = {
     "MAX_TOTAL_VISITS": "use visits_per_day (a daily cap per target)",
     "VISIT_DURATION_MIN": "visit length follows pageviews x traffic.dwell_seconds",
     "VISIT_DURATION_MAX": "visit length follows pageviews x traffic.dwell_seconds",
-    "RANDOMIZE_VISITOR_COUNTRIES": "countries come with the traffic model; cip is sent only with a token",
+    "RANDOMIZE_VISITOR_COUNTRIES": "countries come from traffic.countries; cip is sent only with a token",
+    "ECOMMERCE_ORDER_VALUE_MIN": "order values follow traffic.ecommerce.products and items",
+    "ECOMMERCE_ORDER_VALUE_MAX": "order values follow traffic.ecommerce.products and items",
     "FUNNEL_CONFIG_PATH": "set traffic.funnels in the YAML (funnels are YAML now)",
-    "DIRECT_TRAFFIC_PROBABILITY": "channels come with the traffic model",
+
     "AUTO_START": "start from the Locust web UI or --headless",
     "START_SIGNAL_FILE": "start from the Locust web UI or --headless",
     "START_CHECK_INTERVAL": "start from the Locust web UI or --headless",
     "LOG_LEVEL": "use Locust's --loglevel",
 }
-_ELSEWHERE_PREFIXES = {"ECOMMERCE_": "ecommerce comes with the traffic model", "BACKFILL_": "use `trafficinator backfill`"}
+_ELSEWHERE_PREFIXES = {"ECOMMERCE_": "see traffic.ecommerce in docs/traffic.md", "BACKFILL_": "use `trafficinator backfill`"}
 
 
 def is_legacy_environment(env: Mapping[str, str]) -> bool:
@@ -78,7 +86,15 @@ def legacy_document(env: Mapping[str, str]) -> SourceDocument:
             value = _whole_number(value)
         elif kind == "path":
             value = str(Path(value).resolve())
+        elif kind == "list":
+            value = [part.strip() for part in value.split(",") if part.strip()]
         _set(target, path, value)
+    if env.get("ECOMMERCE_PROBABILITY"):
+        _set(target, ("traffic", "ecommerce", "cart"), env["ECOMMERCE_PROBABILITY"])  # the old tool ordered every cart
+    direct = env.get("DIRECT_TRAFFIC_PROBABILITY")
+    if direct:
+        target.setdefault("traffic", {})["channels"] = _old_channels(direct)
+        labels[("targets", 0, "traffic", "channels")] = "DIRECT_TRAFFIC_PROBABILITY"
     click, other = env.get("CLICK_EVENTS_PROBABILITY"), env.get("RANDOM_EVENTS_PROBABILITY")
     if click or other:
         target.setdefault("traffic", {}).setdefault("actions", {})["event"] = _either(click, other)
@@ -96,7 +112,7 @@ def unmapped_variables(env: Mapping[str, str]) -> dict[str, str]:
     notes = {var: why for var, why in _ELSEWHERE.items() if env.get(var)}
     for var in env:
         for prefix, why in _ELSEWHERE_PREFIXES.items():
-            if var.startswith(prefix) and env.get(var):
+            if var.startswith(prefix) and env.get(var) and var not in _SIMPLE and var not in notes:
                 notes[var] = why
     return dict(sorted(notes.items()))
 
@@ -114,8 +130,8 @@ def migration_yaml(env: Mapping[str, str]) -> str:
         if span:
             resolved = getattr(config.targets[0].traffic, key)
             target["traffic"][key] = {"min": _number(resolved.min), "max": _number(resolved.max)}
-    for name, value in target.get("traffic", {}).get("actions", {}).items():
-        target["traffic"]["actions"][name] = float(value)
+    if "traffic" in target:
+        target["traffic"] = _typed(target["traffic"])
     text = "# Migrated from the single-target environment variables by `trafficinator migrate`.\n"
     text += "# yaml-language-server: $schema=trafficinator.schema.json\n"
     text += yaml.safe_dump({"targets": [target]}, sort_keys=False, allow_unicode=True)
@@ -123,6 +139,21 @@ def migration_yaml(env: Mapping[str, str]) -> str:
     if notes:
         text += "# Variables without a config key:\n" + "".join(f"#   {var}: {why}\n" for var, why in notes.items())
     return text
+
+
+def _typed(value: Any) -> Any:
+    """Numbers read from variables as text become numbers again in the printed YAML."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() and "." not in value else number
+    return value
 
 
 def _set(tree: dict[str, Any], path: ConfigPath, value: Any) -> None:
@@ -145,6 +176,16 @@ def _either(first: str | None, second: str | None) -> Any:
     except ValueError:
         return first or second
     return round(1 - (1 - a) * (1 - b), 4)
+
+
+def _old_channels(direct: str) -> Any:
+    """The old tool: direct share as given, the rest split search 35 : social 15 : referral 20."""
+    try:
+        share = float(direct)
+    except ValueError:
+        return {"direct": direct}
+    rest = max(1 - share, 0) / 70
+    return {"direct": round(share * 100, 2), "search": round(35 * rest * 100, 2), "social": round(15 * rest * 100, 2), "website": round(20 * rest * 100, 2), "campaign": 0}
 
 
 def _number(value: float) -> int | float:

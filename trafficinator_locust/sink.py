@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import signal
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -57,7 +56,7 @@ from trafficinator_locust.protocol import (
 
 __all__ = [
     "SinkSite", "SinkInstance", "SinkApp", "instances_from_targets", "default_instances", "serve",
-    "run", "main",
+    "run",
     "GIF", "MATOMO_VERSION", "VISIT_TIMEOUT_SECONDS",
 ]
 
@@ -137,13 +136,20 @@ def instances_from_targets(
         prefix = _prefix_of(parts.path)
         instance = instances.setdefault(prefix, SinkInstance(prefix, {}, set()))
         site_id = int(target.site_id)
-        instance.sites.setdefault(
-            site_id, SinkSite(site_id, timezone=target.timezone or "UTC", name=target.name)
-        )
+        instance.sites.setdefault(site_id, _site_of(target, site_id))
         token = _plain_token(target.token_auth)
         if token:
             instance.tokens.add(token)
     return list(instances.values())
+
+
+def _site_of(target: Any, site_id: int) -> SinkSite:
+    """The site a target describes: its time zone, and the goals and currency of its traffic model."""
+    traffic = getattr(target, "traffic", None)
+    goals = {goal.id for goal in getattr(traffic, "goals", ())}
+    goals |= {step.id for journey in getattr(traffic, "journeys", ()) for step in journey.steps if step.type == "goal" and step.id}
+    currency = getattr(getattr(traffic, "ecommerce", None), "currency", None) or "USD"
+    return SinkSite(site_id, timezone=target.timezone or "UTC", currency=currency, goals=frozenset(goals) or frozenset({1, 2, 3}), name=target.name)
 
 
 def default_instances() -> list[SinkInstance]:

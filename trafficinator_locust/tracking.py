@@ -1,12 +1,13 @@
 """Matomo Tracking API parameters for planned hits (pure).
 
 Every hit is a form-encoded POST body: Matomo merges the body with the query string, the token stays
-out of URLs and access logs, and "secure only" tokens are accepted only there. The parts that never
-change for a target (``idsite``, ``rec``, ``token_auth``...) are encoded once.
+out of URLs and access logs, and "secure only" tokens are accepted only there (ADR 001). The parts
+that never change for a target (``idsite``, ``rec``, ``token_auth``...) are encoded once.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -18,10 +19,16 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 class TrackingEncoder:
-    """Turns a target's planned hits into request bodies. One per target, reused for every hit."""
+    """Turns a target's planned hits into request bodies. One per target and process, reused for every hit.
 
-    def __init__(self, target: Target):
+    ``run_id`` prefixes order ids (``ec_id``): Matomo rejects a repeated order id for a site, and
+    seeded plans repeat across runs, so each run (each encoder) gets its own prefix.
+    """
+
+    def __init__(self, target: Target, run_id: str | None = None):
         self._zone = ZoneInfo(target.timezone)
+        self._with_token = target.token_auth is not None
+        self.run_id = run_id or secrets.token_hex(4)
         fixed = {"idsite": str(target.site_id), "rec": "1", "apiv": "1", "send_image": "0"}
         self._prefix = urlencode(fixed)
         self._token_suffix = "&" + urlencode({"token_auth": target.token_auth.get_secret_value()}) if target.token_auth else ""
@@ -29,17 +36,29 @@ class TrackingEncoder:
     def params(self, hit: Hit, visitor: Visitor, sent_at: datetime) -> dict[str, str]:
         """All parameters of one hit except the fixed ones and the token (for tests and reports)."""
         local = sent_at.astimezone(self._zone)
-        return {
+        params = {
             **hit.params,
-            "_id": visitor.cid[:16],
+            "_id": visitor.cid,
             "cid": visitor.cid,
             "ua": visitor.user_agent,
             "lang": visitor.language,
-            "res": visitor.resolution,
             "h": str(local.hour),
             "m": str(local.minute),
             "s": str(local.second),
         }
+        if visitor.resolution:
+            params["res"] = visitor.resolution
+        if visitor.uadata:
+            params["uadata"] = visitor.uadata
+        if visitor.uid:
+            params["uid"] = visitor.uid
+        if visitor.returning:
+            params["_idvc"] = str(visitor.visit_count)
+        if self._with_token and visitor.ip:
+            params["cip"] = visitor.ip  # overriding the IP needs a token with write access
+        if "ec_id" in params:
+            params["ec_id"] = f"{self.run_id}-{params['ec_id']}"
+        return params
 
     def body(self, hit: Hit, visitor: Visitor, sent_at: datetime | None = None) -> str:
         """The form-encoded POST body of one hit, token included."""

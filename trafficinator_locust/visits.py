@@ -1,40 +1,51 @@
-"""The visit planner: who visits, on which device, which pages, which actions, and when.
+"""The visit planner: who visits, on which device, from where, which pages and actions, and when.
 
 Pure and seeded: ``VisitPlanner.plan(n)`` returns the same visit for the same target, seed and visit
 number, whatever the concurrency, because each visit gets its own RNG derived from (seed, target,
 number). It returns plain hits with the wait before each; the Locust user only sends and waits.
-Parameters that depend on the moment of sending (visitor local time) are added by ``tracking``.
+Parameters that depend on the moment or place of sending (visitor local time, ``cip`` with a token,
+a run-unique order id) are added by ``tracking``.
+
+Every share is drawn independently per visit, so one action never crowds out another.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
-import string
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
-from urllib.parse import quote_plus
+from typing import Any, NamedTuple, Sequence, TypeVar
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 from . import catalog
 from .config import Target
+from .traffic import Journey, Page, Span, Step, Traffic
 
-_PV_ID_ALPHABET = string.ascii_letters + string.digits
-ZIPF_EXPONENT = 1.0
+T = TypeVar("T")
+_NUMBER_MASK = (1 << 128) - 1
+_QUOTED_TERMS = tuple(quote_plus(term) for term in catalog.SEARCH_TERMS)
 
 
-@dataclass(frozen=True, slots=True)
-class Visitor:
-    """One simulated person: its own ``cid`` so Matomo never merges it with another visitor."""
+class Visitor(NamedTuple):
+    """One simulated person. Its own ``cid`` keeps Matomo from merging it with another visitor."""
 
     cid: str
     user_agent: str
     language: str
     resolution: str
+    country: str
+    ip: str
+    uadata: str | None = None
+    uid: str | None = None
+    returning: bool = False
+    visit_count: int = 1
+    bot: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """One tracking request: its kind (the stats name), parameters, and the wait before sending it."""
 
     kind: str
@@ -46,75 +57,389 @@ class Hit:
 class PlannedVisit:
     number: int
     visitor: Visitor
+    channel: str
     hits: tuple[Hit, ...]
+    journey: str | None = None
+    actions: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def duration(self) -> float:
         return sum(hit.wait_before for hit in self.hits)
 
+    @property
+    def stored_by_matomo(self) -> bool:
+        """Matomo silently drops bot visits unless they carry ``bots=1``."""
+        return not self.visitor.bot or self.hits[0].params.get("bots") == "1"
+
+
+class Weighted:
+    """Draw from a fixed list by weight with one uniform number (bisect on cumulative weights)."""
+
+    __slots__ = ("items", "_cumulative", "_total")
+
+    def __init__(self, items: Sequence[T], weights: Sequence[float]):
+        pairs = [(item, float(w)) for item, w in zip(items, weights) if w > 0]
+        self.items = tuple(item for item, _ in pairs)
+        self._cumulative = tuple(accumulate(w for _, w in pairs))
+        self._total = self._cumulative[-1] if pairs else 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def pick(self, rng: random.Random) -> Any:
+        # random() < 1, so the point lies below the last cumulative weight: the index is always valid
+        return self.items[bisect_left(self._cumulative, rng.random() * self._total)]
+
+
+class _Page:
+    """A pageview being planned, with the add-on hits that happen on it."""
+
+    __slots__ = ("page", "params", "extras", "wait")
+
+    def __init__(self, page: Page, params: dict[str, str], extras: list[Hit], wait: float | None):
+        self.page, self.params, self.extras, self.wait = page, params, extras, wait
+
 
 class VisitPlanner:
-    """Plans the visits of one target. Build once per target; ``plan`` is cheap and thread-safe."""
+    """Plans the visits of one target. Build once per target; ``plan`` is cheap and side-effect free."""
 
-    def __init__(self, target: Target, seed: int | None = None):
+    def __init__(self, target: Target, seed: int | None = None, *, salt_name: str | None = None):
+        """``salt_name`` replaces the target name in the RNG salt: targets sharing it plan identical visits (mirror)."""
         self.target = target
-        traffic = target.traffic
+        traffic: Traffic = target.traffic
+        self.traffic = traffic
         self._seed = seed if seed is not None else random.SystemRandom().getrandbits(63)
-        self._salt = hashlib.blake2b(f"{self._seed}|{target.name}".encode(), digest_size=8).digest()
-        self._pages = traffic.pages
-        self._page_cum = list(accumulate(1.0 / (rank**ZIPF_EXPONENT) for rank in range(1, len(self._pages) + 1)))
+        salt = hashlib.blake2b(f"{self._seed}|{salt_name or target.name}".encode(), digest_size=16).digest()
+        self._salt = int.from_bytes(salt, "big") << 136
+        self._site_url = traffic.site_url.rstrip("/")
         self._pageviews = (int(traffic.pageviews.min), int(traffic.pageviews.max))
         self._dwell = (traffic.dwell_seconds.min, traffic.dwell_seconds.max)
-        self._site_url = traffic.site_url.rstrip("/")
+        self._pages = _page_table(traffic.pages, traffic.zipf_exponent)
+        self._sections = _section_tables(traffic.pages, traffic.zipf_exponent)
+        self._section_of = {page.url: _section(page.url) for page in traffic.pages}
+        self._dwell_low, self._dwell_span = traffic.dwell_seconds.min, traffic.dwell_seconds.max - traffic.dwell_seconds.min
+        self._pool: dict[int, Visitor] = {}
+        self._product_pages = {p.sku: Page(url=f"{self._site_url}/products/{p.sku.lower()}", title=p.name) for p in traffic.ecommerce.products}
+        self._checkout = Page(url=f"{self._site_url}/checkout", title="Checkout")
+        self._step_pages = {step.url: Page(url=step.url, title=step.title or "") for j in traffic.journeys for step in j.steps if step.type == "pageview" and step.url}
+        kinds = Weighted(list(traffic.devices), list(traffic.devices.values()))
+        self._device_kinds = kinds
+        self._devices = {kind: Weighted(catalog.DEVICES_BY_KIND[kind], [d.share for d in catalog.DEVICES_BY_KIND[kind]]) for kind in kinds.items}
+        accept = {language.tag: language.accept_language for language in catalog.LANGUAGE_SHARES}
+        self._languages = Weighted([accept[tag] for tag in traffic.languages], list(traffic.languages.values()))
+        self._countries = Weighted(list(traffic.countries), list(traffic.countries.values()))
+        self._channels = Weighted(list(traffic.channels), list(traffic.channels.values()))
+        self._engines = Weighted(catalog.SEARCH_ENGINES, [e.weight for e in catalog.SEARCH_ENGINES])
+        self._socials = Weighted(catalog.SOCIAL_NETWORKS, [s.weight for s in catalog.SOCIAL_NETWORKS])
+        self._campaigns = Weighted(catalog.CAMPAIGNS, [c.weight for c in catalog.CAMPAIGNS])
+        self._events = Weighted(traffic.events, [e.weight for e in traffic.events])
+        self._goals = Weighted(traffic.goals, [g.weight for g in traffic.goals])
+        self._journey_bounds = tuple(accumulate(j.share for j in traffic.journeys))
         actions = traffic.actions
-        self._action_shares = (("search", actions.search), ("outlink", actions.outlink), ("download", actions.download), ("event", actions.event))
+        self._addons = (("search", actions.search), ("outlink", actions.outlink), ("download", actions.download), ("event", actions.event))
+        self._key = target.slug
 
-    def rng_for(self, number: int) -> random.Random:
-        """The RNG of visit ``number``: a pure function of (seed, target name, number)."""
-        digest = hashlib.blake2b(number.to_bytes(16, "big", signed=True), digest_size=8, key=self._salt).digest()
-        return random.Random(int.from_bytes(digest, "big"))
+    # -- randomness ---------------------------------------------------------------------------
+
+    def rng_for(self, number: int, stream: int = 0) -> random.Random:
+        """The RNG of visit ``number`` (stream 0) or of returning visitor ``number`` (stream 1).
+
+        Mersenne Twister seeded with the whole key (salt, stream, number): distinct keys give
+        independent sequences, and no hashing is needed per visit.
+        """
+        return random.Random(self._salt | (stream << 128) | (number & _NUMBER_MASK))
+
+    # -- visits -------------------------------------------------------------------------------
 
     def plan(self, number: int) -> PlannedVisit:
         rng = self.rng_for(number)
+        if rng.random() < self.traffic.bots:
+            return self._bot_visit(number, rng)
         visitor = self._visitor(rng)
-        hits: list[Hit] = []
-        pages = [self._page(rng) for _ in range(rng.randint(*self._pageviews))]
-        action_at = {kind: rng.randrange(len(pages)) for kind, share in self._action_shares if rng.random() < share}
-        previous_url = ""
-        pv_id = ""
-        for index, page in enumerate(pages):
-            pv_id = "".join(rng.choices(_PV_ID_ALPHABET, k=6))
-            params = {"url": page.url, "action_name": page.title, "pv_id": pv_id, "urlref": previous_url}
-            hits.append(Hit("pageview", params, 0.0 if index == 0 else self._dwell_time(rng)))
-            for kind, at in action_at.items():
-                if at == index:
-                    hits.append(self._action(kind, rng, pv_id, page.url))
-            previous_url = page.url
-        hits.append(Hit("ping", {"ping": "1", "pv_id": pv_id, "url": previous_url}, self._dwell_time(rng)))
-        return PlannedVisit(number, visitor, tuple(hits))
+        channel = self._channels.pick(rng)
+        journey = self._journey(rng)
+        wanted = _between(rng, *self._pageviews)
+        pages = self._journey_pages(journey, rng) if journey else []
+        if journey is None or journey.continue_browsing:
+            pages += self._free_pages(rng, max(wanted - len(pages), 0 if journey else 1), pages[-1].page if pages else None)
+        actions = set()
+        for kind, share in self._addons:
+            if rng.random() < share and pages:
+                pages[int(rng.random() * len(pages))].extras.append(self._addon(kind, rng))
+                actions.add(kind)
+        if rng.random() < self.traffic.actions.goal and self._goals:
+            pages[int(rng.random() * len(pages))].extras.append(self._goal_hit(self._goals.pick(rng), rng))
+            actions.add("goal")
+        actions |= self._shop(rng, pages, number)
+        self._arrive(pages[0], channel, rng)
+        hits = self._hits(pages, rng)
+        if rng.random() < self.traffic.actions.ping:
+            hits.append(Hit("ping", {"ping": "1", "pv_id": pages[-1].params["pv_id"], "url": pages[-1].page.url}, self._dwell_time(rng)))
+            actions.add("ping")
+        if visitor.returning:
+            hits[0].params["new_visit"] = "1"  # a pooled visitor may still have a visit open
+        return PlannedVisit(number, visitor, channel, tuple(hits), journey.name if journey else None, frozenset(actions))
+
+    def _bot_visit(self, number: int, rng: random.Random) -> PlannedVisit:
+        bot = rng.choice(catalog.BOTS)
+        visitor = Visitor(cid=f"{rng.getrandbits(64):016x}", user_agent=bot.user_agent, language="en-US,en;q=0.5", resolution="", country="US", ip="", bot=True)
+        pages = self._free_pages(rng, rng.randint(*self._pageviews), None)
+        hits = self._hits(pages, rng)
+        if self.traffic.bots_param:
+            hits[0].params["bots"] = "1"
+        return PlannedVisit(number, visitor, "direct", tuple(hits))
+
+    # -- who ----------------------------------------------------------------------------------
 
     def _visitor(self, rng: random.Random) -> Visitor:
-        device = rng.choice(catalog.DEVICES)
-        return Visitor(cid=f"{rng.getrandbits(64):016x}", user_agent=device.user_agent, language=rng.choice(catalog.LANGUAGES), resolution=device.resolution)
+        returning = rng.random() < self.traffic.visitors.returning
+        logged_in = rng.random() < self.traffic.visitors.logged_in
+        if returning:
+            visitor = self._pool_visitor(rng.randrange(self.traffic.visitors.pool_size))
+            visitor = visitor._replace(visit_count=2 + int(rng.random() * 11))
+        else:
+            visitor = self._identity(rng)
+        return visitor._replace(uid=f"user-{visitor.cid[:10]}") if logged_in else visitor
 
-    def _page(self, rng: random.Random):
-        index = bisect_left(self._page_cum, rng.random() * self._page_cum[-1])
-        return self._pages[min(index, len(self._pages) - 1)]
+    def _pool_visitor(self, index: int) -> Visitor:
+        """Returning visitor ``index``: same cid, device, language and country on every visit."""
+        visitor = self._pool.get(index)
+        if visitor is None:
+            visitor = self._pool[index] = self._identity(self.rng_for(index, 1))._replace(returning=True)
+        return visitor
+
+    def _identity(self, rng: random.Random) -> Visitor:
+        device = self._devices[self._device_kinds.pick(rng)].pick(rng)
+        country = self._countries.pick(rng)
+        return Visitor(
+            cid=f"{rng.getrandbits(64):016x}",
+            user_agent=device.user_agent,
+            language=self._languages.pick(rng),
+            resolution=device.resolution,
+            country=country,
+            ip=catalog.random_ip(country, rng),
+            uadata=device.uadata,
+        )
+
+    # -- where from ---------------------------------------------------------------------------
+
+    def _arrive(self, landing: _Page, channel: str, rng: random.Random) -> None:
+        """Set the landing page's referrer (or campaign) for the visit's channel."""
+        params = landing.params
+        if channel == "search":
+            params["urlref"] = self._engines.pick(rng).url.format(query=_QUOTED_TERMS[int(rng.random() * len(_QUOTED_TERMS))])
+        elif channel == "social":
+            params["urlref"] = self._socials.pick(rng).url
+        elif channel == "website":
+            params["urlref"] = rng.choice(catalog.WEBSITES)
+        elif channel == "campaign":
+            campaign = self._campaigns.pick(rng)
+            query = {"mtm_campaign": campaign.name, "mtm_source": campaign.source, "mtm_medium": campaign.medium}
+            if campaign.keyword:
+                query["mtm_kwd"] = campaign.keyword
+            separator = "&" if urlsplit(params["url"]).query else "?"
+            params["url"] = f"{params['url']}{separator}{urlencode(query)}"
+
+    # -- what ---------------------------------------------------------------------------------
+
+    def _journey(self, rng: random.Random) -> Journey | None:
+        draw = rng.random()
+        for journey, bound in zip(self.traffic.journeys, self._journey_bounds):
+            if draw < bound:
+                return journey
+        return None
+
+    def _journey_pages(self, journey: Journey, rng: random.Random) -> list[_Page]:
+        pages: list[_Page] = []
+        for step in journey.steps:
+            if step.type == "pageview":
+                pages.append(self._new_page(self._step_pages[step.url or ""], rng, wait=_draw(step.delay, rng)))
+                continue
+            if not pages:  # an action needs a page to happen on: the home page
+                pages.append(self._new_page(self._pages.items[0], rng))
+            pages[-1].extras.append(self._step_hit(step, rng))
+        return pages
+
+    def _free_pages(self, rng: random.Random, count: int, after: Page | None) -> list[_Page]:
+        pages = []
+        current = after
+        for _ in range(count):
+            current = self._next_page(current, rng)
+            pages.append(self._new_page(current, rng))
+        return pages
+
+    def _next_page(self, current: Page | None, rng: random.Random) -> Page:
+        if current is not None and rng.random() < self.traffic.section_stickiness:
+            section = self._sections.get(self._section_of.get(current.url, ""))
+            if section:
+                return section.pick(rng)
+        return self._pages.pick(rng)
+
+    def _new_page(self, page: Page, rng: random.Random, wait: float | None = None) -> _Page:
+        pv_id = f"{rng.getrandbits(24):06x}"  # 6 alphanumerics, as Matomo wants
+        return _Page(page, {"url": page.url, "action_name": page.title, "pv_id": pv_id}, [], wait)
+
+    def _addon(self, kind: str, rng: random.Random) -> Hit:
+        """An add-on action on a page (its ``pv_id`` and ``url`` are filled in by ``_hits``)."""
+        if kind == "search":
+            index = int(rng.random() * len(_QUOTED_TERMS))
+            term, quoted = catalog.SEARCH_TERMS[index], _QUOTED_TERMS[index]
+            return Hit("search", {"search": term, "search_count": str(rng.choice((0, 1, 3, 8, 24))), "url": f"{self._site_url}/search?q={quoted}"}, self._action_wait(rng))
+        if kind == "outlink":
+            return Hit("outlink", {"link": rng.choice(catalog.OUTLINKS), "ca": "1"}, self._action_wait(rng))
+        if kind == "download":
+            return Hit("download", {"download": self._site_url + rng.choice(catalog.DOWNLOADS), "ca": "1"}, self._action_wait(rng))
+        return self._event_hit(self._events.pick(rng), rng)
+
+    def _event_hit(self, event: Any, rng: random.Random) -> Hit:
+        params = {"e_c": event.category, "e_a": event.action, "ca": "1"}
+        if event.name:
+            params["e_n"] = event.name
+        if event.value is not None:
+            params["e_v"] = _number(rng.uniform(event.value.min, event.value.max))
+        return Hit("event", params, self._action_wait(rng))
+
+    def _goal_hit(self, goal: Any, rng: random.Random) -> Hit:
+        params = {"idgoal": str(goal.id), "ca": "1"}
+        if goal.revenue is not None:
+            params["revenue"] = f"{rng.uniform(goal.revenue.min, goal.revenue.max):.2f}"
+        return Hit("goal", params, self._action_wait(rng))
+
+    def _step_hit(self, step: Step, rng: random.Random) -> Hit:
+        wait = _draw(step.delay, rng)
+        if step.type == "search":
+            hit = Hit("search", {"search": step.term or "", "search_count": "1", "url": f"{self._site_url}/search?q={quote_plus(step.term or '')}"}, 0)
+        elif step.type == "event":
+            params = {"e_c": step.category or "", "e_a": step.action or "", "ca": "1"}
+            if step.name:
+                params["e_n"] = step.name
+            if step.value is not None:
+                params["e_v"] = _number(step.value)
+            hit = Hit("event", params, 0)
+        elif step.type == "outlink":
+            hit = Hit("outlink", {"link": step.url or "", "ca": "1"}, 0)
+        elif step.type == "download":
+            hit = Hit("download", {"download": step.url or "", "ca": "1"}, 0)
+        elif step.type == "goal":
+            hit = Hit("goal", {"idgoal": str(step.id), "ca": "1", **({"revenue": f"{step.revenue:.2f}"} if step.revenue is not None else {})}, 0)
+        elif step.type == "cart":
+            hit = self._cart_hit(self._basket(rng), rng)
+        else:
+            hit = self._order_hit(self._basket(rng), rng, f"{self._key}-{rng.getrandbits(48):012x}")
+        return Hit(hit.kind, hit.params, wait if wait is not None else self._action_wait(rng))
+
+    # -- shop ---------------------------------------------------------------------------------
+
+    def _shop(self, rng: random.Random, pages: list[_Page], number: int) -> set[str]:
+        shop = self.traffic.ecommerce
+        done: set[str] = set()
+        if rng.random() < shop.product_view:
+            for product in rng.sample(shop.products, k=min(len(shop.products), rng.randint(1, 2))):
+                viewed = self._new_page(self._product_pages[product.sku], rng)
+                viewed.params.update({"_pks": product.sku, "_pkn": product.name, "_pkc": product.category, "_pkp": f"{product.price:.2f}"})
+                pages.insert(rng.randint(1, len(pages)) if pages else 0, viewed)
+            done.add("product_view")
+        draw = rng.random()
+        if draw < max(shop.cart, shop.order) and pages:
+            basket = self._basket(rng)
+            at = rng.randrange(len(pages))
+            pages[at].extras.append(self._cart_hit(basket, rng))
+            done.add("cart")
+            if draw < shop.order:
+                checkout = self._new_page(self._checkout, rng)
+                checkout.extras.append(self._order_hit(basket, rng, f"{self._key}-{number:x}"))
+                pages.insert(at + 1, checkout)
+                done.add("order")
+        return done
+
+    def _basket(self, rng: random.Random) -> list[tuple[Any, int]]:
+        shop = self.traffic.ecommerce
+        count = min(len(shop.products), rng.randint(int(shop.items.min), int(shop.items.max)))
+        return [(product, rng.randint(int(shop.quantity.min), int(shop.quantity.max))) for product in rng.sample(shop.products, k=count)]
+
+    def _cart_hit(self, basket: list[tuple[Any, int]], rng: random.Random) -> Hit:
+        subtotal = _cents(sum(product.price * quantity for product, quantity in basket))
+        return Hit("cart", {"idgoal": "0", "ec_items": _items(basket), "revenue": _money(subtotal)}, self._action_wait(rng))
+
+    def _order_hit(self, basket: list[tuple[Any, int]], rng: random.Random, order_ref: str) -> Hit:
+        """An order: money in whole cents, so revenue = subtotal + tax + shipping - discount exactly."""
+        shop = self.traffic.ecommerce
+        subtotal = _cents(sum(product.price * quantity for product, quantity in basket))
+        discount = round(subtotal * shop.discount_rate) if rng.random() < shop.discount_share else 0
+        tax = round((subtotal - discount) * shop.tax_rate)
+        shipping = _cents(rng.choice(shop.shipping))
+        revenue = subtotal + tax + shipping - discount
+        params = {
+            "idgoal": "0", "ec_id": order_ref, "ec_items": _items(basket), "revenue": _money(revenue),
+            "ec_st": _money(subtotal), "ec_tx": _money(tax), "ec_sh": _money(shipping), "ec_dt": _money(discount),
+        }
+        return Hit("order", params, self._action_wait(rng))
+
+    # -- when ---------------------------------------------------------------------------------
+
+    def _hits(self, pages: list[_Page], rng: random.Random) -> list[Hit]:
+        """Flatten pages into hits in time order; ``urlref`` chains, actions reuse their page's ``pv_id``."""
+        hits: list[Hit] = []
+        previous_url = ""
+        for index, page in enumerate(pages):
+            params = page.params
+            params.setdefault("urlref", previous_url)
+            wait = 0.0 if index == 0 else (page.wait if page.wait is not None else self._dwell_time(rng))
+            hits.append(Hit("pageview", params, wait))
+            for extra in page.extras:
+                extra.params.setdefault("url", page.page.url)
+                extra.params["pv_id"] = params["pv_id"]
+                hits.append(extra)
+            previous_url = page.page.url
+        return hits
 
     def _dwell_time(self, rng: random.Random) -> float:
-        return round(rng.uniform(*self._dwell), 3)
+        return self._dwell_low + self._dwell_span * rng.random()
 
-    def _action(self, kind: str, rng: random.Random, pv_id: str, page_url: str) -> Hit:
-        """An add-on action on the page ``pv_id``, some seconds after it loaded."""
-        wait = round(rng.uniform(0, self._dwell[1]) / 2, 3)
-        if kind == "search":
-            term = rng.choice(catalog.SEARCH_TERMS)
-            params = {"search": term, "search_count": str(rng.choice((0, 1, 4, 12, 25))), "url": f"{self._site_url}/search?q={quote_plus(term)}", "pv_id": pv_id}
-        elif kind == "outlink":
-            params = {"link": rng.choice(catalog.OUTLINKS), "url": page_url, "ca": "1", "pv_id": pv_id}
-        elif kind == "download":
-            params = {"download": self._site_url + rng.choice(catalog.DOWNLOADS), "url": page_url, "ca": "1", "pv_id": pv_id}
-        else:
-            category, action, name = rng.choice(catalog.EVENTS)
-            params = {"e_c": category, "e_a": action, "e_n": name, "e_v": str(rng.randint(1, 100)), "url": page_url, "ca": "1", "pv_id": pv_id}
-        return Hit(kind, params, wait)
+    def _action_wait(self, rng: random.Random) -> float:
+        return self._dwell[1] * rng.random() / 2
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _between(rng: random.Random, low: int, high: int) -> int:
+    """``randint`` for small ranges, without its call overhead."""
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _page_table(pages: Sequence[Page], exponent: float) -> Weighted:
+    """Zipf-like popularity: the k-th listed page is chosen with weight 1/k^s."""
+    return Weighted(pages, [1.0 / (rank**exponent) for rank in range(1, len(pages) + 1)])
+
+
+def _section(url: str) -> str:
+    path = urlsplit(url).path.strip("/")
+    return path.split("/", 1)[0] if path else ""
+
+
+def _section_tables(pages: Sequence[Page], exponent: float) -> dict[str, Weighted]:
+    grouped: dict[str, list[Page]] = {}
+    for page in pages:
+        grouped.setdefault(_section(page.url), []).append(page)
+    return {name: _page_table(members, exponent) for name, members in grouped.items() if len(members) > 1}
+
+
+def _draw(span: Span | None, rng: random.Random) -> float | None:
+    return None if span is None else round(rng.uniform(span.min, span.max), 3)
+
+
+def _cents(amount: float) -> int:
+    return round(amount * 100)
+
+
+def _money(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _items(basket: list[tuple[Any, int]]) -> str:
+    return json.dumps([[p.sku, p.name, p.category, round(p.price, 2), quantity] for p, quantity in basket], separators=(",", ":"))

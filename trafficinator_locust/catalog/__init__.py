@@ -193,10 +193,12 @@ def random_ip(country_code: str, rng: random.Random) -> str:
     avoiding addresses ending in .0 or .255. Unknown codes raise ``KeyError``.
     """
     country = COUNTRIES_BY_CODE[country_code.upper()]
-    ip_range = rng.choice(country.ranges)
-    value = rng.randint(ip_range.first, ip_range.last)
+    ranges = country.ranges
+    ip_range = ranges[int(rng.random() * len(ranges))]
+    size = ip_range.last - ip_range.first + 1  # < 2**32: a float draw is exact enough and much cheaper
+    value = ip_range.first + int(rng.random() * size)
     for _ in range(8):
         if value & 0xFF not in (0, 0xFF):
             break
-        value = rng.randint(ip_range.first, ip_range.last)
+        value = ip_range.first + int(rng.random() * size)
     return f"{value >> 24}.{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}"
