@@ -160,6 +160,7 @@ class VisitPlanner:
         journey = self._journey(rng)
         wanted = _between(rng, *self._pageviews)
         pages = self._journey_pages(journey, rng) if journey else []
+        scripted = len(pages)  # the journey's own pages keep their order; shop pages come after them
         if journey is None or journey.continue_browsing:
             pages += self._free_pages(rng, max(wanted - len(pages), 0 if journey else 1), pages[-1].page if pages else None)
         actions = set()
@@ -170,7 +171,7 @@ class VisitPlanner:
         if rng.random() < self.traffic.actions.goal and self._goals:
             pages[int(rng.random() * len(pages))].extras.append(self._goal_hit(self._goals.pick(rng), rng))
             actions.add("goal")
-        actions |= self._shop(rng, pages, number)
+        actions |= self._shop(rng, pages, number, scripted)
         self._arrive(pages[0], channel, rng)
         hits = self._hits(pages, rng)
         if rng.random() < self.traffic.actions.ping:
@@ -330,19 +331,19 @@ class VisitPlanner:
 
     # -- shop ---------------------------------------------------------------------------------
 
-    def _shop(self, rng: random.Random, pages: list[_Page], number: int) -> set[str]:
+    def _shop(self, rng: random.Random, pages: list[_Page], number: int, scripted: int = 0) -> set[str]:
         shop = self.traffic.ecommerce
         done: set[str] = set()
         if rng.random() < shop.product_view:
             for product in rng.sample(shop.products, k=min(len(shop.products), rng.randint(1, 2))):
                 viewed = self._new_page(self._product_pages[product.sku], rng)
                 viewed.params.update({"_pks": product.sku, "_pkn": product.name, "_pkc": product.category, "_pkp": f"{product.price:.2f}"})
-                pages.insert(rng.randint(1, len(pages)) if pages else 0, viewed)
+                pages.insert(rng.randint(max(1, scripted), len(pages)) if pages else 0, viewed)
             done.add("product_view")
         draw = rng.random()
         if draw < max(shop.cart, shop.order) and pages:
             basket = self._basket(rng)
-            at = rng.randrange(len(pages))
+            at = rng.randrange(max(scripted - 1, 0), len(pages))
             pages[at].extras.append(self._cart_hit(basket, rng))
             done.add("cart")
             if draw < shop.order:
