@@ -406,7 +406,7 @@ def test_stats_shape_and_reset(sink):
     stats = sink.stats()
     assert stats["instance"] == "/dev" and set(stats["sites"]) == {"1", "2"}
     site = stats["sites"]["1"]
-    assert set(site) == {"visits", "unique_visitors", "actions", "hits", "invalid", "ignored", "visits_by_day"}
+    assert set(site) == {"visits", "unique_visitors", "actions", "hits", "ip_overrides", "invalid", "ignored", "visits_by_day"}
     assert set(site["actions"]) == set(p.HIT_KINDS)
     assert site["visits_by_day"] == {"2026-11-25": 1}
     assert site["invalid"] == {p.BAD_CID: 1} and site["ignored"] == {p.NO_REC: 1}
@@ -593,3 +593,12 @@ def test_standalone_sink_writes_ready_file_and_stops_on_sigterm(tmp_path):
             process.kill()
             process.wait()
         process.stdout.close()
+
+
+
+def test_ip_overrides_are_counted_only_with_a_valid_token():
+    """The e2e tests prove 'cip only for targets with a token' through this counter."""
+    sink = Sink()
+    assert sink.hit(cid="00000000000000a1", cip="81.2.69.160", token_auth=TOKEN).status_code == 200
+    assert sink.hit(cid="00000000000000a2").status_code == 200
+    assert sink.site()["ip_overrides"] == 1

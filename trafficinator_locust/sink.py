@@ -210,6 +210,7 @@ class _SiteState:
         """Forget every hit, visit and lookup."""
         self.visits = 0
         self.hits = 0
+        self.ip_overrides = 0  # stored hits whose visitor IP came from cip (token required)
         self.actions = dict.fromkeys(HIT_KINDS, 0)
         self.invalid: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
@@ -266,6 +267,7 @@ class _SiteState:
             "unique_visitors": len(visitors),
             "actions": dict(self.actions),
             "hits": self.hits,
+            "ip_overrides": self.ip_overrides,
             "invalid": _counter_dict(self.invalid),
             "ignored": _counter_dict(self.ignored),
             "visits_by_day": {
@@ -649,6 +651,8 @@ class SinkApp:
         site.seen(ts)
         site.hits += 1
         site.actions[kind] += 1
+        if token_valid and params.get("cip"):
+            site.ip_overrides += 1
         if kind in ACTION_KINDS:
             site.day(visit.day).actions += 1
         if ec_id:
