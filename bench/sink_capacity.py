@@ -5,11 +5,12 @@ least 3,000 hits/s on one core with keep-alive clients). Absolute figures depend
 so the same Locust client is measured in the same run against a bare gevent WSGI app that answers
 204 to everything: the ratio sink/baseline is the figure to watch.
 
-Both servers run in their own process on 127.0.0.1 (a free port); Locust runs headless in a third
-process with ``FastHttpUser`` and sends form-POST pageviews with a unique ``cid`` each.
-Prints figures, asserts nothing.
+Both servers run in their own process on 127.0.0.1 (a free port). The client runs in a third
+process and sends form-POST pageviews with a unique ``cid`` each: ``wrk`` (Debian's, installed with
+apt-get if missing) by default, because a single Locust process saturates before the server does;
+``--client locust`` uses Locust's ``FastHttpUser`` instead. Prints figures, asserts nothing.
 
-    .venv/bin/python bench/sink_capacity.py [--seconds 15] [--users 50]
+    .venv/bin/python bench/sink_capacity.py [--client wrk|locust] [--seconds 15] [--users 50]
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import re
+import shutil
 
 import psutil
 
@@ -129,6 +133,43 @@ def _locust(workdir: Path, port: int, path: str, seconds: int, users: int) -> di
     return rows[0]
 
 
+WRK_SCRIPT = r"""
+counter = 0
+math.randomseed(os.time())
+local prefix = math.random(1, 2^30)
+request = function()
+  counter = counter + 1
+  local body = string.format("idsite=1&rec=1&send_image=0&cid=%08x%08x&url=https%%3A%%2F%%2Fbench.example%%2Fpage&action_name=Bench&res=1920x1080", prefix, counter)
+  return wrk.format("POST", wrk.path, {["Content-Type"]="application/x-www-form-urlencoded"}, body)
+end
+"""
+
+
+def ensure_wrk() -> str:
+    """Path of wrk, installing Debian's package when it is missing."""
+    found = shutil.which("wrk")
+    if not found:
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not installed and apt-get could not install it; use --client locust")
+    return found
+
+
+def _wrk(workdir: Path, port: int, path: str, seconds: int, users: int) -> dict[str, str]:
+    script = workdir / "hit.lua"
+    script.write_text(WRK_SCRIPT)
+    output = subprocess.run([ensure_wrk(), "-t1", f"-c{users}", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
+                            capture_output=True, text=True, check=False).stdout
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    latency = re.search(r"Latency\s+([\d.]+)(us|ms|s)", output)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[latency.group(2)] if latency else 0.0
+    return {"Request Count": str(requests), "Failure Count": errors.group(1) if errors else "0",
+            "Requests/s": re.search(r"Requests/sec:\s+([\d.]+)", output).group(1),
+            "Average Response Time": str(float(latency.group(1)) * scale if latency else 0.0)}
+
+
 def _served(port: int, count_path: str) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{count_path}") as response:
         answer = json.load(response)
@@ -136,11 +177,11 @@ def _served(port: int, count_path: str) -> int:
 
 
 def _measure(name: str, command: list[str], path: str, workdir: Path, seconds: int,
-             users: int, count_path: str) -> Result:
+             users: int, count_path: str, client: str) -> Result:
     process, port = _start(command)
     try:
         cpu_before = _cpu(process)
-        row = _locust(workdir, port, path, seconds, users)
+        row = (_wrk if client == "wrk" else _locust)(workdir, port, path, seconds, users)
         cpu = _cpu(process) - cpu_before
         served = _served(port, count_path)
     finally:
@@ -153,7 +194,7 @@ def _measure(name: str, command: list[str], path: str, workdir: Path, seconds: i
 
 
 def _table(results: list[Result], seconds: int) -> str:
-    header = (f"{'server':<14}{'locust req':>11}{'fail':>6}{'req/s':>8}{'avg ms':>8}"
+    header = (f"{'server':<14}{'client req':>11}{'fail':>6}{'req/s':>8}{'avg ms':>8}"
               f"{'served':>9}{'CPU s':>7}{'CPU %':>7}{'served/CPU s':>14}")
     lines = [header, "-" * len(header)]
     for r in results:
@@ -167,23 +208,26 @@ def main() -> int:
     """Measure the baseline and the sink with the same client and print both and the ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--users", type=int, default=50, help="Locust users or wrk connections")
+    parser.add_argument("--client", choices=("wrk", "locust"), default="wrk")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sink-bench-") as tmp:
         workdir = Path(tmp)
         baseline = _measure("baseline 204", [sys.executable, "-c", BASELINE], "/matomo.php",
-                            workdir, args.seconds, args.users, "/count")
+                            workdir, args.seconds, args.users, "/count", args.client)
         sink_cmd = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", "0",
                     "--instance", "/bench", "--ready-file", str(workdir / "ready")]
         sink = _measure("sink", sink_cmd, "/bench/matomo.php", workdir, args.seconds, args.users,
-                        "/bench/sink/stats")
+                        "/bench/sink/stats", args.client)
     cores = psutil.cpu_count(logical=True)
-    print(f"sink capacity: Locust FastHttpUser, {args.users} users, {args.seconds}s each, "
+    client = "wrk" if args.client == "wrk" else "Locust FastHttpUser"
+    print(f"sink capacity: {client}, {args.users} connections, {args.seconds}s each, "
           f"form-POST pageviews, unique cid per hit, {cores} logical CPU(s), "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
     print(_table([baseline, sink], args.seconds))
     ratio = sink.rps / baseline.rps if baseline.rps else float("nan")
-    print(f"ratio sink/baseline, Locust req/s:           {ratio:.2f}")
+    print(f"ratio sink/baseline, client req/s:           {ratio:.2f}")
+    print(f"sink hits stored per second of its own CPU (one-core capacity): {sink.per_cpu_second:.0f}  (goal >= 3000)")
     print(f"ratio sink/baseline, served per server CPU s: "
           f"{sink.per_cpu_second / baseline.per_cpu_second:.2f}")
     print("served = answered as counted by the server (sink: stored hits); CPU % near 100 means "
