@@ -287,3 +287,19 @@ def test_every_hit_is_valid_for_matomo(target, visits):
 def test_same_seed_same_plans_other_seed_other_plans(target):
     assert [VisitPlanner(target, SEED).plan(n) for n in range(300)] == [VisitPlanner(target, SEED).plan(n) for n in range(300)]
     assert [VisitPlanner(target, SEED).plan(n) for n in range(50)] != [VisitPlanner(target, SEED + 1).plan(n) for n in range(50)]
+
+
+def test_the_example_in_docs_traffic_md_loads(tmp_path):
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "traffic.md").read_text(encoding="utf-8")
+    example = re.findall(r"```yaml\n(.*?)```", docs, flags=re.S)[-1]
+    (tmp_path / "urls.txt").write_text((Path(__file__).resolve().parents[1] / "config" / "urls.txt").read_text())
+    (tmp_path / "traffic.yaml").write_text(example)
+    config = load_config(tmp_path / "traffic.yaml", env={"MATOMO_SHOP_TOKEN": "t"})
+    blog, shop = config.targets
+    assert [j.name for j in blog.traffic.journeys] == ["Newsletter signup"]
+    assert [j.name for j in shop.traffic.journeys] == ["Newsletter signup", "Checkout"]
+    assert (shop.traffic.actions.search, shop.traffic.actions.event, shop.traffic.actions.goal) == (0.2, 0.3, 0.05)
+    assert shop.traffic.ecommerce.currency == "EUR" and blog.traffic.ecommerce.order == 0
