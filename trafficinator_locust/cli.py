@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=cmd_validate)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of the config file (for editors)")
+    schema.add_argument("--markdown", action="store_true", help="print the configuration reference (docs/configuration.md) instead")
     schema.set_defaults(handler=cmd_schema)
 
     migrate = commands.add_parser("migrate", help="print the multi-target YAML equivalent of a single-target YAML or MATOMO_* variables")
@@ -88,6 +89,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.markdown:
+        from .reference import render
+
+        print(render(), end="")
+        return 0
     print(json.dumps(json_schema(), indent=2))
     return 0
 
