@@ -8,11 +8,11 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 import pytest
-from device_detector import DeviceDetector
-from device_detector.parser.settings import FAMILY_FROM_OS
 
 from trafficinator_locust import catalog
 from trafficinator_locust.protocol import bot_user_agent
+
+from devicedetect import classify
 
 KINDS = ("desktop", "smartphone", "tablet")
 REQUIRED_BROWSERS = {"Chrome", "Safari", "Firefox", "Edge", "Samsung Internet"}
@@ -28,7 +28,6 @@ DD_BROWSER_NAMES = {
     "Opera": {"Opera", "Opera Mobile"},
 }
 DD_OS_FAMILIES = {"Windows": "Windows", "macOS": "Mac", "iOS": "iOS", "Android": "Android", "Linux": "GNU/Linux", "Chrome OS": "Chrome OS"}
-DD_DEVICE_TYPES = {"desktop": "desktop", "smartphone": "smartphone", "phablet": "smartphone", "tablet": "tablet"}
 
 # Domains of Matomo's Socials.yml (matomo-org/searchengine-and-social-list) per network name.
 MATOMO_SOCIAL_DOMAINS = {
@@ -52,37 +51,6 @@ RESERVED = [ipaddress.ip_network(n) for n in (
     "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
     "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
 )]
-
-
-def _hints(uadata):
-    """Matomo's uadata JSON as the client hints device_detector reads."""
-    data = json.loads(uadata)
-    return {
-        "fullVersionList": data["fullVersionList"], "platform": data["platform"],
-        "platformVersion": data["platformVersion"], "model": data["model"],
-        "mobile": "?1" if data["mobile"] else "?0",
-    }
-
-
-_CLASSIFIED: dict = {}
-
-
-def classify(user_agent, uadata=None):
-    """(device type, browser name, OS family, is bot) by DeviceDetector; cached per UA (+ hints)."""
-    key = (user_agent, uadata)
-    if key not in _CLASSIFIED:
-        if uadata:
-            detected = DeviceDetector(user_agent, headers=_hints(uadata)).parse()
-        else:
-            detected = DeviceDetector(user_agent).parse()
-        short = detected.all_details.get("os", {}).get("short_name", "")
-        _CLASSIFIED[key] = (
-            DD_DEVICE_TYPES.get(str(detected.device_type()), str(detected.device_type())),
-            detected.client_name(),
-            FAMILY_FROM_OS.get(short, ""),
-            detected.is_bot(),
-        )
-    return _CLASSIFIED[key]
 
 
 # --- devices -------------------------------------------------------------------------------------

@@ -303,3 +303,13 @@ def test_the_example_in_docs_traffic_md_loads(tmp_path):
     assert [j.name for j in shop.traffic.journeys] == ["Newsletter signup", "Checkout"]
     assert (shop.traffic.actions.search, shop.traffic.actions.event, shop.traffic.actions.goal) == (0.2, 0.3, 0.05)
     assert shop.traffic.ecommerce.currency == "EUR" and blog.traffic.ecommerce.order == 0
+
+
+def test_planned_devices_classified_by_matomo_device_detector(target, visits):
+    """What Matomo will report: device types of the planned visitors within 3 points of the config."""
+    from devicedetect import classify
+
+    counts = Counter(classify(v.visitor.user_agent, v.visitor.uadata)[0] for v in visits[:20_000])
+    assert not any(classify(v.visitor.user_agent, v.visitor.uadata)[3] for v in visits[:20_000]), "no bot unless the bot share is set"
+    for kind, expected in normalised(target.traffic.devices).items():
+        assert abs(counts[kind] / 20_000 - expected) < 0.03, (kind, counts[kind] / 20_000, expected)
