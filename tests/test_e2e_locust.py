@@ -27,6 +27,7 @@ defaults:
     pageviews: {{min: 2, max: 4}}
     dwell_seconds: {{min: 0.05, max: 0.3}}
     pause_between_visits: {{min: 0, max: 0.1}}
+    visitors: {{returning: 0}}   # every visit a new visitor: unique visitors must equal visits
 targets:
   - name: Alpha
     url: http://127.0.0.1:{port}/alpha/matomo.php

@@ -602,3 +602,80 @@ def test_ip_overrides_are_counted_only_with_a_valid_token():
     assert sink.hit(cid="00000000000000a1", cip="81.2.69.160", token_auth=TOKEN).status_code == 200
     assert sink.hit(cid="00000000000000a2").status_code == 200
     assert sink.site()["ip_overrides"] == 1
+
+
+# --- silent loss (for `trafficinator verify`) and tracking failures --------------------------------
+def _lossy(loss: float, seed: int) -> tuple[SinkApp, Client]:
+    app = SinkApp([SinkInstance("/dev", {1: SinkSite(1)}, {TOKEN})], clock=FakeClock(), loss=loss, loss_seed=seed)
+    return app, Client(app)
+
+
+def _lost_visits(loss: float, seed: int, count: int = 400) -> tuple[int, dict]:
+    app, client = _lossy(loss, seed)
+    for n in range(count):
+        response = client.post("/dev/matomo.php", data={"idsite": "1", "rec": "1", "send_image": "0", "cid": f"{n:016x}", "url": f"https://e.example/{n}"})
+        assert response.status_code == 204  # answered like a stored hit
+    site = app.stats("/dev")["sites"]["1"]
+    return site["lost"], site
+
+
+def test_loss_drops_a_seeded_share_of_valid_hits_but_answers_them_as_stored():
+    lost, site = _lost_visits(0.25, seed=1)
+    assert 60 <= lost <= 140 and site["visits"] == site["hits"] == 400 - lost
+    assert site["invalid"] == {} and site["ignored"] == {}
+    assert _lost_visits(0.25, seed=1)[0] == lost  # same hits, same seed: same choice
+    assert _lost_visits(0.25, seed=2)[1]["visits"] != site["visits"] or _lost_visits(0.25, seed=3)[1]["visits"] != site["visits"]
+    app, client = _lossy(0.25, seed=1)
+    bulk = json.dumps({"requests": [f"?idsite=1&rec=1&send_image=0&cid={n:016x}&url=https%3A%2F%2Fe.example%2F{n}" for n in range(400)], "token_auth": TOKEN})
+    answer = client.post("/dev/matomo.php", data=bulk, content_type="application/json").json
+    assert answer == {"status": "success", "tracked": 400, "invalid": 0}
+    assert app.stats("/dev")["sites"]["1"]["lost"] == lost  # the token does not change the choice
+    with pytest.raises(ValueError):
+        SinkApp([], loss=1.0)
+
+
+def test_invalid_hits_are_not_lost_they_stay_invalid():
+    app, client = _lossy(0.9, seed=1)
+    for _ in range(20):
+        assert client.post("/dev/matomo.php", data={"idsite": "1", "rec": "1", "cid": "nothex"}).status_code == 400
+    site = app.stats("/dev")["sites"]["1"]
+    assert site["invalid"] == {p.BAD_CID: 20} and "lost" not in site
+
+
+def test_tracking_failures_list_rejected_hits_per_site_and_reason(sink):
+    assert sink.api("CoreAdminHome.getTrackingFailures") == []
+    sink.hit(cid="bad")
+    sink.hit(cid="bad")
+    sink.hit(cid=CID_A, cdt=old_cdt(30))
+    sink.hit(idsite="9")
+    failures = sink.api("CoreAdminHome.getTrackingFailures")
+    assert [(f["idsite"], f["problem"], f["count"]) for f in failures] == [
+        ("1", p.BAD_CID, 2), ("1", p.CDT_NEEDS_TOKEN, 1), ("", p.UNKNOWN_SITE, 1)]
+    assert all(f["request_url"] == "" for f in failures)
+    denied = sink.api("CoreAdminHome.getTrackingFailures", token="wrong")
+    assert denied["result"] == "error" and "view" in denied["message"]
+
+
+def test_json_answers_on_a_keep_alive_connection_are_not_held_back_by_nagle():
+    import http.client
+    import time as _time
+
+    app = SinkApp([SinkInstance("/dev", {1: SinkSite(1)}, {TOKEN})])
+    server, port = serve(app, "127.0.0.1", 0)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = json.dumps({"requests": [f"?idsite=1&rec=1&cid={CID_A}"], "token_auth": TOKEN}).encode()
+        started = _time.perf_counter()
+        for _ in range(10):
+            connection.request("POST", "/dev/matomo.php", body=body, headers={"Content-Type": "application/json"})
+            assert json.loads(connection.getresponse().read())["tracked"] == 1
+        assert (_time.perf_counter() - started) / 10 < 0.02  # ~40 ms each with Nagle + delayed ACK
+        connection.close()
+    finally:
+        server.stop()
+
+
+def test_sink_command_refuses_a_loss_outside_0_to_1():
+    result = subprocess.run([sys.executable, "-m", "trafficinator_locust.cli", "sink", "--loss", "1.5", "--port", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--loss" in result.stderr and "Traceback" not in result.stderr

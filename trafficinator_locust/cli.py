@@ -56,7 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--token", action="append", default=[], help="with --instance: an accepted token_auth (repeatable)")
     sink.add_argument("--ready-file", help="write the bound port to this file once listening")
     sink.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering each tracking request")
+    sink.add_argument("--loss", type=float, default=0.0, help="share (0..1) of valid hits answered as stored but dropped, for `trafficinator verify` to find")
+    sink.add_argument("--loss-seed", type=int, default=0, help="seed of which hits --loss drops (repeatable runs)")
     sink.set_defaults(handler=cmd_sink)
+
+    from . import backfill, verify  # backfill and verify define their own options
+
+    backfill.add_command(commands)
+    verify.add_command(commands)
 
     demo = commands.add_parser("demo", help="run Locust for ~30 s against 3 targets on the embedded receiver and print a table")
     demo.add_argument("--config", default=None, help="demo traffic config (default: the packaged 3-target demo)")
@@ -142,7 +149,10 @@ def cmd_sink(args: argparse.Namespace) -> int:
         instances = [sink.SinkInstance(prefix, dict(sites), set(args.token)) for prefix in args.instance]
     else:
         instances = sink.default_instances()
-    return sink.run(instances, host="127.0.0.1", port=args.port, ready_file=args.ready_file, delay_seconds=args.delay) or 0
+    if not 0 <= args.loss < 1:
+        print("trafficinator sink: --loss must be >= 0 and < 1 (e.g. 0.05)", file=sys.stderr)
+        return 2
+    return sink.run(instances, host="127.0.0.1", port=args.port, ready_file=args.ready_file, delay_seconds=args.delay, loss=args.loss, loss_seed=args.loss_seed) or 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

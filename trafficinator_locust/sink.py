@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import tempfile
 import time
 from collections import Counter
@@ -211,6 +212,7 @@ class _SiteState:
         self.visits = 0
         self.hits = 0
         self.ip_overrides = 0  # stored hits whose visitor IP came from cip (token required)
+        self.lost = 0  # valid hits answered as stored but dropped on purpose (SinkApp loss)
         self.actions = dict.fromkeys(HIT_KINDS, 0)
         self.invalid: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
@@ -273,6 +275,7 @@ class _SiteState:
             "visits_by_day": {
                 d.isoformat(): s.visits for d, s in sorted(self.days.items()) if s.visits
             },
+            **({"lost": self.lost} if self.lost else {}),
         }
 
 
@@ -499,9 +502,19 @@ class SinkApp:
         clock: Callable[[], float] = time.time,
         *,
         delay_seconds: float = 0.0,
+        loss: float = 0.0,
+        loss_seed: int = 0,
     ) -> None:
+        """``loss``: the share of otherwise-valid hits answered as stored but dropped (0..1), chosen
+        per hit by a keyed hash of its parameters (seeded by ``loss_seed``), so runs are repeatable
+        and ``trafficinator verify`` has a silent loss to find, like Matomo's silent drops."""
+        if not 0.0 <= loss < 1.0:
+            raise ValueError("loss must be >= 0 and < 1")
         self.clock = clock
         self.delay_seconds = delay_seconds
+        self.loss = loss
+        self._loss_threshold = int(loss * 2**64)
+        self._loss_key = hashlib.blake2b(str(loss_seed).encode(), digest_size=16).digest()
         self._states: dict[str, _InstanceState] = {}
         for instance in instances:
             prefix = _normalise_prefix(instance.prefix)
@@ -641,6 +654,9 @@ class SinkApp:
         ec_id = params.get("ec_id", "") if kind == "order" else ""
         if ec_id and ec_id in site.ec_ids:
             return Rejection(DUPLICATE_EC_ID, "this ec_id was already recorded for the site")
+        if self._loss_threshold and self._lost(params):
+            site.lost += 1
+            return None
         cdt = params.get("cdt")
         ts = parse_cdt(cdt, now_utc).timestamp() if cdt else now
         address = (params.get("cip") if token_valid else "") or client.address
@@ -658,6 +674,12 @@ class SinkApp:
         if ec_id:
             site.ec_ids.add(ec_id)
         return None
+
+    def _lost(self, params: Mapping[str, str]) -> bool:
+        """Whether this hit is one of the ``loss`` share: same parameters, same answer."""
+        text = "\x00".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "token_auth")
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, key=self._loss_key).digest()
+        return int.from_bytes(digest, "big") < self._loss_threshold
 
     # -- reporting API ------------------------------------------------------------------------
     def _api(
@@ -750,6 +772,25 @@ def _visits_summary(state: _InstanceState, params: Mapping[str, str], now: float
     }
 
 
+def _tracking_failures(state: _InstanceState) -> list[dict[str, Any]]:
+    """Rejected (invalid) hits per site and reason, shaped like Matomo's tracking failures.
+
+    Matomo keeps one row per site and problem; the sink adds ``count``. Request URLs are left
+    empty: the sink never echoes parameters (they may hold a token). Silent drops are not failures.
+    """
+    failures: list[dict[str, Any]] = []
+    rows = [(str(site_id), site.site.name, site.invalid) for site_id, site in state.sites.items()]
+    rows.append(("", "", state.invalid))
+    for site_id, name, counter in rows:
+        for reason, count in sorted(counter.items()):
+            failures.append({
+                "idsite": site_id, "idfailure": len(failures) + 1, "site_name": name or f"Site {site_id}",
+                "problem": reason, "solution": "see the receiver's stats (invalid) for the rule",
+                "request_url": "", "count": count,
+            })
+    return failures
+
+
 def _api_answer(state: _InstanceState, params: Mapping[str, str], now: float) -> Any:
     """The JSON answer of one Reporting API call (errors are answered with status 200)."""
     if params.get("module") != "API":
@@ -769,6 +810,8 @@ def _api_answer(state: _InstanceState, params: Mapping[str, str], now: float) ->
         return list(state.sites)
     if method == "VisitsSummary.get":
         return _visits_summary(state, params, now)
+    if method == "CoreAdminHome.getTrackingFailures":
+        return _tracking_failures(state)
     module = method.split(".", 1)[0]
     return _api_error(
         f"The method '{method.split('.', 1)[-1]}' does not exist or is not available in the "
@@ -777,13 +820,26 @@ def _api_answer(state: _InstanceState, params: Mapping[str, str], now: float) ->
 
 
 # --- serving -------------------------------------------------------------------------------------
+class _NoDelayServer(WSGIServer):
+    """pywsgi sends a response's headers and body in two writes; with Nagle on, the body waits for
+    the client's delayed ACK (~40 ms), so every answer with a body (bulk JSON, the Reporting API,
+    stats, the GIF) took 40 ms on a keep-alive connection. TCP_NODELAY sends both at once."""
+
+    def handle(self, sock: Any, address: Any) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        super().handle(sock, address)
+
+
 def serve(app: SinkApp, host: str = "127.0.0.1", port: int = 0) -> tuple[WSGIServer, int]:
     """Start ``app`` on a gevent WSGI server in the background; returns ``(server, bound_port)``.
 
     Only loopback hosts are accepted. Keep-alive is on (HTTP/1.1). Stop with ``server.stop()``.
     """
     _require_loopback(host)
-    server = WSGIServer((host, port), app, log=None)
+    server = _NoDelayServer((host, port), app, log=None)
     server.start()
     return server, server.server_port
 
@@ -807,13 +863,15 @@ def run(
     ready_file: str | None = None,
     *,
     delay_seconds: float = 0.0,
+    loss: float = 0.0,
+    loss_seed: int = 0,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then stop cleanly and return exit code 0.
 
     Prints one ``sink listening on ...`` line; writes the bound port to ``ready_file`` (atomic
     rename) once listening so callers can wait for it instead of sleeping.
     """
-    app = SinkApp(instances, delay_seconds=delay_seconds)
+    app = SinkApp(instances, delay_seconds=delay_seconds, loss=loss, loss_seed=loss_seed)
     server, bound = serve(app, host, port)
     stop = gevent.event.Event()
     watchers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)]

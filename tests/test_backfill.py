@@ -1,0 +1,488 @@
+"""Backfill: day counts, placement in time, cdt rules, determinism (pure), then real runs into the
+embedded receiver: exact stored visits per target and local day, interrupt + resume, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from trafficinator_locust import backfill as bf
+from trafficinator_locust.cli import main
+from trafficinator_locust.config import load_config
+from trafficinator_locust.demo import free_port, instance_prefix, receiver_stats, start_sink, stop_process
+from trafficinator_locust.tracking import TrackingEncoder
+from trafficinator_locust.visits import VisitPlanner
+
+REPO = Path(__file__).resolve().parents[1]
+CDT_RE = re.compile(r"\A\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z")
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp()
+
+
+def one_target(write_yaml, timezone_name="UTC", visits=28, extra="", name="traffic.yaml"):
+    path = write_yaml(f"""
+        seed: 5
+        targets:
+          - name: Site
+            url: http://127.0.0.1:9/site/matomo.php
+            site_id: 1
+            token_auth: site-token-1234
+            timezone: {timezone_name}
+            visits_per_day: {visits}
+        {extra}""", name=name)
+    return load_config(path).targets[0]
+
+
+def windows_visits(target, day, seed=5, now=FAR_FUTURE):
+    pace = bf.pace_for(target)
+    window = bf.day_window(pace, day, now)
+    return window, list(bf.day_visits(VisitPlanner(target, seed), pace, window))
+
+
+# --- days ------------------------------------------------------------------------------------------
+def test_day_counts_follow_the_cap_and_weekday_factors(write_yaml):
+    target = one_target(write_yaml, extra="    profile: {weekdays: [1, 1, 1, 1, 2, 0.5, 0.5]}")
+    pace = bf.pace_for(target)
+    monday = date(2025, 3, 10)
+    counts = [bf.day_window(pace, monday + timedelta(days=n), FAR_FUTURE).visits for n in range(7)]
+    assert counts == [28, 28, 28, 28, 56, 14, 14]  # 28 x 7 x w / sum(w), sum(w) = 7
+    odd = one_target(write_yaml, visits=10, extra="    profile: {weekdays: [3, 1, 1, 1, 1, 1, 1]}", name="odd.yaml")
+    pace = bf.pace_for(odd)
+    assert [bf.day_window(pace, monday + timedelta(days=n), FAR_FUTURE).visits for n in range(2)] == [23, 8]  # 10*7*3/9 = 23.3, 10*7/9 = 7.8
+
+
+def test_today_gets_the_visits_due_so_far_all_before_now_and_a_later_day_is_refused(write_yaml):
+    target = one_target(write_yaml, visits=240)
+    pace = bf.pace_for(target)
+    now = datetime(2025, 3, 10, 6, 0, 0, tzinfo=timezone.utc).timestamp()
+    window = bf.day_window(pace, date(2025, 3, 10), now)
+    assert window.end == int(now) and window.visits == 60  # a quarter of a flat day
+    visits = list(bf.day_visits(VisitPlanner(target, 5), pace, window))
+    assert len(visits) == 60 and all(t < now for v in visits for t in v.times)
+    with pytest.raises(ValueError, match="not begun"):
+        bf.day_window(pace, date(2025, 3, 11), now)
+
+
+def test_visit_numbers_and_order_id_prefix_are_fixed_by_day_index_and_seed():
+    assert bf.visit_number(date(2025, 3, 14), 17) == 20250314_000000017
+    assert bf.visit_number(date(2025, 3, 14), 0) != bf.visit_number(date(2025, 3, 15), 0)
+    with pytest.raises(ValueError):
+        bf.visit_number(date(2025, 3, 14), 10**9)
+    assert bf.run_id_for(5, "Shop") == bf.run_id_for(5, "Shop") != bf.run_id_for(6, "Shop")
+    assert bf.run_id_for(5, "Shop") != bf.run_id_for(5, "Blog")
+
+
+# --- placement -------------------------------------------------------------------------------------
+def test_visits_are_placed_by_the_hourly_profile(write_yaml):
+    hours = [0] * 24
+    hours[9], hours[17] = 1, 3
+    target = one_target(write_yaml, "Europe/Berlin", visits=400, extra=f"    profile: {{hours: {hours}}}")
+    window, visits = windows_visits(target, date(2025, 5, 14))
+    zone = ZoneInfo("Europe/Berlin")
+    started = Counter(datetime.fromtimestamp(v.start, zone).hour for v in visits)
+    assert started == {9: 100, 17: 300}  # stratified: exactly the profile's shares
+    starts = [v.start for v in visits]
+    assert starts == sorted(starts)  # visit index order is time order
+
+
+def test_flat_profile_spreads_visits_over_every_hour(write_yaml):
+    target = one_target(write_yaml, "Asia/Tokyo", visits=480)
+    _, visits = windows_visits(target, date(2025, 5, 14))
+    per_hour = Counter(datetime.fromtimestamp(v.start, ZoneInfo("Asia/Tokyo")).hour for v in visits)
+    assert set(per_hour) == set(range(24)) and all(19 <= n <= 21 for n in per_hour.values())
+
+
+@pytest.mark.parametrize("zone, day", [
+    ("UTC", date(2025, 5, 14)),
+    ("America/New_York", date(2025, 5, 14)),
+    ("Asia/Tokyo", date(2025, 12, 31)),
+    ("Europe/Berlin", date(2025, 3, 30)),  # 23 hours
+    ("America/New_York", date(2025, 11, 2)),  # 25 hours
+])
+def test_every_cdt_is_utc_inside_its_local_day_and_in_time_order(write_yaml, zone, day):
+    target = one_target(write_yaml, zone, visits=150, extra="    traffic: {dwell_seconds: {min: 200, max: 1500}}")
+    window, visits = windows_visits(target, day)
+    tz = ZoneInfo(zone)
+    encoder = TrackingEncoder(target, run_id="bftest")
+    assert len(visits) == 150
+    for visit in visits:
+        assert list(visit.times) == sorted(visit.times)
+        for position, ts in enumerate(visit.times):
+            params = bf.hit_params(encoder, 1, visit, position)
+            assert CDT_RE.match(params["cdt"]) and "token_auth" not in params
+            moment = datetime.strptime(params["cdt"], bf.CDT_FORMAT).replace(tzinfo=timezone.utc)
+            local = moment.astimezone(tz)
+            assert local.date() == day, (visit.index, params["cdt"])
+            assert (params["h"], params["m"], params["s"]) == (str(local.hour), str(local.minute), str(local.second))
+            assert window.start <= ts < window.end
+
+
+def test_dst_days_place_visits_in_the_hours_that_exist(write_yaml):
+    target = one_target(write_yaml, "Europe/Berlin", visits=250)
+    spring, spring_visits = windows_visits(target, date(2025, 3, 30))
+    assert spring.end - spring.start == 23 * 3600
+    zone = ZoneInfo("Europe/Berlin")
+    spring_hours = Counter(datetime.fromtimestamp(v.start, zone).hour for v in spring_visits)
+    assert 2 not in spring_hours and len(spring_hours) == 23
+    autumn, autumn_visits = windows_visits(target, date(2025, 10, 26))
+    assert autumn.end - autumn.start == 25 * 3600
+    autumn_hours = Counter(datetime.fromtimestamp(v.start, zone).hour for v in autumn_visits)
+    assert 19 <= autumn_hours[2] <= 21  # 02:00-03:00 happens twice: 2/25 of the day
+
+
+def test_a_visit_that_would_pass_midnight_is_shifted_back_and_a_too_long_one_squeezed():
+    assert bf.hit_times(990.0, [0, 5, 10], 0, 1000) == (984, 989, 999)
+    assert bf.hit_times(100.2, [0, 5.5, 10], 0, 1000) == (100, 105, 115)
+    squeezed = bf.hit_times(5.0, [0, 300, 300], 0, 100)
+    assert squeezed[0] == 0 and squeezed[-1] == 99 and list(squeezed) == sorted(squeezed)
+
+
+def test_plans_are_deterministic_with_the_seed_and_resume_mid_visit_gives_the_same_hits(write_yaml):
+    target = one_target(write_yaml, "America/New_York", visits=40, extra="    traffic: {ecommerce: {cart: 0.5, order: 0.4}}")
+    day = date(2025, 6, 2)
+
+    def stream(seed, cursor=(0, 0)):
+        job = bf.TargetJob(target, 0, bf.pace_for(target), [day], seed, bf.run_id_for(seed, target.name), VisitPlanner(target, seed), TrackingEncoder(target, run_id=bf.run_id_for(seed, target.name)))
+        return [(item.visit, item.hit, item.query) for item in bf._items(job, bf.day_window(job.pace, day, FAR_FUTURE), cursor)]
+
+    full = stream(5)
+    assert full == stream(5) and full != stream(6)
+    orders = [q for _, _, q in full if "ec_id=" in q]
+    assert orders, "the scenario needs orders"
+    at = next(i for i, (visit, hit, _) in enumerate(full) if visit == 17 and hit == 2)
+    assert stream(5, (17, 2)) == full[at:]
+
+
+# --- limiter and checkpoint ------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_hits_per_second_bucket_lets_a_batch_through_then_paces_without_busy_waiting():
+    clock = FakeClock()
+    bucket = bf.TokenBucket(100, burst=50, clock=clock)
+    waits = [bucket.acquire(50, sleep=clock.sleep) for _ in range(5)]
+    assert waits == [0, 0.5, 0.5, 0.5, 0.5] and clock.slept == [0.5] * 4
+    clock.now += 10  # idle: the bucket refills to its burst, never beyond
+    assert bucket.acquire(50, sleep=clock.sleep) == 0 and bucket.acquire(50, sleep=clock.sleep) == 0.5
+
+
+def test_checkpoint_is_written_whole_and_rejects_other_files(tmp_path):
+    path = tmp_path / "cp.json"
+    checkpoint = bf.Checkpoint.load(path)
+    checkpoint.adopt("Shop", "f1", 5, "bfx")["days"]["2025-01-01"] = {"planned": 3}
+    checkpoint.save()
+    assert bf.Checkpoint.load(path).data == checkpoint.data
+    assert [p.name for p in tmp_path.iterdir()] == ["cp.json"]  # no temp file left behind
+    path.write_text('{"version": 99}')
+    with pytest.raises(bf.UsageError, match="version"):
+        bf.Checkpoint.load(path)
+    path.write_text("{not json")
+    with pytest.raises(bf.UsageError, match="not a readable checkpoint"):
+        bf.Checkpoint.load(path)
+
+
+# --- bad input: exit 2, a clear message, no traceback ----------------------------------------------
+BAD_CONFIG = """
+seed: 1
+targets:
+  - name: Good
+    url: http://127.0.0.1:9/good/matomo.php
+    site_id: 1
+    token_auth: good-token-1234
+    visits_per_day: 10
+    timezone: Asia/Tokyo
+  - name: NoToken
+    url: http://127.0.0.1:9/nt/matomo.php
+    site_id: 2
+    visits_per_day: 10
+  - name: NoPace
+    url: http://127.0.0.1:9/np/matomo.php
+    site_id: 3
+    token_auth: np-token-1234
+"""
+
+
+def _main(capsys, *args):
+    try:
+        code = main(list(map(str, args)))
+    except SystemExit as exit_:  # argparse and config errors exit directly
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_missing_token_and_missing_pace_are_named_with_the_config_path(write_yaml, capsys, tmp_path):
+    config = write_yaml(BAD_CONFIG)
+    yesterday = date.today() - timedelta(days=2)
+    code, out, err = _main(capsys, "backfill", config, "--from", yesterday, "--to", yesterday, "--checkpoint", tmp_path / "cp.json", "--target", "NoToken", "--target", "NoPace")
+    assert code == 2 and "Traceback" not in err
+    assert f"{config}: targets[1] (NoToken): no token_auth" in err
+    assert f"{config}: targets[2] (NoPace): no visits_per_day" in err
+    assert not (tmp_path / "cp.json").exists()
+
+
+def test_a_future_day_is_refused(write_yaml, capsys, tmp_path):
+    config = write_yaml(BAD_CONFIG)
+    tomorrow_everywhere = date.today() + timedelta(days=2)
+    code, _, err = _main(capsys, "backfill", config, "--from", date.today() - timedelta(days=3), "--to", tomorrow_everywhere, "--target", "Good", "--checkpoint", tmp_path / "cp.json")
+    assert code == 2 and "Good" in err and "future" in err and "Asia/Tokyo" in err
+
+
+def test_a_range_over_max_days_is_refused(write_yaml, capsys, tmp_path):
+    config = write_yaml(BAD_CONFIG)
+    last = date.today() - timedelta(days=2)
+    code, _, err = _main(capsys, "backfill", config, "--from", last - timedelta(days=400), "--to", last, "--target", "Good", "--checkpoint", tmp_path / "cp.json")
+    assert code == 2 and "401 days" in err and "--max-days 400" in err
+    code, _, err = _main(capsys, "backfill", config, "--from", last, "--to", last - timedelta(days=1), "--target", "Good", "--checkpoint", tmp_path / "cp.json")
+    assert code == 2 and "is after --to" in err
+    code, _, err = _main(capsys, "backfill", config, "--from", "2025-13-01", "--to", last)
+    assert code == 2 and "--from" in err and "Traceback" not in err
+
+
+def test_unknown_target_and_changed_settings_are_refused(write_yaml, capsys, tmp_path):
+    config = write_yaml(BAD_CONFIG)
+    day = date.today() - timedelta(days=3)
+    code, _, err = _main(capsys, "backfill", config, "--from", day, "--to", day, "--target", "Nope", "--checkpoint", tmp_path / "cp.json")
+    assert code == 2 and "--target Nope" in err and "Good, NoToken, NoPace" in err
+    checkpoint = bf.Checkpoint(tmp_path / "cp.json")
+    checkpoint.adopt("Good", "another-fingerprint", 1, "bfold")
+    checkpoint.save()
+    code, _, err = _main(capsys, "backfill", config, "--from", day, "--to", day, "--target", "Good", "--checkpoint", tmp_path / "cp.json")
+    assert code == 2 and "Good was backfilled with other settings" in err
+
+
+# --- end to end into the embedded receiver ----------------------------------------------------------
+E2E_CONFIG = """
+seed: 2024
+defaults:
+  traffic:
+    pageviews: {{min: 2, max: 5}}
+    visitors: {{returning: 0.3, pool_size: 25, logged_in: 0.1}}
+    ecommerce: {{product_view: 0.2, cart: 0.35, order: 0.25}}
+    actions: {{search: 0.2, event: 0.3, goal: 0.1}}
+    goals: [{{id: 1, revenue: {{min: 5, max: 50}}}}]
+targets:
+  - name: Berlin
+    url: http://127.0.0.1:{port}/berlin/matomo.php
+    site_id: 1
+    token_auth: e2e-berlin-token-111
+    timezone: Europe/Berlin
+    visits_per_day: 28
+    profile: {{weekdays: [1, 1, 1, 1, 1.5, 0.75, 0.75]}}
+  - name: NewYork
+    url: http://127.0.0.1:{port}/ny/matomo.php
+    site_id: 2
+    token_auth: e2e-ny-token-222
+    timezone: America/New_York
+    visits_per_day: 20
+    profile: {{hours: [0, 0, 0, 0, 0, 0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 1, 1, 0, 0]}}
+  - name: Tokyo
+    url: http://127.0.0.1:{port}/tokyo/matomo.php
+    site_id: 3
+    token_auth: e2e-tokyo-token-333
+    timezone: Asia/Tokyo
+    visits_per_day: 36
+{extra}"""
+CLOSED_TARGET = """  - name: Closed
+    url: http://127.0.0.1:{closed}/closed/matomo.php
+    site_id: 4
+    token_auth: e2e-closed-token-444
+    visits_per_day: 20
+"""
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("backfill")
+    port = free_port()
+    config = folder / "traffic.yaml"
+    config.write_text(E2E_CONFIG.format(port=port, extra=""), encoding="utf-8")
+    closed = folder / "with-closed.yaml"
+    closed.write_text(E2E_CONFIG.format(port=port, extra=CLOSED_TARGET.format(closed=free_port())), encoding="utf-8")
+    sink = start_sink(config, port, {**__import__("os").environ})
+    last = datetime.now(timezone.utc).date() - timedelta(days=2)  # past in every zone
+    try:
+        yield {"folder": folder, "port": port, "config": config, "closed": closed, "first": last - timedelta(days=6), "last": last}
+    finally:
+        stop_process(sink)
+
+
+def _reset(port: int) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/sink/reset", data=b"", method="POST"), timeout=10).read()
+
+
+def _backfill(e2e, *extra, config=None, name="run"):
+    folder = e2e["folder"]
+    command = [sys.executable, "-m", "trafficinator_locust.cli", "backfill", str(config or e2e["config"]),
+               "--from", e2e["first"].isoformat(), "--to", e2e["last"].isoformat(),
+               "--checkpoint", str(folder / f"{name}.checkpoint.json"), "--report", str(folder / f"{name}.report.json"), *map(str, extra)]
+    return command
+
+
+def _run(command, timeout=60):
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def _planned(e2e, names=("Berlin", "NewYork", "Tokyo")):
+    config = load_config(e2e["config"])
+    days = [e2e["first"] + timedelta(days=n) for n in range(7)]
+    return {t.name: {d.isoformat(): bf.pace_for(t).cap(d) for d in days} for t in config.targets if t.name in names}
+
+
+def _stored(e2e):
+    config = load_config(e2e["config"])
+    stats = receiver_stats(e2e["port"])
+    return {t.name: stats[instance_prefix(t.url)]["sites"][str(t.site_id)] for t in config.targets}
+
+
+def _assert_exact(e2e, planned):
+    stored = _stored(e2e)
+    for name, days in planned.items():
+        site = stored[name]
+        assert site["visits_by_day"] == {d: n for d, n in days.items() if n}, name
+        assert site["invalid"] == {}, (name, site["invalid"])  # a repeated ec_id would be invalid
+    assert sum(stored[name]["actions"]["order"] for name in planned) > 10
+    return stored
+
+
+def test_three_targets_seven_days_store_exactly_the_planned_visits_per_local_day(e2e):
+    _reset(e2e["port"])
+    result = _run(_backfill(e2e, "--max-hits-per-second", 100000, name="exact"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    planned = _planned(e2e)
+    assert len({n for days in planned.values() for n in days.values()}) > 2  # weekday factors at work
+    _assert_exact(e2e, planned)
+    report = json.loads((e2e["folder"] / "exact.report.json").read_text())
+    for entry in report["targets"]:
+        days = entry["days"]
+        assert {d: v["visits"] for d, v in days.items()} == planned[entry["target"]]
+        assert all(v["tracked"] == v["hits"] > 0 and v["invalid"] == 0 and v["complete"] for v in days.values())
+        assert entry["status"] == "complete"
+    assert "backfill complete" in result.stdout and "Berlin" in result.stdout
+    for token in ("e2e-berlin-token-111", "e2e-ny-token-222", "e2e-tokyo-token-333"):
+        assert token not in result.stdout + result.stderr
+        assert token not in (e2e["folder"] / "exact.report.json").read_text()
+        assert token not in (e2e["folder"] / "exact.checkpoint.json").read_text()
+    again = _run(_backfill(e2e, name="exact"))  # every day finished: nothing is sent twice
+    assert again.returncode == 0 and _stored(e2e)["Tokyo"]["hits"] == sum(v["hits"] for v in report["targets"][2]["days"].values())
+
+
+def _batches_planned(e2e) -> int:
+    config = load_config(e2e["config"])
+    total = 0
+    for target in config.targets:
+        pace = bf.pace_for(target)
+        for n in range(7):
+            window = bf.day_window(pace, e2e["first"] + timedelta(days=n), time.time())
+            hits = sum(len(v.times) for v in bf.day_visits(VisitPlanner(target, 2024), pace, window))
+            total += math.ceil(hits / 50)
+    return total
+
+
+def test_a_run_stopped_half_way_resumes_without_duplicates(e2e):
+    _reset(e2e["port"])
+    half = _batches_planned(e2e) // 2
+    first = _run(_backfill(e2e, "--stop-after-batches", half, name="resume"))
+    assert first.returncode == 130, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "run the same command again to resume" in first.stdout
+    checkpoint = json.loads((e2e["folder"] / "resume.checkpoint.json").read_text())
+    done = [d["done"] for t in checkpoint["targets"].values() for d in t["days"].values()]
+    assert any(done) and not all(done)
+    stored_half = sum(site["visits"] for site in _stored(e2e).values())
+    assert 0 < stored_half < sum(sum(days.values()) for days in _planned(e2e).values())
+    second = _run(_backfill(e2e, name="resume"))
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    _assert_exact(e2e, _planned(e2e))
+
+
+def test_sigterm_stops_cleanly_and_the_rerun_completes_exactly(e2e):
+    _reset(e2e["port"])
+    checkpoint = e2e["folder"] / "term.checkpoint.json"
+    process = subprocess.Popen(_backfill(e2e, "--max-hits-per-second", 300, name="term"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait for real progress, not for a fixed time
+            if checkpoint.exists():
+                days = [d for t in json.loads(checkpoint.read_text())["targets"].values() for d in t["days"].values()]
+                if sum(d["hits"] for d in days) >= 300:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no progress in the checkpoint within 30 s")
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, out[-2000:] + err[-2000:]
+    assert "SIGTERM" in out
+    saved = json.loads(checkpoint.read_text())
+    assert not all(d["done"] for t in saved["targets"].values() for d in t["days"].values())
+    rerun = _run(_backfill(e2e, name="term"))
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    _assert_exact(e2e, _planned(e2e))
+
+
+def test_a_target_on_a_closed_port_fails_alone(e2e):
+    _reset(e2e["port"])
+    result = _run(_backfill(e2e, "--retries", 1, config=e2e["closed"], name="closed"))
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "target Closed failed" in result.stderr and "connection refused" in result.stderr
+    _assert_exact(e2e, _planned(e2e))
+    report = json.loads((e2e["folder"] / "closed.report.json").read_text())
+    status = {entry["target"]: entry["status"] for entry in report["targets"]}
+    assert status == {"Berlin": "complete", "NewYork": "complete", "Tokyo": "complete", "Closed": "failed"}
+
+
+def test_dry_run_sends_nothing(e2e, capsys):
+    _reset(e2e["port"])
+    code, out, _ = _main(capsys, "backfill", e2e["config"], "--from", e2e["first"], "--to", e2e["last"], "--dry-run", "--checkpoint", e2e["folder"] / "dry.json")
+    assert code == 0 and "dry run" in out and "Tokyo" in out
+    assert not (e2e["folder"] / "dry.json").exists()
+    assert sum(site["hits"] for site in _stored(e2e).values()) == 0
+
+
+def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one(write_yaml):
+    target = one_target(write_yaml)
+    job = bf.TargetJob(target, 0, bf.pace_for(target), [date(2025, 1, 1), date(2025, 1, 2)], 5, "bf", VisitPlanner(target, 5), TrackingEncoder(target))
+    plain = io.StringIO()
+    progress = bf.Progress([job], plain, 1.0)
+    progress.done["Site"], progress.hits["Site"] = 1, 1234
+    progress.show()
+    progress.show()  # unchanged: no new line
+    assert plain.getvalue() == "backfill [##########----------] 1/2 days | Site 1,234 hits\n"
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    progress = bf.Progress([job], tty, 1.0)
+    progress.show()
+    progress.done["Site"] = 2
+    progress.show(final=True)
+    assert tty.getvalue().count("\r") == 2 and tty.getvalue().endswith("2/2 days | Site 0 hits\n")
