@@ -101,6 +101,11 @@ def test_headless_run_three_targets(setup, tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Trafficinator per-target summary" in result.stdout + result.stderr
     _check_run(config_path, port, workdir, env, result.stdout + result.stderr)
+    # the run's own report, checked against what the receiver's Reporting API says it stored
+    verify = subprocess.run([sys.executable, "-m", "trafficinator_locust.cli", "verify", str(config_path), "--report", str(workdir / "report.json")],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert not any(token in verify.stdout + verify.stderr for token in TOKENS.values())
 
 
 def test_master_and_two_workers(setup, tmp_path: Path):

@@ -4,26 +4,38 @@ Locust imports the locustfile before it parses the full command line, so the con
 pre-parsed here with Locust's own parser (which honours ``--config``, ``locust.conf`` and
 ``pyproject.toml``). Listeners are attached per environment in :func:`register` so Locust's test
 base (which swaps ``locust.events``) and real runs behave alike.
+
+Per process role:
+
+* master or local runner: the permit broker (the day's budget, persisted to the state file), its
+  upkeep every second (lease expiry, ending the run once every budget is spent), the load shape
+  of paced runs, and the per-target summary;
+* worker or local runner: the permit client every user takes a permit from before a visit.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
 from locust import events
 from locust.argument_parser import LocustArgumentParser, get_empty_argument_parser
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerRunner
 
+from .broker import DEFAULT_TTL, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
 from .config import Config, load_config
 from .legacy import is_legacy_environment, legacy_config
-from .report import REPORT_KEY, VisitTally, summarize, summary_table, write_report
-from .users import TargetUser, build_user_classes, set_worker_index
+from .report import REPORT_KEY, BudgetView, VisitTally, summarize, summary_table, write_report
+from .shape import PoolDispatcher, TrafficShape
+from .users import DEFAULT_TIMEOUT, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index
 from .yaml_source import ConfigError, Problem
 
 logger = logging.getLogger("trafficinator")
@@ -31,6 +43,14 @@ logger = logging.getLogger("trafficinator")
 CONFIG_ENV = "TRAFFICINATOR_CONFIG"
 DEFAULT_STOP_TIMEOUT = 10.0
 EXIT_CONFIG_ERROR = 2
+PACINGS = ("paced", "stress")
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return number
 
 
 def add_arguments(parser: LocustArgumentParser) -> None:
@@ -40,6 +60,26 @@ def add_arguments(parser: LocustArgumentParser) -> None:
     group = parser.add_argument_group("trafficinator", "Matomo traffic for many targets")
     group.add_argument("--traffic-config", metavar="FILE", env_var=CONFIG_ENV, default=None, help=f"Traffic YAML (or ${CONFIG_ENV}).")
     group.add_argument("--traffic-report", metavar="FILE", default=None, help="Write the per-target run summary as JSON.")
+    group.add_argument(
+        "--traffic-pacing", choices=PACINGS, default="paced",
+        help="paced: each target at its visits_per_day rate (shaped by its profile) and daily cap; "
+        "stress: daily caps only, the user count drives the load. Targets without visits_per_day are never limited.",
+    )
+    group.add_argument(
+        "--traffic-shape", action=argparse.BooleanOptionalAction, default=None,
+        help="Size each target's users from its rate and end the run when every budget is spent. "
+        "Default: on in paced runs without -u/--users when a target has visits_per_day.",
+    )
+    group.add_argument(
+        "--traffic-state", metavar="FILE", default=None,
+        help="File keeping each target's count for its local day across restarts "
+        "(default: $XDG_STATE_HOME/trafficinator/<hash of the config path>.json; '' keeps nothing).",
+    )
+    group.add_argument("--traffic-lease-ttl", metavar="SECONDS", type=_positive, default=DEFAULT_TTL, help="Lifetime of a batch of permits held by a process.")
+    timeout = group.add_argument("--traffic-timeout", metavar="SECONDS", type=_positive, default=DEFAULT_TIMEOUT, help="Connect and read timeout of each tracking request.")
+    # Options added to a group lack Locust's UI attributes, so they stay off the web UI's form;
+    # the timeout may be changed per test there.
+    timeout.include_in_web_ui, timeout.is_secret, timeout.is_required, timeout.is_multiple = True, False, False, False
 
 
 def discover_config(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> Config | None:
@@ -70,6 +110,33 @@ def exit_on_config_error(error: ConfigError) -> None:
     sys.exit(EXIT_CONFIG_ERROR)
 
 
+def _option(options: Any, name: str, default: Any) -> Any:
+    return getattr(options, name, default) if options is not None else default
+
+
+def state_file_for(options: Any, config: Config, env: Mapping[str, str] | None = None) -> StateFile | None:
+    """``--traffic-state`` (``''`` disables persistence), else the default path for this config."""
+    chosen = _option(options, "traffic_state", None)
+    if chosen == "":
+        return None
+    return StateFile(chosen if chosen else default_state_path(config.source, env))
+
+
+def shape_wanted(options: Any, config: Config) -> bool:
+    """Paced run, a target with a rate, and no -u (or an explicit --traffic-shape)."""
+    choice = _option(options, "traffic_shape", None)
+    paced = _option(options, "traffic_pacing", "paced") == "paced"
+    if choice is False:
+        return False
+    if not paced:
+        if choice:
+            logger.warning("--traffic-shape sizes users from rates: it needs --traffic-pacing paced; ignored")
+        return False
+    if choice:
+        return True
+    return _option(options, "num_users", None) is None and any(t.visits_per_day is not None for t in config.enabled_targets)
+
+
 @dataclass
 class Plugin:
     """What the locustfile exposes: the config, its user classes, and the shared tally."""
@@ -77,6 +144,10 @@ class Plugin:
     config: Config
     user_classes: dict[str, type[TargetUser]]
     tally: VisitTally = field(default_factory=VisitTally)
+    broker: PermitBroker | None = None
+    permits: PermitClient | None = None
+    shape: TrafficShape | None = None
+    _ending: bool = False
 
     def register(self, environment: Environment) -> None:
         """Attach listeners to one environment (called from the ``init`` event)."""
@@ -85,16 +156,92 @@ class Plugin:
             environment.stop_timeout = DEFAULT_STOP_TIMEOUT
         if environment.host:
             logger.warning("--host is ignored: each target sends to the tracker URL from the traffic config")
+        runner = environment.runner
+        if runner is not None and not isinstance(runner, WorkerRunner):
+            self._start_broker(environment, runner)
+        if runner is not None and not isinstance(runner, MasterRunner):
+            self._start_client(runner)
         environment.events.test_start.add_listener(self._on_test_start)
+        environment.events.test_stop.add_listener(self._on_test_stop)
         environment.events.report_to_master.add_listener(self._on_report_to_master)
         environment.events.worker_report.add_listener(self._on_worker_report)
         environment.events.quitting.add_listener(self._on_quitting)
 
+    # -- set-up per role
+
+    def _start_broker(self, environment: Environment, runner: Runner) -> None:
+        options = environment.parsed_options
+        paced = _option(options, "traffic_pacing", "paced") == "paced"
+        state_file = state_file_for(options, self.config)
+        try:
+            state = state_file.load() if state_file else None
+        except StateError as error:
+            sys.stderr.write(f"trafficinator: {error}\n")
+            sys.exit(EXIT_CONFIG_ERROR)
+        ledger = restore_ledger(build_budgets(self.config, paced), state, time.time())
+        alive = None
+        if isinstance(runner, MasterRunner):
+            clients = runner.clients
+            alive = lambda holder: holder in clients and clients[holder].state != STATE_MISSING  # noqa: E731
+        self.broker = PermitBroker(
+            ledger,
+            send=lambda msg_type, data, client_id: runner.send_message(msg_type, data, client_id=client_id),
+            state_file=state_file,
+            ttl=_option(options, "traffic_lease_ttl", DEFAULT_TTL),
+            alive=alive,
+        )
+        self.broker.attach(runner)
+        self.broker.save()
+        spawn_every(runner.greenlet, TICK_SECONDS, lambda: self._upkeep(environment, runner), "budget upkeep")
+        self.shape = None
+        if environment.shape_class is None and shape_wanted(options, self.config):
+            by_target = {cls.target.name: cls for cls in self.user_classes.values()}
+            self.shape = TrafficShape(self.broker, self.config.enabled_targets, by_target, run_time=lambda: _option(environment.parsed_options, "run_time", None))
+            self.shape.runner = runner
+            environment.shape_class = self.shape
+            environment.dispatcher_class = PoolDispatcher
+        where = state_file.path if state_file else "not kept (--traffic-state '')"
+        logger.info("trafficinator: pacing %s; users %s; budget state %s", "paced" if paced else "stress", "sized per target by the shape" if self.shape else "from -u / the web UI", where)
+
+    def _start_client(self, runner: Runner) -> None:
+        limited = [t.name for t in self.config.enabled_targets if t.visits_per_day is not None]
+        self.permits = PermitClient(limited, send=lambda msg_type, data, client_id: runner.send_message(msg_type, data))
+        self.permits.attach(runner)
+        set_permits(self.user_classes, self.permits)
+        spawn_every(runner.greenlet, TICK_SECONDS, self.permits.tick, "permit reports")
+
+    # -- listeners
+
+    def _upkeep(self, environment: Environment, runner: Runner) -> None:
+        """Every second on the master: expire leases; end a run (without our shape) once every budget is spent."""
+        assert self.broker is not None
+        self.broker.tick()
+        if self.shape is not None or self._ending or runner.state not in (STATE_SPAWNING, STATE_RUNNING):
+            return
+        if self.broker.all_spent():
+            self._ending = True
+            headless = bool(_option(environment.parsed_options, "headless", False))
+            logger.info("trafficinator: every target's daily budget is spent; %s", "ending the run" if headless else "stopping the test")
+            gevent.spawn(runner.quit if headless else runner.stop)
+
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
-        if isinstance(environment.runner, WorkerRunner):
-            set_worker_index(self.user_classes, environment.runner.worker_index)
+        runner = environment.runner
+        set_timeouts(self.user_classes, _option(environment.parsed_options, "traffic_timeout", DEFAULT_TIMEOUT))
+        if isinstance(runner, WorkerRunner):
+            set_worker_index(self.user_classes, runner.worker_index)
         else:
             self.tally.reset()
+            self._ending = False
+            if self.broker is not None:
+                self.broker.start_run()
+        if self.permits is not None and not isinstance(runner, MasterRunner):
+            self.permits.start()
+
+    def _on_test_stop(self, environment: Environment, **_: Any) -> None:
+        if self.permits is not None and not isinstance(environment.runner, MasterRunner):
+            self.permits.return_all()
+        if self.broker is not None and not isinstance(environment.runner, WorkerRunner):
+            self.broker.end_run()
 
     def _on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         data[REPORT_KEY] = self.tally.drain()
@@ -105,11 +252,33 @@ class Plugin:
     def _on_quitting(self, environment: Environment, **_: Any) -> None:
         if isinstance(environment.runner, WorkerRunner):
             return
-        rows = summarize(self.config, environment.stats, self.tally)
+        if self.broker is not None:
+            self.broker.end_run()
+        view = self.budget_view()
+        rows = summarize(self.config, environment.stats, self.tally, view)
         print("\nTrafficinator per-target summary\n" + summary_table(rows), flush=True)
         path = environment.parsed_options.traffic_report if environment.parsed_options else None
         if path:
-            write_report(path, self.config, rows)
+            run = None
+            if view is not None and view.window is not None:
+                run = {"pacing": "paced" if view.paced else "stress", "started": view.window[0], "ended": view.window[1], "seconds": round(view.window[1] - view.window[0], 3)}
+            write_report(path, self.config, rows, run)
+
+    # -- views for reports and the web UI
+
+    def budget_view(self, now: float | None = None) -> BudgetView | None:
+        """Each target's pace, budget status and the run's window (master or local runner only)."""
+        if self.broker is None:
+            return None
+        now = time.time() if now is None else now
+        ledger = self.broker.ledger
+        start, end = self.broker.run_started_at, self.broker.run_ended_at
+        return BudgetView(
+            paces={name: ledger.budget(name).pace for name in ledger.targets},
+            statuses={status.name: status for status in ledger.status(now)},
+            window=(start, end if end is not None else now) if start is not None else None,
+            paced=any(ledger.budget(name).paced for name in ledger.targets),
+        )
 
 
 def load_plugin(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> Plugin | None:
@@ -126,5 +295,3 @@ def load_plugin(argv: list[str] | None = None, env: Mapping[str, str] | None = N
     plugin.user_classes = build_user_classes(config, plugin.tally)
     events.init.add_listener(lambda environment, **_: plugin.register(environment))
     return plugin
-
-

@@ -1,23 +1,30 @@
-"""Per-target run summary: visits started (counted by the plugin) beside Locust's request stats.
+"""Per-target run summary: visits started (counted by the plugin) beside Locust's request stats and
+each target's budget (cap today, visits expected at its pace, state).
 
 Locust counts requests; a Matomo administrator counts visits. The tally counts a visit when its
-first hit is answered 2xx (Matomo then has the visit), workers ship their counts to the master in
-Locust's own worker reports, and the master builds one table and one JSON document per run.
+first hit is answered 2xx (Matomo then has the visit), per target and per the target's local day;
+workers ship their counts to the master in Locust's own worker reports, and the master builds one
+table and one JSON document per run.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from locust.stats import RequestStats, StatsEntry
 
+from .budget import Pace, TargetStatus
 from .config import Config
 
 REPORT_KEY = "trafficinator_tally"
+# A target whose failed visits are at least this share of its visits (and at least one) is "failing".
+FAILING_SHARE = 0.5
 
 
 class VisitTally:
@@ -26,24 +33,67 @@ class VisitTally:
     def __init__(self) -> None:
         self.started: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
+        self.bots: Counter[str] = Counter()  # bot visits Matomo drops by design: not "started"
+        # target -> local day (ISO) -> [started, failed]
+        self.days: dict[str, dict[str, list[int]]] = {}
 
-    def visit_started(self, target: str, ok: bool) -> None:
+    def visit_started(self, target: str, ok: bool, day: str | None = None, stored: bool = True) -> None:
+        """Count a visit whose first hit was answered (``ok``); ``stored=False`` for a bot visit Matomo drops."""
+        if ok and not stored:
+            self.bots[target] += 1
+            return
         (self.started if ok else self.failed)[target] += 1
+        if day is not None:
+            self.days.setdefault(target, {}).setdefault(day, [0, 0])[0 if ok else 1] += 1
 
-    def drain(self) -> dict[str, dict[str, int]]:
+    def drain(self) -> dict[str, Any]:
         """Counts since the last drain, for a worker report (workers send deltas, like Locust's stats)."""
-        data = {"started": dict(self.started), "failed": dict(self.failed)}
-        self.started.clear()
-        self.failed.clear()
+        data = {"started": dict(self.started), "failed": dict(self.failed), "bots": dict(self.bots), "days": self.days}
+        self.started = Counter()
+        self.failed = Counter()
+        self.bots = Counter()
+        self.days = {}
         return data
 
-    def merge(self, data: dict[str, dict[str, int]]) -> None:
+    def merge(self, data: Mapping[str, Any]) -> None:
         self.started.update(data.get("started", {}))
         self.failed.update(data.get("failed", {}))
+        self.bots.update(data.get("bots", {}))
+        for target, days in data.get("days", {}).items():
+            mine = self.days.setdefault(target, {})
+            for day, (started, failed) in days.items():
+                counts = mine.setdefault(day, [0, 0])
+                counts[0] += started
+                counts[1] += failed
 
     def reset(self) -> None:
         self.started.clear()
         self.failed.clear()
+        self.bots.clear()
+        self.days = {}
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    """What the master knows of each target's budget at the end of a run (from the broker).
+
+    ``window`` is the run's ``(start, end)`` in unix seconds; ``statuses`` the ledger's view per
+    target (absent for targets the master did not budget).
+    """
+
+    paces: Mapping[str, Pace]
+    statuses: Mapping[str, TargetStatus]
+    window: tuple[float, float] | None
+    paced: bool = True
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    day: str
+    visits_started: int
+    visits_failed: int
+    cap: int | None
+    expected_visits: float | None
 
 
 @dataclass(frozen=True)
@@ -52,16 +102,51 @@ class TargetSummary:
     site_id: int
     visits_started: int
     visits_failed: int
+    bot_visits: int
     requests: int
     failures: int
     fail_ratio: float
     p50_ms: int
     p95_ms: int
     requests_by_kind: dict[str, int]
+    cap_today: int | None = None
+    granted_today: int | None = None
+    expected_visits: float | None = None
+    state: str = "running"
+    days: list[DaySummary] = field(default_factory=list)
 
 
-def summarize(config: Config, stats: RequestStats, tally: VisitTally) -> list[TargetSummary]:
-    """One row per enabled target, from Locust's per-name stats and the plugin's tally."""
+def target_state(status: TargetStatus | None, started: int, failed: int) -> str:
+    """running | capped | paused | failing: failing wins (the tracker is the problem), then the budget."""
+    if failed and failed >= FAILING_SHARE * (started + failed):
+        return "failing"
+    if status is None or status.state == "unpaced":
+        return "running"
+    return status.state
+
+
+def _days(name: str, pace: Pace | None, tally: VisitTally, window: tuple[float, float] | None) -> list[DaySummary]:
+    """One row per local day the run touched or a visit was counted in, oldest first."""
+    counted = tally.days.get(name, {})
+    spans: dict[str, float | None] = {}
+    if pace is not None and window is not None:
+        start, end = window
+        cursor = start
+        while cursor < end:
+            plan = pace.plan_at(cursor)
+            spans[plan.day.isoformat()] = pace.expected_visits(cursor, min(end, plan.end)) if pace.visits_per_day is not None else None
+            cursor = plan.end
+    rows = []
+    for day in sorted(set(spans) | set(counted)):
+        started, failed = counted.get(day, [0, 0])
+        cap = pace.cap(date.fromisoformat(day)) if pace is not None else None
+        expected = spans.get(day)
+        rows.append(DaySummary(day, started, failed, cap, None if expected is None else round(expected, 2)))
+    return rows
+
+
+def summarize(config: Config, stats: RequestStats, tally: VisitTally, budget: BudgetView | None = None) -> list[TargetSummary]:
+    """One row per enabled target, from Locust's per-name stats, the plugin's tally and the budget."""
     rows = []
     for target in config.enabled_targets:
         prefix = f"[{target.name}] "
@@ -71,18 +156,29 @@ def summarize(config: Config, stats: RequestStats, tally: VisitTally) -> list[Ta
             if name.startswith(prefix):
                 merged.extend(entry)
                 kinds[name[len(prefix):]] = kinds.get(name[len(prefix):], 0) + entry.num_requests
+        status = budget.statuses.get(target.name) if budget else None
+        pace = budget.paces.get(target.name) if budget else None
+        expected = None
+        if pace is not None and pace.visits_per_day is not None and budget is not None and budget.window is not None:
+            expected = round(pace.expected_visits(*budget.window), 2)
         rows.append(
             TargetSummary(
                 target=target.name,
                 site_id=target.site_id,
                 visits_started=tally.started[target.name],
                 visits_failed=tally.failed[target.name],
+                bot_visits=tally.bots[target.name],
                 requests=merged.num_requests,
                 failures=merged.num_failures,
                 fail_ratio=round(merged.fail_ratio, 4),
                 p50_ms=int(merged.get_response_time_percentile(0.5) or 0),
                 p95_ms=int(merged.get_response_time_percentile(0.95) or 0),
                 requests_by_kind=dict(sorted(kinds.items())),
+                cap_today=status.cap_today if status else None,
+                granted_today=status.granted_today if status else None,
+                expected_visits=expected,
+                state=target_state(status, tally.started[target.name], tally.failed[target.name]),
+                days=_days(target.name, pace, tally, budget.window if budget else None),
             )
         )
     return rows
@@ -100,13 +196,37 @@ def render_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _shown(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+    return str(value)
+
+
 def summary_table(rows: list[TargetSummary]) -> str:
-    headers = ["target", "site", "visits", "requests", "failures", "fail %", "p50 ms", "p95 ms"]
-    body = [[r.target, r.site_id, r.visits_started, r.requests, r.failures, f"{100 * r.fail_ratio:.1f}", r.p50_ms, r.p95_ms] for r in rows]
+    headers = ["target", "site", "visits", "cap today", "expected", "state", "requests", "failures", "fail %", "p50 ms", "p95 ms"]
+    body = [
+        [r.target, r.site_id, r.visits_started, _shown(r.cap_today), _shown(r.expected_visits), r.state, r.requests, r.failures, f"{100 * r.fail_ratio:.1f}", r.p50_ms, r.p95_ms]
+        for r in rows
+    ]
     return render_table(headers, body)
 
 
-def write_report(path: str | Path, config: Config, rows: list[TargetSummary]) -> None:
-    """The JSON report (``--traffic-report``): config fingerprint and one entry per target."""
-    document = {"config": config.source, "fingerprint": config.fingerprint(), "targets": [asdict(r) for r in rows]}
+def _report_row(row: TargetSummary) -> dict[str, Any]:
+    """A target's JSON entry; ``days`` maps each local day to its figures (the shape ``verify`` reads)."""
+    entry = asdict(row)
+    entry["days"] = {
+        day.day: {"visits": day.visits_started, "visits_failed": day.visits_failed, "cap": day.cap, "expected_visits": day.expected_visits}
+        for day in row.days
+    }
+    return entry
+
+
+def write_report(path: str | Path, config: Config, rows: list[TargetSummary], run: Mapping[str, Any] | None = None) -> None:
+    """The JSON report (``--traffic-report``): config fingerprint, the run, one entry per target."""
+    document: dict[str, Any] = {"config": config.source, "fingerprint": config.fingerprint()}
+    if run is not None:
+        document["run"] = dict(run)
+    document["targets"] = [_report_row(r) for r in rows]
     Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

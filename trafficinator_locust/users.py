@@ -8,23 +8,47 @@ so Locust's ``--host`` (which overwrites every class's host) cannot redirect a t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 import gevent
+from gevent.event import Event
 from locust import FastHttpUser, between, task
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
+from .broker import PermitClient
 from .config import Config, Target
 from .report import VisitTally
 from .tracking import FORM_CONTENT_TYPE, TrackingEncoder
 from .visits import PlannedVisit, VisitPlanner
 
+logger = logging.getLogger("trafficinator")
+
 # Visit numbers of one process start at worker_index * this, so seeded plans never repeat across workers.
 VISIT_NUMBERS_PER_WORKER = 1 << 40
+# Per-request limits for trackers: a hung Matomo must not hold a user for Locust's default 60 s.
+DEFAULT_TIMEOUT = 10.0
+# After a visit whose first hit failed, the user backs off (doubling, up to the max) before its next
+# visit, so a tracker that is down is not hammered and does not burn its daily budget in seconds.
+FAILURE_BACKOFF_FIRST = 0.5
+FAILURE_BACKOFF_MAX = 10.0
+
+
+class NoPermits:
+    """The permit source of classes not wired to a broker: never grants (fail closed)."""
+
+    warned = False
+
+    def acquire(self, target: str, wait: Callable[[Event, float], None]) -> None:
+        if not NoPermits.warned:
+            NoPermits.warned = True
+            logger.error("user classes are not connected to a permit broker: no visit is sent (load them through the plugin)")
+        while True:
+            wait(Event(), 1.0)
 
 
 class TargetUser(FastHttpUser):
@@ -36,33 +60,49 @@ class TargetUser(FastHttpUser):
     encoder: ClassVar[TrackingEncoder]
     tally: ClassVar[VisitTally]
     tracker_url: ClassVar[str]
+    permits: ClassVar[PermitClient | NoPermits] = NoPermits()
+    network_timeout = DEFAULT_TIMEOUT
+    connection_timeout = DEFAULT_TIMEOUT
     _numbers: ClassVar[Iterator[int]]
     _headers: ClassVar[dict[str, str]] = {"Content-Type": FORM_CONTENT_TYPE}
+    _failures: int = 0
 
     @task
     def visit(self) -> None:
+        self._checkpoint()  # a stop issued during Locust's wait between tasks lands here, not after a permit
+        # No permit, no visit: wait (stoppable, in bounded steps) until the broker grants one.
+        self.permits.acquire(self.target.name, self.pause_until)
         visit = self.planner.plan(self.next_visit_number())
-        self.run_visit(visit)
+        if not self.run_visit(visit):
+            self._failures += 1
+            self.pause(min(FAILURE_BACKOFF_FIRST * 2 ** (self._failures - 1), FAILURE_BACKOFF_MAX))
+        else:
+            self._failures = 0
 
     @classmethod
     def next_visit_number(cls) -> int:
         return next(cls._numbers)
 
-    def run_visit(self, visit: PlannedVisit) -> None:
-        """Send the visit's hits in order, waiting between them like a reader would."""
+    def run_visit(self, visit: PlannedVisit) -> bool:
+        """Send the visit's hits in order, waiting between them like a reader would.
+
+        Returns whether the visit started (its first hit was answered 2xx).
+        """
         name = self.target.name
         for index, hit in enumerate(visit.hits):
             if hit.wait_before:
                 self.pause(hit.wait_before)
-            body = self.encoder.body(hit, visit.visitor, datetime.now(timezone.utc))
+            now = datetime.now(timezone.utc)
+            body = self.encoder.body(hit, visit.visitor, now)
             with self.client.post(self.tracker_url, data=body, headers=self._headers, name=f"[{name}] {hit.kind}", catch_response=True) as response:
                 ok = 200 <= (response.status_code or 0) < 300
                 if not ok:
-                    response.failure(f"HTTP {response.status_code}")
+                    response.failure(f"HTTP {response.status_code}" if response.status_code else f"no answer ({getattr(response, 'error', None).__class__.__name__})")
             if index == 0:
-                self.tally.visit_started(name, ok)
+                self.tally.visit_started(name, ok, now.astimezone(self.target.tzinfo).date().isoformat(), visit.stored_by_matomo)
                 if not ok:
-                    return  # Matomo stored nothing: the rest would be orphan hits
+                    return False  # Matomo stored nothing: the rest would be orphan hits
+        return True
 
     def pause(self, seconds: float) -> None:
         """Sleep between hits where Locust may stop the user; never stop it during a request.
@@ -70,13 +110,30 @@ class TargetUser(FastHttpUser):
         Mirrors ``TaskSet.wait``: a user asked to stop while a request is in flight finishes that
         request (so it is counted) and stops here, at its next pause.
         """
+        self._stoppable(gevent.sleep, seconds)
+
+    def pause_until(self, event: Event, timeout: float) -> None:
+        """Like :meth:`pause`, but returns early when ``event`` is set (a permit arrived)."""
+        self._stoppable(event.wait, timeout)
+
+    def _stoppable(self, wait: Callable[[float], object], seconds: float) -> None:
         if self._state == LOCUST_STATE_STOPPING:
             raise StopUser()
-        self._state = LOCUST_STATE_WAITING
-        gevent.sleep(seconds)
+        self._state = LOCUST_STATE_WAITING  # Locust kills a waiting user at once when it stops
+        wait(seconds)
+        # Locust's kill is asynchronous: if it was issued just as the wait ended, this greenlet
+        # runs first and the GreenletExit arrives at its next switch. Switch here, still
+        # "waiting", so the kill lands before a permit is taken or a hit half-sent.
+        gevent.sleep(0)
         if self._state == LOCUST_STATE_STOPPING:
             raise StopUser()
         self._state = LOCUST_STATE_RUNNING
+
+    def _checkpoint(self) -> None:
+        """Let a pending stop land (see :meth:`_stoppable`) before something that must not be cut."""
+        gevent.sleep(0)
+        if self._state == LOCUST_STATE_STOPPING:
+            raise StopUser()
 
 
 def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0) -> dict[str, type[TargetUser]]:
@@ -108,3 +165,15 @@ def set_worker_index(classes: dict[str, type[TargetUser]], worker_index: int) ->
     """Move each class's visit numbers into this worker's range (known only once the runner exists)."""
     for cls in classes.values():
         cls._numbers = itertools.count(worker_index * VISIT_NUMBERS_PER_WORKER)
+
+
+def set_timeouts(classes: dict[str, type[TargetUser]], seconds: float) -> None:
+    """Per-request connect and read timeout of every target's users (``--traffic-timeout``)."""
+    for cls in classes.values():
+        cls.network_timeout = cls.connection_timeout = seconds
+
+
+def set_permits(classes: dict[str, type[TargetUser]], permits: PermitClient) -> None:
+    """Connect the classes to this process's permit client (every visit takes a permit first)."""
+    for cls in classes.values():
+        cls.permits = permits
