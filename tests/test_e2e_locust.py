@@ -130,3 +130,18 @@ def test_master_and_two_workers(setup, tmp_path: Path):
                 process.kill()
     assert master.returncode == 0, output[-3000:]
     _check_run(config_path, port, workdir, env, output + worker_output)
+
+
+def test_traffic_checks_set_the_exit_code(setup, tmp_path: Path):
+    """CI thresholds per target: a passing rule keeps 0, a failing one gives 3 and names the target, a typo gives 2."""
+    config_path, port, env = setup
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--headless", "-u", "6", "-r", "6", "-t", "2s"]
+    passing = subprocess.run(base + ["--traffic-check", "fail_ratio<0.01,Alpha:requests>0"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert passing.returncode == 0, passing.stderr[-2000:]
+    failing = subprocess.run(base + ["--traffic-check", "Beta Shop:requests<1", "--traffic-report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert failing.returncode == 3, failing.stderr[-2000:]
+    assert "FAIL [Beta Shop] requests<1" in failing.stdout + failing.stderr
+    checks = json.loads((tmp_path / "r.json").read_text())["run"]["checks"]
+    assert [(c["target"], c["passed"]) for c in checks] == [("Beta Shop", False)]
+    typo = subprocess.run(base + ["--traffic-check", "latency<5"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert typo.returncode == 2 and "unknown metric 'latency'" in typo.stderr and "Traceback" not in typo.stderr

@@ -31,9 +31,11 @@ from locust.env import Environment
 from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerRunner
 
 from .broker import DEFAULT_TTL, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
+from .checks import EXIT_CHECK_FAILED, METRICS, CheckSyntaxError, Rule, evaluate, parse_rules
+from .checks import exit_code as check_exit_code
 from .config import Config, load_config
 from .legacy import is_legacy_environment, legacy_config
-from .report import REPORT_KEY, BudgetView, VisitTally, summarize, summary_table, write_report
+from .report import REPORT_KEY, BudgetView, check_figures, VisitTally, summarize, summary_table, write_report
 from .shape import PoolDispatcher, TrafficShape
 from .users import DEFAULT_TIMEOUT, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index
 from .yaml_source import ConfigError, Problem
@@ -76,6 +78,11 @@ def add_arguments(parser: LocustArgumentParser) -> None:
         "(default: $XDG_STATE_HOME/trafficinator/<hash of the config path>.json; '' keeps nothing).",
     )
     group.add_argument("--traffic-lease-ttl", metavar="SECONDS", type=_positive, default=DEFAULT_TTL, help="Lifetime of a batch of permits held by a process.")
+    group.add_argument(
+        "--traffic-check", metavar="RULES", action="append", default=None,
+        help="CI thresholds per target, e.g. 'fail_ratio<0.01,p95<800,Production:delivered>=0.98'; "
+        f"exit code {EXIT_CHECK_FAILED} when one fails. Metrics: {', '.join(METRICS)}.",
+    )
     timeout = group.add_argument("--traffic-timeout", metavar="SECONDS", type=_positive, default=DEFAULT_TIMEOUT, help="Connect and read timeout of each tracking request.")
     # Options added to a group lack Locust's UI attributes, so they stay off the web UI's form;
     # the timeout may be changed per test there.
@@ -147,6 +154,7 @@ class Plugin:
     broker: PermitBroker | None = None
     permits: PermitClient | None = None
     shape: TrafficShape | None = None
+    rules: list[Rule] = field(default_factory=list)
     _ending: bool = False
 
     def register(self, environment: Environment) -> None:
@@ -158,6 +166,7 @@ class Plugin:
             logger.warning("--host is ignored: each target sends to the tracker URL from the traffic config")
         runner = environment.runner
         if runner is not None and not isinstance(runner, WorkerRunner):
+            self.rules = self._parse_checks(environment)
             self._start_broker(environment, runner)
         if runner is not None and not isinstance(runner, MasterRunner):
             self._start_client(runner)
@@ -166,6 +175,15 @@ class Plugin:
         environment.events.report_to_master.add_listener(self._on_report_to_master)
         environment.events.worker_report.add_listener(self._on_worker_report)
         environment.events.quitting.add_listener(self._on_quitting)
+
+    def _parse_checks(self, environment: Environment) -> list[Rule]:
+        """Read --traffic-check before anything starts: a typo exits 2, not after a long run."""
+        texts = _option(environment.parsed_options, "traffic_check", None) or []
+        try:
+            return parse_rules(texts, known_targets=[t.name for t in self.config.enabled_targets])
+        except CheckSyntaxError as error:
+            sys.stderr.write(f"trafficinator: --traffic-check: {error}\n")
+            sys.exit(EXIT_CONFIG_ERROR)
 
     # -- set-up per role
 
@@ -257,11 +275,18 @@ class Plugin:
         view = self.budget_view()
         rows = summarize(self.config, environment.stats, self.tally, view)
         print("\nTrafficinator per-target summary\n" + summary_table(rows), flush=True)
+        results = evaluate(self.rules, check_figures(rows))
+        if results:
+            print("Trafficinator checks\n" + "\n".join(f"  {result}" for result in results), flush=True)
+            if check_exit_code(results):
+                environment.process_exit_code = check_exit_code(results)
         path = environment.parsed_options.traffic_report if environment.parsed_options else None
         if path:
-            run = None
+            run: dict[str, Any] | None = None
             if view is not None and view.window is not None:
                 run = {"pacing": "paced" if view.paced else "stress", "started": view.window[0], "ended": view.window[1], "seconds": round(view.window[1] - view.window[0], 3)}
+            if results:
+                run = {**(run or {}), "checks": [{"target": r.target, "rule": str(r.rule), "actual": r.actual, "passed": r.passed} for r in results]}
             write_report(path, self.config, rows, run)
 
     # -- views for reports and the web UI

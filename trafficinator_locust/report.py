@@ -213,6 +213,18 @@ def summary_table(rows: list[TargetSummary]) -> str:
     return render_table(headers, body)
 
 
+def check_figures(rows: list[TargetSummary]) -> dict[str, dict[str, float | None]]:
+    """The figures ``--traffic-check`` rules test, per target (``delivered`` only for paced targets)."""
+    return {
+        row.target: {
+            "fail_ratio": row.fail_ratio, "failures": row.failures, "requests": row.requests, "visits": row.visits_started,
+            "p50": row.p50_ms, "p95": row.p95_ms,
+            "delivered": round(row.visits_started / row.expected_visits, 4) if row.expected_visits else None,
+        }
+        for row in rows
+    }
+
+
 def _report_row(row: TargetSummary) -> dict[str, Any]:
     """A target's JSON entry; ``days`` maps each local day to its figures (the shape ``verify`` reads)."""
     entry = asdict(row)
