@@ -171,6 +171,7 @@ class Plugin:
         if runner is not None and not isinstance(runner, MasterRunner):
             self._start_client(runner)
         environment.events.test_start.add_listener(self._on_test_start)
+        environment.events.test_stopping.add_listener(self._on_test_stopping)
         environment.events.test_stop.add_listener(self._on_test_stop)
         environment.events.report_to_master.add_listener(self._on_report_to_master)
         environment.events.worker_report.add_listener(self._on_worker_report)
@@ -254,6 +255,11 @@ class Plugin:
                 self.broker.start_run()
         if self.permits is not None and not isinstance(runner, MasterRunner):
             self.permits.start()
+
+    def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
+        """The run's window ends when stopping starts, not after users took their stop timeout."""
+        if self.broker is not None and not isinstance(environment.runner, WorkerRunner):
+            self.broker.end_run()
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         if self.permits is not None and not isinstance(environment.runner, MasterRunner):
