@@ -478,3 +478,24 @@ def test_single_target_typo_gets_a_hint(write_yaml):
 def test_boolean_site_id_is_rejected(write_yaml):
     with pytest.raises(ConfigError):
         load_config(write_yaml("targets: [{name: A, url: 'https://a.example/', site_id: yes}]\n"), env={})
+
+
+def test_distribution_round_robin_gives_equal_user_weights(write_yaml):
+    from trafficinator_locust.report import VisitTally
+    from trafficinator_locust.users import build_user_classes
+
+    path = write_yaml("""\
+        distribution: round-robin
+        targets:
+          - {name: A, url: "https://a.example/", site_id: 1, weight: 20}
+          - {name: B, url: "https://b.example/", site_id: 1, weight: 80}
+        """)
+    classes = build_user_classes(load_config(path, env={}), VisitTally())
+    assert {name: cls.weight for name, cls in classes.items()} == {"Target_A": 1.0, "Target_B": 1.0}
+
+
+@pytest.mark.parametrize("mode", ["random", "mirror"])
+def test_distributions_not_built_yet_are_refused_not_silently_weighted(write_yaml, mode):
+    path = write_yaml(f"distribution: {mode}\ntargets: [{{name: A, url: 'https://a.example/', site_id: 1}}]\n")
+    with pytest.raises(ConfigError, match="not available yet"):
+        load_config(path, env={})

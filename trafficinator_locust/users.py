@@ -21,7 +21,7 @@ from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 from .broker import PermitClient
-from .config import Config, Target
+from .config import Config, Distribution, Target
 from .report import VisitTally
 from .tracking import FORM_CONTENT_TYPE, TrackingEncoder
 from .visits import PlannedVisit, VisitPlanner
@@ -151,7 +151,7 @@ def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0)
             "tally": tally,
             "tracker_url": target.url,
             "host": f"{parts.scheme}://{parts.netloc}",
-            "weight": target.weight,
+            "weight": 1.0 if config.distribution is Distribution.round_robin else target.weight,
             "wait_time": between(pause.min, pause.max),
             "_numbers": itertools.count(worker_index * VISIT_NUMBERS_PER_WORKER),
             "__module__": __name__,
