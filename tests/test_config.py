@@ -494,7 +494,7 @@ def test_distribution_round_robin_gives_equal_user_weights(write_yaml):
     assert {name: cls.weight for name, cls in classes.items()} == {"Target_A": 1.0, "Target_B": 1.0}
 
 
-@pytest.mark.parametrize("mode", ["random", "mirror"])
+@pytest.mark.parametrize("mode", ["random"])
 def test_distributions_not_built_yet_are_refused_not_silently_weighted(write_yaml, mode):
     path = write_yaml(f"distribution: {mode}\ntargets: [{{name: A, url: 'https://a.example/', site_id: 1}}]\n")
     with pytest.raises(ConfigError, match="not available yet"):

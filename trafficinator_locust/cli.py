@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--token", action="append", default=[], help="with --instance: an accepted token_auth (repeatable)")
     sink.add_argument("--ready-file", help="write the bound port to this file once listening")
     sink.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering each tracking request")
+    sink.add_argument("--record-hits", action="store_true", help="keep each visitor's stored hits in order (stats: hit_log); for tests")
     sink.add_argument("--loss", type=float, default=0.0, help="share (0..1) of valid hits answered as stored but dropped, for `trafficinator verify` to find")
     sink.add_argument("--loss-seed", type=int, default=0, help="seed of which hits --loss drops (repeatable runs)")
     sink.set_defaults(handler=cmd_sink)
@@ -152,7 +153,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     if not 0 <= args.loss < 1:
         print("trafficinator sink: --loss must be >= 0 and < 1 (e.g. 0.05)", file=sys.stderr)
         return 2
-    return sink.run(instances, host="127.0.0.1", port=args.port, ready_file=args.ready_file, delay_seconds=args.delay, loss=args.loss, loss_seed=args.loss_seed) or 0
+    return sink.run(instances, host="127.0.0.1", port=args.port, ready_file=args.ready_file, delay_seconds=args.delay, loss=args.loss, loss_seed=args.loss_seed, record_hits=args.record_hits) or 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ class Distribution(str, Enum):
 
 # Accepted by the schema (the contract names them) but refused at load until they are built:
 # silently running them as 'weighted' would mislead.
-NOT_YET_AVAILABLE = frozenset({Distribution.random, Distribution.mirror})
+NOT_YET_AVAILABLE = frozenset({Distribution.random})
 
 
 class ProfileSpec(Spec):
@@ -140,7 +140,7 @@ class ConfigFile(Spec):
 
     targets: list[TargetSpec] = Field(description="The Matomo targets; at least one enabled.")
     defaults: DefaultsSpec | None = None
-    distribution: Distribution = Field(Distribution.weighted, description="weighted: users split by target weight; round-robin: equal shares whatever the weights (random and mirror: not available yet)")
+    distribution: Distribution = Field(Distribution.weighted, description="weighted: users split by target weight; round-robin: equal shares whatever the weights; mirror: every planned visit goes to every target (random: not available yet)")
     visits_per_day: int | None = Field(None, ge=0, description="Total, split by weight among targets without their own rate.")
     seed: int | None = Field(None, description="Seed for reproducible visit planning of all targets.")
 
@@ -310,7 +310,7 @@ def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
             merged["profile"] = Profile(**{key: tuple(value) for key, value in merged["profile"].items()})
         targets.append(Target(**merged, slug=slugify(target_spec.name), traffic=traffic))
     if spec.distribution in NOT_YET_AVAILABLE:
-        problems.append(doc.problem(("distribution",), f"'{spec.distribution.value}' is not available yet; use 'weighted' (users split by weight) or 'round-robin' (equal shares)"))
+        problems.append(doc.problem(("distribution",), f"'{spec.distribution.value}' is not available yet; use 'weighted' (users split by weight), 'round-robin' (equal shares) or 'mirror' (every visit to every target)"))
     if not problems and not any(t.enabled for t in targets):
         problems.append(doc.problem(("targets",), "no enabled target; enable at least one (enabled: true)"))
     if problems:

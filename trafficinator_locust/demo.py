@@ -39,9 +39,9 @@ def instance_prefix(tracker_url: str) -> str:
     return urlsplit(tracker_url).path.rsplit("/", 1)[0]
 
 
-def start_sink(config_path: Path, port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+def start_sink(config_path: Path, port: int, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
     """Start the receiver and return once it listens (it prints one line when bound)."""
-    command = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", str(port), "--config", str(config_path)]
+    command = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", str(port), "--config", str(config_path), *options]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()

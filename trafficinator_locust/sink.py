@@ -212,6 +212,7 @@ class _SiteState:
         self.visits = 0
         self.hits = 0
         self.ip_overrides = 0  # stored hits whose visitor IP came from cip (token required)
+        self.hit_log: dict[str, list[tuple[str, str]]] = {}
         self.lost = 0  # valid hits answered as stored but dropped on purpose (SinkApp loss)
         self.actions = dict.fromkeys(HIT_KINDS, 0)
         self.invalid: Counter[str] = Counter()
@@ -270,6 +271,7 @@ class _SiteState:
             "actions": dict(self.actions),
             "hits": self.hits,
             "ip_overrides": self.ip_overrides,
+            **({"hit_log": {cid: [list(hit) for hit in hits] for cid, hits in self.hit_log.items()}} if self.hit_log else {}),
             "invalid": _counter_dict(self.invalid),
             "ignored": _counter_dict(self.ignored),
             "visits_by_day": {
@@ -504,8 +506,12 @@ class SinkApp:
         delay_seconds: float = 0.0,
         loss: float = 0.0,
         loss_seed: int = 0,
+        record_hits: bool = False,
     ) -> None:
-        """``loss``: the share of otherwise-valid hits answered as stored but dropped (0..1), chosen
+        """``record_hits`` keeps, per site, each visitor's stored hits as (kind, page path) in order,
+        shown as ``hit_log`` in the stats (for tests comparing sequences; memory grows with hits).
+
+        ``loss``: the share of otherwise-valid hits answered as stored but dropped (0..1), chosen
         per hit by a keyed hash of its parameters (seeded by ``loss_seed``), so runs are repeatable
         and ``trafficinator verify`` has a silent loss to find, like Matomo's silent drops."""
         if not 0.0 <= loss < 1.0:
@@ -513,6 +519,7 @@ class SinkApp:
         self.clock = clock
         self.delay_seconds = delay_seconds
         self.loss = loss
+        self.record_hits = record_hits
         self._loss_threshold = int(loss * 2**64)
         self._loss_key = hashlib.blake2b(str(loss_seed).encode(), digest_size=16).digest()
         self._states: dict[str, _InstanceState] = {}
@@ -669,6 +676,9 @@ class SinkApp:
         site.actions[kind] += 1
         if token_valid and params.get("cip"):
             site.ip_overrides += 1
+        if self.record_hits:
+            visitor = params.get("cid") or params.get("_id") or ""
+            site.hit_log.setdefault(visitor, []).append((kind, urlsplit(params.get("url", "")).path))
         if kind in ACTION_KINDS:
             site.day(visit.day).actions += 1
         if ec_id:
@@ -865,13 +875,14 @@ def run(
     delay_seconds: float = 0.0,
     loss: float = 0.0,
     loss_seed: int = 0,
+    record_hits: bool = False,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then stop cleanly and return exit code 0.
 
     Prints one ``sink listening on ...`` line; writes the bound port to ``ready_file`` (atomic
     rename) once listening so callers can wait for it instead of sleeping.
     """
-    app = SinkApp(instances, delay_seconds=delay_seconds, loss=loss, loss_seed=loss_seed)
+    app = SinkApp(instances, delay_seconds=delay_seconds, loss=loss, loss_seed=loss_seed, record_hits=record_hits)
     server, bound = serve(app, host, port)
     stop = gevent.event.Event()
     watchers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)]

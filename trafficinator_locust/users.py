@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import ClassVar
@@ -139,6 +140,7 @@ class TargetUser(FastHttpUser):
 def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0) -> dict[str, type[TargetUser]]:
     """One user class per enabled target, keyed by class name (the name Locust dispatches by)."""
     classes: dict[str, type[TargetUser]] = {}
+    mirrored = _mirror_planner(config) if config.distribution is Distribution.mirror else None
     for target in config.enabled_targets:
         seed = target.seed if target.seed is not None else config.seed
         pause = target.traffic.pause_between_visits
@@ -146,7 +148,7 @@ def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0)
         attributes = {
             "abstract": False,
             "target": target,
-            "planner": VisitPlanner(target, seed),
+            "planner": mirrored or VisitPlanner(target, seed),
             "encoder": TrackingEncoder(target),
             "tally": tally,
             "tracker_url": target.url,
@@ -159,6 +161,17 @@ def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0)
         }
         classes[target.class_name] = type(target.class_name, (TargetUser,), attributes)
     return classes
+
+
+def _mirror_planner(config: Config) -> VisitPlanner:
+    """One planner for every target (mirror): visit ``n`` is the same visitor and hits everywhere.
+
+    It plans with the first enabled target's traffic model and one seed for the process (the
+    config's, else a random one), so each target's class sending visits 0, 1, 2... sends the same
+    visits; each target's encoder still adds its own site, token and order-id prefix.
+    """
+    seed = config.seed if config.seed is not None else random.SystemRandom().getrandbits(63)
+    return VisitPlanner(config.enabled_targets[0], seed, salt_name="mirror")
 
 
 def set_worker_index(classes: dict[str, type[TargetUser]], worker_index: int) -> None:
