@@ -145,3 +145,29 @@ def test_traffic_checks_set_the_exit_code(setup, tmp_path: Path):
     assert [(c["target"], c["passed"]) for c in checks] == [("Beta Shop", False)]
     typo = subprocess.run(base + ["--traffic-check", "latency<5"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert typo.returncode == 2 and "unknown metric 'latency'" in typo.stderr and "Traceback" not in typo.stderr
+
+
+def test_master_refuses_a_worker_with_another_config(setup, tmp_path: Path):
+    """A worker built from a different config would crash on unknown classes: the master refuses it, exit 2."""
+    config_path, port, env = setup
+    other = tmp_path / "other.yaml"
+    other.write_text(config_path.read_text().replace("weight: 5", "weight: 6"))
+    master_port = free_port()
+    master = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--headless", "--master",
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port), "--expect-workers", "1", "-u", "3", "-r", "3", "-t", "30s"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(other), "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    try:
+        output, _ = master.communicate(timeout=60)
+        worker.communicate(timeout=60)
+    finally:
+        for process in (master, worker):
+            if process.poll() is None:
+                process.kill()
+    assert master.returncode == 2, output[-3000:]
+    assert "runs a different traffic config" in output and "Traceback" not in output

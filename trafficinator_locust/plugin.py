@@ -43,6 +43,7 @@ from .yaml_source import ConfigError, Problem
 logger = logging.getLogger("trafficinator")
 
 CONFIG_ENV = "TRAFFICINATOR_CONFIG"
+HELLO = "trafficinator:hello"
 DEFAULT_STOP_TIMEOUT = 10.0
 EXIT_CONFIG_ERROR = 2
 PACINGS = ("paced", "stress")
@@ -165,6 +166,10 @@ class Plugin:
         if environment.host:
             logger.warning("--host is ignored: each target sends to the tracker URL from the traffic config")
         runner = environment.runner
+        if isinstance(runner, MasterRunner):
+            runner.register_message(HELLO, lambda environment, msg, **_: self._on_hello(environment, msg))
+        if isinstance(runner, WorkerRunner):
+            runner.send_message(HELLO, self.identity())
         if runner is not None and not isinstance(runner, WorkerRunner):
             self.rules = self._parse_checks(environment)
             self._start_broker(environment, runner)
@@ -176,6 +181,24 @@ class Plugin:
         environment.events.report_to_master.add_listener(self._on_report_to_master)
         environment.events.worker_report.add_listener(self._on_worker_report)
         environment.events.quitting.add_listener(self._on_quitting)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match between master and workers: the config (tokens hashed) and the class names."""
+        return {"fingerprint": self.config.fingerprint(), "classes": sorted(self.user_classes)}
+
+    def _on_hello(self, environment: Environment, msg: Any) -> None:
+        """Refuse a worker that would build other classes (Locust would crash it with a KeyError)."""
+        theirs, mine = msg.data or {}, self.identity()
+        if theirs == mine:
+            return
+        extra = sorted(set(theirs.get("classes", [])) ^ set(mine["classes"]))
+        logger.error(
+            "trafficinator: worker %s runs a different traffic config (fingerprint %s, master %s%s); refusing it and stopping. "
+            "Start every worker with the same --traffic-config and the same token variables.",
+            msg.node_id, theirs.get("fingerprint"), mine["fingerprint"], f"; classes differing: {', '.join(extra)}" if extra else "",
+        )
+        environment.process_exit_code = EXIT_CONFIG_ERROR
+        gevent.spawn(_refuse_and_exit, environment)
 
     def _parse_checks(self, environment: Environment) -> list[Rule]:
         """Read --traffic-check before anything starts: a typo exits 2, not after a long run."""
@@ -310,6 +333,17 @@ class Plugin:
             window=(start, end if end is not None else now) if start is not None else None,
             paced=any(ledger.budget(name).paced for name in ledger.targets),
         )
+
+
+def _refuse_and_exit(environment: Environment) -> None:
+    """Tell the workers to quit, then end the master's main greenlet with exit code 2.
+
+    A headless master may still sit in Locust's wait for ``--expect-workers``, which no runner
+    call ends; raising in the main greenlet is the one way out that leaves no process behind.
+    """
+    if environment.runner is not None:
+        environment.runner.quit()
+    gevent.get_hub().parent.throw(SystemExit(EXIT_CONFIG_ERROR))
 
 
 def load_plugin(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> Plugin | None:
