@@ -494,8 +494,21 @@ def test_distribution_round_robin_gives_equal_user_weights(write_yaml):
     assert {name: cls.weight for name, cls in classes.items()} == {"Target_A": 1.0, "Target_B": 1.0}
 
 
-@pytest.mark.parametrize("mode", ["random"])
-def test_distributions_not_built_yet_are_refused_not_silently_weighted(write_yaml, mode):
-    path = write_yaml(f"distribution: {mode}\ntargets: [{{name: A, url: 'https://a.example/', site_id: 1}}]\n")
-    with pytest.raises(ConfigError, match="not available yet"):
-        load_config(path, env={})
+def test_distribution_random_routes_each_visit_by_weight(write_yaml):
+    import random as stdlib_random
+
+    from trafficinator_locust.report import VisitTally
+    from trafficinator_locust.users import build_user_classes
+
+    path = write_yaml("""\
+        distribution: random
+        targets:
+          - {name: A, url: "https://a.example/", site_id: 1, weight: 1}
+          - {name: B, url: "https://b.example/", site_id: 1, weight: 3}
+        """)
+    classes = build_user_classes(load_config(path, env={}), VisitTally())
+    stdlib_random.seed(5)
+    routed = [classes["Target_A"].route().target.name for _ in range(20_000)]
+    assert abs(routed.count("B") / len(routed) - 0.75) < 0.01, "a user of A's class sends 3 of 4 visits to B"
+    weighted = build_user_classes(load_config(path.parent / path.name, env={}).model_copy(update={"distribution": "weighted"}), VisitTally())
+    assert weighted["Target_A"].route() is weighted["Target_A"]

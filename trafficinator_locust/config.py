@@ -43,11 +43,6 @@ class Distribution(str, Enum):
     mirror = "mirror"
 
 
-# Accepted by the schema (the contract names them) but refused at load until they are built:
-# silently running them as 'weighted' would mislead.
-NOT_YET_AVAILABLE = frozenset({Distribution.random})
-
-
 class ProfileSpec(Spec):
     """How a target's daily visits spread over its local hours and weekdays (relative weights)."""
 
@@ -140,7 +135,7 @@ class ConfigFile(Spec):
 
     targets: list[TargetSpec] = Field(description="The Matomo targets; at least one enabled.")
     defaults: DefaultsSpec | None = None
-    distribution: Distribution = Field(Distribution.weighted, description="weighted: users split by target weight; round-robin: equal shares whatever the weights; mirror: every planned visit goes to every target (random: not available yet)")
+    distribution: Distribution = Field(Distribution.weighted, description="weighted: users split by target weight; round-robin: equal shares whatever the weights; random: each visit's target drawn by weight; mirror: every planned visit goes to every target")
     visits_per_day: int | None = Field(None, ge=0, description="Total, split by weight among targets without their own rate.")
     seed: int | None = Field(None, description="Seed for reproducible visit planning of all targets.")
 
@@ -309,8 +304,6 @@ def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
         if merged.get("profile"):
             merged["profile"] = Profile(**{key: tuple(value) for key, value in merged["profile"].items()})
         targets.append(Target(**merged, slug=slugify(target_spec.name), traffic=traffic))
-    if spec.distribution in NOT_YET_AVAILABLE:
-        problems.append(doc.problem(("distribution",), f"'{spec.distribution.value}' is not available yet; use 'weighted' (users split by weight), 'round-robin' (equal shares) or 'mirror' (every visit to every target)"))
     if not problems and not any(t.enabled for t in targets):
         problems.append(doc.problem(("targets",), "no enabled target; enable at least one (enabled: true)"))
     if problems:

@@ -71,10 +71,11 @@ class TargetUser(FastHttpUser):
     @task
     def visit(self) -> None:
         self._checkpoint()  # a stop issued during Locust's wait between tasks lands here, not after a permit
+        route = self.route()
         # No permit, no visit: wait (stoppable, in bounded steps) until the broker grants one.
-        self.permits.acquire(self.target.name, self.pause_until)
-        visit = self.planner.plan(self.next_visit_number())
-        if not self.run_visit(visit):
+        self.permits.acquire(route.target.name, self.pause_until)
+        visit = route.planner.plan(route.next_visit_number())
+        if not self.run_visit(visit, route):
             self._failures += 1
             self.pause(min(FAILURE_BACKOFF_FIRST * 2 ** (self._failures - 1), FAILURE_BACKOFF_MAX))
         else:
@@ -84,23 +85,29 @@ class TargetUser(FastHttpUser):
     def next_visit_number(cls) -> int:
         return next(cls._numbers)
 
-    def run_visit(self, visit: PlannedVisit) -> bool:
+    @classmethod
+    def route(cls) -> type["TargetUser"]:
+        """The class whose target the next visit goes to: its own, except with ``distribution: random``."""
+        return cls
+
+    def run_visit(self, visit: PlannedVisit, route: type["TargetUser"] | None = None) -> bool:
         """Send the visit's hits in order, waiting between them like a reader would.
 
         Returns whether the visit started (its first hit was answered 2xx).
         """
-        name = self.target.name
+        route = route or type(self)
+        name = route.target.name
         for index, hit in enumerate(visit.hits):
             if hit.wait_before:
                 self.pause(hit.wait_before)
             now = datetime.now(timezone.utc)
-            body = self.encoder.body(hit, visit.visitor, now)
-            with self.client.post(self.tracker_url, data=body, headers=self._headers, name=f"[{name}] {hit.kind}", catch_response=True) as response:
+            body = route.encoder.body(hit, visit.visitor, now)
+            with self.client.post(route.tracker_url, data=body, headers=self._headers, name=f"[{name}] {hit.kind}", catch_response=True) as response:
                 ok = 200 <= (response.status_code or 0) < 300
                 if not ok:
                     response.failure(f"HTTP {response.status_code}" if response.status_code else f"no answer ({getattr(response, 'error', None).__class__.__name__})")
             if index == 0:
-                self.tally.visit_started(name, ok, now.astimezone(self.target.tzinfo).date().isoformat(), visit.stored_by_matomo)
+                self.tally.visit_started(name, ok, now.astimezone(route.target.tzinfo).date().isoformat(), visit.stored_by_matomo)
                 if not ok:
                     return False  # Matomo stored nothing: the rest would be orphan hits
         return True
@@ -160,7 +167,22 @@ def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0)
             "__doc__": f"Visits for target {target.name!r} (site {target.site_id}).",
         }
         classes[target.class_name] = type(target.class_name, (TargetUser,), attributes)
+    if config.distribution is Distribution.random:
+        router = RandomRoute(list(classes.values()))
+        for cls in classes.values():
+            cls.route = router  # type: ignore[method-assign]
     return classes
+
+
+class RandomRoute:
+    """``distribution: random``: each visit's target drawn at random by weight, whichever user sends it."""
+
+    def __init__(self, classes: list[type[TargetUser]]):
+        self.classes = classes
+        self.weights = [cls.target.weight for cls in classes]
+
+    def __call__(self) -> type[TargetUser]:
+        return random.choices(self.classes, self.weights)[0]
 
 
 def _mirror_planner(config: Config) -> VisitPlanner:

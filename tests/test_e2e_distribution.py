@@ -1,7 +1,8 @@
-"""End to end: ``distribution: mirror`` sends every planned visit to every target.
+"""End to end: distribution modes that change where visits go.
 
-Three targets with the same cap, far more users than needed, one local Locust process: each target
-stores the same number of visits, the same visitors (cids), and per visitor the same hit sequence.
+``mirror``: three targets with the same cap, far more users than needed, one local Locust process:
+each target stores the same number of visits, the same visitors (cids), and per visitor the same hit
+sequence. ``random``: each visit's target is drawn by weight, whichever user sends it.
 """
 
 from __future__ import annotations
@@ -52,3 +53,38 @@ def test_mirror_sends_identical_visits_to_every_target(tmp_path):
     for cid, hits in logs[0].items():
         assert hits == logs[1][cid] == logs[2][cid], f"visitor {cid} got different hits"
     assert sum(len(hits) for hits in logs[0].values()) > 80
+
+
+RANDOM = """
+distribution: random
+defaults:
+  traffic:
+    pageviews: {{min: 1, max: 2}}
+    dwell_seconds: {{min: 0.01, max: 0.03}}
+    pause_between_visits: {{min: 0, max: 0.01}}
+targets:
+  - {{name: Light, url: "http://127.0.0.1:{port}/light/matomo.php", site_id: 1, weight: 1}}
+  - {{name: Heavy, url: "http://127.0.0.1:{port}/heavy/matomo.php", site_id: 1, weight: 3}}
+"""
+
+
+def test_random_draws_each_visits_target_by_weight(tmp_path):
+    port = free_port()
+    config = tmp_path / "traffic.yaml"
+    config.write_text(RANDOM.format(port=port))
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    sink = start_sink(config, port, env)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config), "--headless",
+             "-u", "2", "-r", "2", "-t", "5s", "--only-summary"],
+            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )
+        stored = receiver_stats(port)
+    finally:
+        stop_process(sink)
+    assert result.returncode == 0, result.stderr[-3000:]
+    light, heavy = stored["/light"]["sites"]["1"]["visits"], stored["/heavy"]["sites"]["1"]["visits"]
+    # one user per class; with 'weighted' each target would get about half the visits
+    assert light + heavy > 100
+    assert 0.65 < heavy / (light + heavy) < 0.85, (light, heavy)
