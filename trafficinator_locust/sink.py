@@ -400,6 +400,14 @@ def _respond_json(start_response: StartResponse, payload: Any, status: int = 200
     return _respond(start_response, status, json.dumps(payload).encode("utf-8"), _JSON)
 
 
+def _get_or_post_body(environ: Environ) -> bytes | None:
+    """The body of a POST, ``b""`` for a GET, ``None`` for any other method (answered 405)."""
+    method = environ.get("REQUEST_METHOD")
+    if method == "GET":
+        return b""
+    return _read_body(environ) if method == "POST" else None
+
+
 def _read_body(environ: Environ) -> bytes:
     length = environ.get("CONTENT_LENGTH") or ""
     stream = environ.get("wsgi.input")
@@ -593,10 +601,9 @@ class SinkApp:
         self, state: _InstanceState | None, environ: Environ, start_response: StartResponse
     ) -> list[bytes]:
         assert state is not None
-        method = environ.get("REQUEST_METHOD")
-        if method not in ("GET", "POST"):
+        body = _get_or_post_body(environ)
+        if body is None:
             return _respond(start_response, 405, b"use GET or POST", _TEXT)
-        body = _read_body(environ) if method == "POST" else b""
         if self.delay_seconds > 0:
             gevent.sleep(self.delay_seconds)
         if _is_bulk(environ, body):
@@ -696,10 +703,9 @@ class SinkApp:
         self, state: _InstanceState | None, environ: Environ, start_response: StartResponse
     ) -> list[bytes]:
         assert state is not None
-        method = environ.get("REQUEST_METHOD")
-        if method not in ("GET", "POST"):
+        body = _get_or_post_body(environ)
+        if body is None:
             return _respond(start_response, 405, b"use GET or POST", _TEXT)
-        body = _read_body(environ) if method == "POST" else b""
         params = _request_params(environ, body)
         return _respond_json(start_response, _api_answer(state, params, self.clock()))
 

@@ -488,11 +488,11 @@ def _load_list(value: str | list[Any], model: type[Spec], doc: SourceDocument, p
     except ConfigError as exc:
         problems.extend(exc.problems)
         return []
-    data, prefix = sub.data, ()
+    data = sub.data
     if isinstance(data, dict) and len(data) == 1 and next(iter(data)) in _LIST_KEYS:
-        (key, data), prefix = next(iter(data.items())), (next(iter(data)),)
-        sub.data = data
-        sub.lines = {k[1:]: v for k, v in sub.lines.items() if k[:1] == prefix}
+        key, data = next(iter(data.items()))
+        sub.data = data  # keep the file's lines, seen from inside the list
+        sub.lines = {path[1:]: line for path, line in sub.lines.items() if path[:1] == (key,)}
     if not isinstance(data, list):
         problems.append(sub.problem((), f"must be a YAML list of {model.__name__.removesuffix('Spec').lower()} entries"))
         return []
@@ -507,8 +507,15 @@ def _load_list(value: str | list[Any], model: type[Spec], doc: SourceDocument, p
 
 
 def _event(spec: EventSpec) -> Event:
-    value = Span(min=spec.value.min or 0, max=spec.value.max if spec.value.max is not None else spec.value.min or 0) if spec.value else None
-    return Event(category=spec.category, action=spec.action, name=spec.name, value=value, weight=spec.weight)
+    return Event(category=spec.category, action=spec.action, name=spec.name, value=_loose_span(spec.value), weight=spec.weight)
+
+
+def _loose_span(given: SecondsRange | None) -> Span | None:
+    """A range inside a list entry (no defaults to merge with): a missing end equals the other."""
+    if given is None:
+        return None
+    low = given.min if given.min is not None else given.max or 0
+    return Span(min=low, max=given.max if given.max is not None else low)
 
 
 def _journey(spec: JourneySpec, site_url: str) -> Journey:
@@ -520,8 +527,7 @@ def _journey(spec: JourneySpec, site_url: str) -> Journey:
             data["title"] = step.title or title_from_url(data["url"])
         if step.type == "download" and step.url:
             data["url"] = page_url(site_url, step.url)
-        delay = Span(min=step.delay.min or 0, max=step.delay.max if step.delay.max is not None else step.delay.min or 0) if step.delay else None
-        steps.append(Step(**data, delay=delay))
+        steps.append(Step(**data, delay=_loose_span(step.delay)))
     return Journey(name=spec.name, share=spec.share, steps=tuple(steps), continue_browsing=spec.continue_browsing)
 
 
