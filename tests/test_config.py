@@ -512,3 +512,24 @@ def test_distribution_random_routes_each_visit_by_weight(write_yaml):
     assert abs(routed.count("B") / len(routed) - 0.75) < 0.01, "a user of A's class sends 3 of 4 visits to B"
     weighted = build_user_classes(load_config(path.parent / path.name, env={}).model_copy(update={"distribution": "weighted"}), VisitTally())
     assert weighted["Target_A"].route() is weighted["Target_A"]
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_errors_inside_a_funnels_file_name_that_file_and_line(write_yaml, tmp_path, wrapped):
+    journeys = "- name: Signup\n  share: 0.1\n  steps:\n    - {type: pageview, title: no url}\n"
+    if wrapped:
+        journeys = "journeys:\n" + "".join("  " + line + "\n" for line in journeys.splitlines())
+    path = write_yaml("""\
+        targets:
+          - name: A
+            url: https://a.example/
+            site_id: 1
+            traffic: {funnels: funnels.yaml}
+        """)
+    (path.parent / "funnels.yaml").write_text(journeys)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    problem = error.value.problems[0]
+    assert problem.source.endswith("funnels.yaml")
+    assert problem.line == (5 if wrapped else 4)
+    assert problem.path.startswith("[0].steps[0]") and "needs url" in problem.message

@@ -19,11 +19,12 @@ from .yaml_source import ConfigPath, Problem, SourceDocument
 _SECRET_KEYS = {"token_auth"}
 
 
-def problems_from_validation(exc: ValidationError, doc: SourceDocument, model: type[BaseModel]) -> list[Problem]:
+def problems_from_validation(exc: ValidationError, doc: SourceDocument, model: type[BaseModel], at: ConfigPath = ()) -> list[Problem]:
+    """One problem per error; ``at`` is where in ``doc`` the validated value sits (e.g. a list index)."""
     problems = []
     for error in exc.errors(include_url=False):
         loc = _clean_loc(error["loc"])
-        problems.append(doc.problem(loc, _describe(error, loc, model)))
+        problems.append(doc.problem(at + loc, _describe(error, loc, model)))
     return problems
 
 

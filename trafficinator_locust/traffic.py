@@ -501,8 +501,7 @@ def _load_list(value: str | list[Any], model: type[Spec], doc: SourceDocument, p
         try:
             items.append(build(model.model_validate(item)))
         except ValidationError as exc:
-            for problem in problems_from_validation(exc, sub, model):
-                problems.append(Problem(problem.source, sub.line_of((index,)) if problem.line is None else problem.line, f"[{index}]{'.' + problem.path if problem.path else ''}", problem.message))
+            problems.extend(problems_from_validation(exc, sub, model, at=(index,)))
     return items
 
 
