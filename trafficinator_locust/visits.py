@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 from bisect import bisect_left
-from dataclasses import dataclass, field
+
 from itertools import accumulate
 from typing import Any, NamedTuple, Sequence, TypeVar
 from urllib.parse import quote_plus, urlencode, urlsplit
@@ -53,14 +53,15 @@ class Hit(NamedTuple):
     wait_before: float
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedVisit:
+class PlannedVisit(NamedTuple):
+    """One visit: who, from which channel, the hits in order, and which actions it carries."""
+
     number: int
     visitor: Visitor
     channel: str
     hits: tuple[Hit, ...]
     journey: str | None = None
-    actions: frozenset[str] = field(default_factory=frozenset)
+    actions: frozenset[str] = frozenset()
 
     @property
     def duration(self) -> float:
