@@ -117,7 +117,9 @@ class VisitPlanner:
         self._dwell = (traffic.dwell_seconds.min, traffic.dwell_seconds.max)
         self._pages = _page_table(traffic.pages, traffic.zipf_exponent)
         self._sections = _section_tables(traffic.pages, traffic.zipf_exponent)
-        self._section_of = {page.url: _section(page.url) for page in traffic.pages}
+        self._stickiness = traffic.section_stickiness
+        # page URL -> the Weighted table of its section (None when the section has one page)
+        self._next_in_section = {page.url: self._sections.get(_section(page.url)) for page in traffic.pages}
         self._dwell_low, self._dwell_span = traffic.dwell_seconds.min, traffic.dwell_seconds.max - traffic.dwell_seconds.min
         self._pool: dict[int, Visitor] = {}
         self._product_pages = {p.sku: Page(url=f"{self._site_url}/products/{p.sku.lower()}", title=p.name) for p in traffic.ecommerce.products}
@@ -263,19 +265,16 @@ class VisitPlanner:
         return pages
 
     def _free_pages(self, rng: random.Random, count: int, after: Page | None) -> list[_Page]:
+        """``count`` pages: Zipf-popular, mostly staying in the current section. (Hot loop: inlined.)"""
         pages = []
         current = after
+        random_ = rng.random
+        stickiness, in_section, everywhere = self._stickiness, self._next_in_section, self._pages
         for _ in range(count):
-            current = self._next_page(current, rng)
-            pages.append(self._new_page(current, rng))
+            section = in_section.get(current.url) if current is not None and random_() < stickiness else None
+            current = section.pick(rng) if section else everywhere.pick(rng)
+            pages.append(_Page(current, {"url": current.url, "action_name": current.title, "pv_id": f"{rng.getrandbits(24):06x}"}, [], None))
         return pages
-
-    def _next_page(self, current: Page | None, rng: random.Random) -> Page:
-        if current is not None and rng.random() < self.traffic.section_stickiness:
-            section = self._sections.get(self._section_of.get(current.url, ""))
-            if section:
-                return section.pick(rng)
-        return self._pages.pick(rng)
 
     def _new_page(self, page: Page, rng: random.Random, wait: float | None = None) -> _Page:
         pv_id = f"{rng.getrandbits(24):06x}"  # 6 alphanumerics, as Matomo wants
@@ -383,16 +382,21 @@ class VisitPlanner:
         """Flatten pages into hits in time order; ``urlref`` chains, actions reuse their page's ``pv_id``."""
         hits: list[Hit] = []
         previous_url = ""
-        for index, page in enumerate(pages):
+        low, span, random_ = self._dwell_low, self._dwell_span, rng.random
+        for page in pages:
             params = page.params
             params.setdefault("urlref", previous_url)
-            wait = 0.0 if index == 0 else (page.wait if page.wait is not None else self._dwell_time(rng))
+            if not hits:
+                wait = 0.0
+            else:
+                wait = page.wait if page.wait is not None else low + span * random_()
             hits.append(Hit("pageview", params, wait))
+            url = page.page.url
             for extra in page.extras:
-                extra.params.setdefault("url", page.page.url)
+                extra.params.setdefault("url", url)
                 extra.params["pv_id"] = params["pv_id"]
                 hits.append(extra)
-            previous_url = page.page.url
+            previous_url = url
         return hits
 
     def _dwell_time(self, rng: random.Random) -> float:
