@@ -610,3 +610,18 @@ def test_users_without_permits_send_nothing_and_stop_at_once(config):
         assert runner.user_count == 0 and requests == [] and tally.started == {} and tally.failed == {}
     finally:
         runner.quit()
+
+
+def test_write_atomic_replaces_whole_files_and_never_swallows_an_error(tmp_path):
+    """The one atomic writer behind the state file, the backfill checkpoint and the ready file."""
+    from trafficinator_locust.files import write_atomic
+
+    target = tmp_path / "deep" / "state.json"
+    write_atomic(target, "first")
+    write_atomic(target, "second", durable=True)
+    assert target.read_text() == "second" and [p.name for p in target.parent.iterdir()] == ["state.json"]
+    blocked = tmp_path / "taken"
+    blocked.mkdir()
+    with pytest.raises(OSError):
+        write_atomic(blocked, "text")  # the rename onto a folder fails: the error must surface
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == [], "the temp file is removed"

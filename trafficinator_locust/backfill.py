@@ -42,7 +42,6 @@ import random
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from bisect import bisect_right
@@ -56,6 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .budget import DayProfile, Pace, WeekProfile
 from .bulk import DEFAULT_BULK_SIZE, JSON_CONTENT_TYPE, MAX_BULK_SIZE, BulkAnswer, BulkError, batches, build_payload, encode_item, parse_answer
 from .config import Config, Target
+from .files import write_atomic
 from .protocol import ACTION_KINDS, classify
 from .tracking import TrackingEncoder
 from .visits import PlannedVisit, VisitPlanner
@@ -287,25 +287,6 @@ class TokenBucket:
 # Checkpoint
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader (or a killed writer) sees the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files hold no secret
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def target_fingerprint(target: Target) -> str:
     """What shapes a target's planned visits and where they go (token, weight, enabled excluded)."""
     data = target.model_dump(mode="json", exclude={"token_auth", "weight", "enabled"})
@@ -358,7 +339,7 @@ class Checkpoint:
 
     def save(self) -> None:
         if self.path is not None:
-            _write_atomic(self.path, json.dumps(self.data, separators=(",", ":"), sort_keys=True))
+            write_atomic(self.path, json.dumps(self.data, separators=(",", ":"), sort_keys=True), durable=True)
 
 
 # =============================================================================================
@@ -869,7 +850,7 @@ def run_backfill(config: Config, options: BackfillOptions, *, out: TextIO | None
     progress.show(final=True)
     document = report_document(config, options, jobs, checkpoint, now)
     if options.report is not None:
-        _write_atomic(options.report, json.dumps(document, indent=1) + "\n")
+        write_atomic(options.report, json.dumps(document, indent=1) + "\n")
     out.write("\n" + _summary(document) + "\n")
     failed = [job for job in jobs if job.status == "failed"]
     for job in failed:

@@ -49,6 +49,7 @@ from gevent.event import Event
 
 from .budget import DayProfile, Ledger, Pace, TargetBudget, TargetStatus, WeekProfile, parse_state, state_json
 from .config import Config, Target
+from .files import write_atomic
 
 logger = logging.getLogger("trafficinator.broker")
 
@@ -120,7 +121,6 @@ class StateFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
 
     def load(self) -> dict[str, Any] | None:
         try:
@@ -135,10 +135,7 @@ class StateFile:
             raise StateError(f"the budget state {self.path} is unusable ({exc}); delete it to start the day's counts from 0, or pass --traffic-state ''") from None
 
     def save(self, text: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._temp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(self._temp, self.path)
+        write_atomic(self.path, text)
 
 
 def restore_ledger(budgets: Iterable[TargetBudget], state: Mapping[str, Any] | None, now: float) -> Ledger:

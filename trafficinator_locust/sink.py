@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import socket
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +39,7 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
 
+from trafficinator_locust.files import write_atomic
 from trafficinator_locust.protocol import (
     ACTION_KINDS,
     BOT,
@@ -860,14 +860,6 @@ def serve(app: SinkApp, host: str = "127.0.0.1", port: int = 0) -> tuple[WSGISer
     return server, server.server_port
 
 
-def _write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".sink-ready-", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _describe(prefixes: Iterable[str]) -> str:
     return ", ".join(prefix or "/" for prefix in prefixes)
 
@@ -894,7 +886,7 @@ def run(
     watchers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)]
     try:
         if ready_file:  # before the line, so a reader of the line finds the file
-            _write_atomic(ready_file, str(bound))
+            write_atomic(ready_file, str(bound))
         print(f"sink listening on http://{host}:{bound} (instances: {_describe(app.prefixes)})",
               flush=True)
         stop.wait()
