@@ -45,7 +45,7 @@ def one_target(write_yaml, timezone_name="UTC", visits=28, extra="", name="traff
 
 
 def windows_visits(target, day, seed=5, now=FAR_FUTURE):
-    pace = bf.pace_for(target)
+    pace = target.pace()
     window = bf.day_window(pace, day, now)
     return window, list(bf.day_visits(VisitPlanner(target, seed), pace, window))
 
@@ -53,18 +53,18 @@ def windows_visits(target, day, seed=5, now=FAR_FUTURE):
 # --- days ------------------------------------------------------------------------------------------
 def test_day_counts_follow_the_cap_and_weekday_factors(write_yaml):
     target = one_target(write_yaml, extra="    profile: {weekdays: [1, 1, 1, 1, 2, 0.5, 0.5]}")
-    pace = bf.pace_for(target)
+    pace = target.pace()
     monday = date(2025, 3, 10)
     counts = [bf.day_window(pace, monday + timedelta(days=n), FAR_FUTURE).visits for n in range(7)]
     assert counts == [28, 28, 28, 28, 56, 14, 14]  # 28 x 7 x w / sum(w), sum(w) = 7
     odd = one_target(write_yaml, visits=10, extra="    profile: {weekdays: [3, 1, 1, 1, 1, 1, 1]}", name="odd.yaml")
-    pace = bf.pace_for(odd)
+    pace = odd.pace()
     assert [bf.day_window(pace, monday + timedelta(days=n), FAR_FUTURE).visits for n in range(2)] == [23, 8]  # 10*7*3/9 = 23.3, 10*7/9 = 7.8
 
 
 def test_today_gets_the_visits_due_so_far_all_before_now_and_a_later_day_is_refused(write_yaml):
     target = one_target(write_yaml, visits=240)
-    pace = bf.pace_for(target)
+    pace = target.pace()
     now = datetime(2025, 3, 10, 6, 0, 0, tzinfo=timezone.utc).timestamp()
     window = bf.day_window(pace, date(2025, 3, 10), now)
     assert window.end == int(now) and window.visits == 60  # a quarter of a flat day
@@ -153,7 +153,7 @@ def test_plans_are_deterministic_with_the_seed_and_resume_mid_visit_gives_the_sa
     day = date(2025, 6, 2)
 
     def stream(seed, cursor=(0, 0)):
-        job = bf.TargetJob(target, 0, bf.pace_for(target), [day], seed, bf.run_id_for(seed, target.name), VisitPlanner(target, seed), TrackingEncoder(target, run_id=bf.run_id_for(seed, target.name)))
+        job = bf.TargetJob(target, 0, target.pace(), [day], seed, bf.run_id_for(seed, target.name), VisitPlanner(target, seed), TrackingEncoder(target, run_id=bf.run_id_for(seed, target.name)))
         return [(item.visit, item.hit, item.query) for item in bf._items(job, bf.day_window(job.pace, day, FAR_FUTURE), cursor)]
 
     full = stream(5)
@@ -349,7 +349,7 @@ def _run(command, timeout=60):
 def _planned(e2e, names=("Berlin", "NewYork", "Tokyo")):
     config = load_config(e2e["config"])
     days = [e2e["first"] + timedelta(days=n) for n in range(7)]
-    return {t.name: {d.isoformat(): bf.pace_for(t).cap(d) for d in days} for t in config.targets if t.name in names}
+    return {t.name: {d.isoformat(): t.pace().cap(d) for d in days} for t in config.targets if t.name in names}
 
 
 def _stored(e2e):
@@ -394,7 +394,7 @@ def _batches_planned(e2e) -> int:
     config = load_config(e2e["config"])
     total = 0
     for target in config.targets:
-        pace = bf.pace_for(target)
+        pace = target.pace()
         for n in range(7):
             window = bf.day_window(pace, e2e["first"] + timedelta(days=n), time.time())
             hits = sum(len(v.times) for v in bf.day_visits(VisitPlanner(target, 2024), pace, window))
@@ -468,7 +468,7 @@ def test_dry_run_sends_nothing(e2e, capsys):
 
 def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one(write_yaml):
     target = one_target(write_yaml)
-    job = bf.TargetJob(target, 0, bf.pace_for(target), [date(2025, 1, 1), date(2025, 1, 2)], 5, "bf", VisitPlanner(target, 5), TrackingEncoder(target))
+    job = bf.TargetJob(target, 0, target.pace(), [date(2025, 1, 1), date(2025, 1, 2)], 5, "bf", VisitPlanner(target, 5), TrackingEncoder(target))
     plain = io.StringIO()
     progress = bf.Progress([job], plain, 1.0)
     progress.done["Site"], progress.hits["Site"] = 1, 1234

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from .budget import DayProfile, Pace, WeekProfile
+from .budget import Pace, round_half_up
 from .bulk import DEFAULT_BULK_SIZE, JSON_CONTENT_TYPE, MAX_BULK_SIZE, BulkAnswer, BulkError, batches, build_payload, encode_item, parse_answer
 from .config import Config, Target
 from .files import write_atomic
@@ -63,7 +63,7 @@ from .visits import PlannedVisit, VisitPlanner
 __all__ = [
     "CHECKPOINT_VERSION", "DEFAULT_MAX_DAYS", "PLACEMENT_STREAM", "VISITS_PER_DAY_LIMIT",
     "BackfillOptions", "Checkpoint", "DayVisit", "DayWindow", "Placer", "TokenBucket", "Transport",
-    "UsageError", "add_command", "cdt", "day_visits", "day_window", "hit_times", "pace_for",
+    "UsageError", "add_command", "cdt", "day_visits", "day_window", "hit_times",
     "run_backfill", "run_id_for", "visit_number",
 ]
 
@@ -85,15 +85,6 @@ class UsageError(Exception):
 
 # =============================================================================================
 # Pure: days, visit numbers, placement
-
-
-def pace_for(target: Target) -> Pace:
-    """The target's pace: daily caps with weekday factors and the hourly curve, in its zone."""
-    return Pace(target.visits_per_day, target.timezone, DayProfile(target.profile.hours), WeekProfile(target.profile.weekdays))
-
-
-def _round_half_up(value: float) -> int:
-    return math.floor(value + 0.5)
 
 
 @dataclass(frozen=True)
@@ -126,7 +117,7 @@ def day_window(pace: Pace, day: date, now: float) -> DayWindow:
     if now <= plan.start:
         raise ValueError(f"{day} has not begun in {pace.timezone}")
     until = int(now)
-    return DayWindow(day, plan.start, until, _round_half_up(pace.expected_visits(plan.start, until)))
+    return DayWindow(day, plan.start, until, round_half_up(pace.expected_visits(plan.start, until)))
 
 
 def visit_number(day: date, index: int) -> int:
@@ -537,7 +528,7 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
         run_id = str(saved["run_id"]) if saved is not None else run_id_for(seed, target.name)
         if not options.dry_run:
             checkpoint.adopt(target.name, fingerprint, seed, run_id)
-        jobs.append(TargetJob(target, index, pace_for(target), days, seed, run_id, VisitPlanner(target, seed), TrackingEncoder(target, run_id=run_id)))
+        jobs.append(TargetJob(target, index, target.pace(), days, seed, run_id, VisitPlanner(target, seed), TrackingEncoder(target, run_id=run_id)))
     return jobs
 
 

@@ -47,8 +47,8 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from .budget import DayProfile, Ledger, Pace, TargetBudget, TargetStatus, WeekProfile, parse_state, state_json
-from .config import Config, Target
+from .budget import Ledger, TargetBudget, TargetStatus, parse_state, state_json
+from .config import Config
 from .files import write_atomic
 
 logger = logging.getLogger("trafficinator.broker")
@@ -86,13 +86,8 @@ def lease_margin(ttl: float) -> float:
 # Building the ledger and keeping it on disk
 
 
-def pace_of(target: Target) -> Pace:
-    """The target's schedule: its rate/cap, time zone and hour/weekday profile."""
-    return Pace(target.visits_per_day, target.timezone, DayProfile(tuple(target.profile.hours)), WeekProfile(tuple(target.profile.weekdays)))
-
-
 def build_budgets(config: Config, paced: bool) -> list[TargetBudget]:
-    return [TargetBudget(target.name, pace_of(target), paced=paced) for target in config.enabled_targets]
+    return [TargetBudget(target.name, target.pace(), paced=paced) for target in config.enabled_targets]
 
 
 def default_state_path(source: str, env: Mapping[str, str] | None = None) -> Path:
@@ -582,7 +577,6 @@ __all__ = [
     "build_budgets",
     "default_state_path",
     "lease_margin",
-    "pace_of",
     "restore_ledger",
     "spawn_every",
 ]

@@ -97,7 +97,8 @@ class WeekProfile:
         return 7 * Fraction(self.days[weekday]) / total
 
 
-def _round_half_up(value: Fraction) -> int:
+def round_half_up(value: Fraction | float) -> int:
+    """Round .5 up (Python's ``round`` goes to even): caps and day counts use it."""
     return math.floor(value + Fraction(1, 2))
 
 
@@ -248,7 +249,7 @@ class Pace:
     def _exact_cap(self, day: date) -> int | None:
         if self.visits_per_day is None:
             return None
-        return _round_half_up(self.visits_per_day * self.week.factor(day.weekday()))
+        return round_half_up(self.visits_per_day * self.week.factor(day.weekday()))
 
     def plan(self, day: date) -> DayPlan:
         """Bounds, cap and hourly rates of local ``day`` (cached: computed once per day)."""
@@ -741,6 +742,7 @@ __all__ = [
     "Lease",
     "Ledger",
     "Pace",
+    "round_half_up",
     "Segment",
     "Settled",
     "TargetBudget",

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
-from .budget import weight_shares
+from .budget import DayProfile, Pace, WeekProfile, weight_shares
 from .spec_errors import problems_from_validation
 from .traffic import Resolved, Spec, Traffic, TrafficSpec, check_http_url, resolve_traffic
 from .yaml_source import ConfigError, ConfigPath, Problem, SourceDocument, load_yaml_file
@@ -179,6 +179,10 @@ class Target(Resolved):
     @property
     def tzinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def pace(self) -> Pace:
+        """Its schedule for budgets and backfill: rate/cap, time zone, hourly and weekday profile."""
+        return Pace(self.visits_per_day, self.timezone, DayProfile(tuple(self.profile.hours)), WeekProfile(tuple(self.profile.weekdays)))
 
 
 class Config(Resolved):
