@@ -21,7 +21,8 @@ import pytest
 from trafficinator_locust import backfill as bf
 from trafficinator_locust.cli import main
 from trafficinator_locust.config import load_config
-from trafficinator_locust.demo import free_port, instance_prefix, receiver_stats, start_sink, stop_process
+from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.tracking import TrackingEncoder
 from trafficinator_locust.visits import VisitPlanner
 
@@ -355,7 +356,7 @@ def _planned(e2e, names=("Berlin", "NewYork", "Tokyo")):
 def _stored(e2e):
     config = load_config(e2e["config"])
     stats = receiver_stats(e2e["port"])
-    return {t.name: stats[instance_prefix(t.url)]["sites"][str(t.site_id)] for t in config.targets}
+    return {t.name: stats[instance_path(t.url)]["sites"][str(t.site_id)] for t in config.targets}
 
 
 def _assert_exact(e2e, planned):

@@ -28,7 +28,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from trafficinator_locust.config import load_config
-from trafficinator_locust.demo import LOCUSTFILE, free_port, instance_prefix, receiver_stats, start_sink, stop_process
+from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.shape import mean_visit_seconds, pool_size
 
 CONFIG = """
@@ -81,7 +82,7 @@ class Receiver:
         """Visits the receiver stored per target name."""
         stats = receiver_stats(self.port)
         config = load_config(self.config_path, env=self.env)
-        return {t.name: stats[instance_prefix(t.url)]["sites"][str(t.site_id)]["visits"] for t in config.enabled_targets}
+        return {t.name: stats[instance_path(t.url)]["sites"][str(t.site_id)]["visits"] for t in config.enabled_targets}
 
     def command(self, *extra: str) -> list[str]:
         return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(self.config_path), *extra]

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.demo import LOCUSTFILE, free_port, instance_prefix, receiver_stats, start_sink, stop_process
+from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.config import load_config
 
 TOKENS = {"Alpha": "e2e-alpha-token-93jd7", "Beta Shop": "e2e-beta-token-k2k2k", "Gamma": "e2e-gamma-token-zz81q"}
@@ -78,7 +79,7 @@ def _check_run(config_path: Path, port: int, workdir: Path, env: dict[str, str],
     for target in config.enabled_targets:
         assert f"[{target.name}] pageview" in names, f"no pageview stats row for {target.name}"
         assert int(names[f"[{target.name}] pageview"]["Request Count"]) > 0
-        site = stored[instance_prefix(target.url)]["sites"][str(target.site_id)]
+        site = stored[instance_path(target.url)]["sites"][str(target.site_id)]
         sent = rows[target.name]
         assert sent["failures"] == 0, sent
         assert sent["visits_started"] > 0

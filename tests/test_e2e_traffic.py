@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.demo import LOCUSTFILE, free_port, instance_prefix, receiver_stats, start_sink, stop_process
+from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.config import load_config
 
 CONFIG = """
@@ -74,7 +74,7 @@ def run(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     report = {row["target"]: row for row in json.loads((tmp_path / "report.json").read_text())["targets"]}
     config = load_config(config_path, env=env)
-    sites = {t.name: stored[instance_prefix(t.url)]["sites"][str(t.site_id)] for t in config.targets}
+    sites = {t.name: stored[instance_path(t.url)]["sites"][str(t.site_id)] for t in config.targets}
     return report, sites, result.stdout + result.stderr
 
 

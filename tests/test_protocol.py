@@ -270,3 +270,13 @@ def test_campaign_from_params_or_url():
     assert p.campaign_of({"url": "https://x/?mtm_campaign=Black-Friday&a=1"}) == "black-friday"
     assert p.campaign_of({"url": "https://x/?pk_campaign=news"}) == "news"
     assert p.campaign_of({"url": "https://x/?q=1"}) == ""
+
+
+@pytest.mark.parametrize("url, path", [
+    ("http://127.0.0.1:8765/dev/matomo.php", "/dev"),
+    ("https://analytics.example.com/matomo.php", ""),
+    ("https://x.example/a/b/piwik.php", "/a/b"),
+    ("https://x.example/matomo/", "/matomo"),
+])
+def test_instance_path_of_a_tracker_url(url, path):
+    assert p.instance_path(url) == path

@@ -16,7 +16,8 @@ from trafficinator_locust import verify as vf
 from trafficinator_locust.backfill import BackfillOptions, run_backfill
 from trafficinator_locust.cli import main
 from trafficinator_locust.config import load_config
-from trafficinator_locust.demo import free_port, instance_prefix, receiver_stats, stop_process
+from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.demo import free_port, receiver_stats, stop_process
 
 CONFIG = """
 seed: 77
@@ -96,7 +97,7 @@ def test_verify_against_the_receiver(sent, capsys):
     config = load_config(sent["config"])
     named_any = False
     for target in config.targets:
-        site = stats[instance_prefix(target.url)]["sites"][str(target.site_id)]
+        site = stats[instance_path(target.url)]["sites"][str(target.site_id)]
         assert site["lost"] > 0 and site["invalid"] == {}
         days = next(entry["days"] for entry in report["targets"] if entry["target"] == target.name)
         short = [day for day, counts in sorted(days.items()) if _stored_actions(sent, target, day) < 0.99 * counts["actions"]]

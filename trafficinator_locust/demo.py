@@ -17,9 +17,9 @@ import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .config import Config, load_config
+from .protocol import instance_path
 from .report import render_table
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -32,11 +32,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def instance_prefix(tracker_url: str) -> str:
-    """``http://127.0.0.1:8765/dev/matomo.php`` -> ``/dev`` (how the receiver names instances)."""
-    return urlsplit(tracker_url).path.rsplit("/", 1)[0]
 
 
 def start_sink(config_path: Path, port: int, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
@@ -86,7 +81,7 @@ def demo_rows(config: Config, report: dict[str, Any], stored: dict[str, Any]) ->
     rows, healthy = [], True
     for target in config.enabled_targets:
         sent = by_name.get(target.name, {})
-        site = stored.get(instance_prefix(target.url), {}).get("sites", {}).get(str(target.site_id), {})
+        site = stored.get(instance_path(target.url), {}).get("sites", {}).get(str(target.site_id), {})
         started, kept = sent.get("visits_started", 0), site.get("visits", 0)
         invalid = sum(site.get("invalid", {}).values())
         ok = sent.get("requests", 0) > 0 and sent.get("failures", 1) == 0 and kept == started and invalid == 0

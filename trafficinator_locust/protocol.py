@@ -169,6 +169,16 @@ def bot_user_agent(ua: str) -> bool:
     return any(marker in low for marker in BOT_MARKERS)
 
 
+def instance_path(tracker_url: str) -> str:
+    """The path of a Matomo instance from its tracker URL: ``http://h/dev/matomo.php`` -> ``/dev``.
+
+    Its Reporting API is ``<instance>/index.php``; the receiver serves instances by this path.
+    """
+    path = urlsplit(tracker_url).path
+    base = path.rsplit("/", 1)[0] if path.endswith(".php") else path
+    return base.rstrip("/")
+
+
 def campaign_of(params: Mapping[str, str]) -> str:
     """The campaign name of a hit: a campaign param of the hit, else one in its ``url``'s query."""
     for key in CAMPAIGN_PARAMS:

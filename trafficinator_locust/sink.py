@@ -41,6 +41,7 @@ from gevent.pywsgi import WSGIServer
 
 from trafficinator_locust.files import write_atomic
 from trafficinator_locust.protocol import (
+    instance_path,
     ACTION_KINDS,
     BOT,
     DUPLICATE_EC_ID,
@@ -110,11 +111,6 @@ def _plain_token(token: object) -> str | None:
     return str(value) or None
 
 
-def _prefix_of(path: str) -> str:
-    base = path.rsplit("/", 1)[0] if path.endswith(".php") else path
-    return base.rstrip("/")
-
-
 def instances_from_targets(
     targets: Iterable[Any], host: str = "127.0.0.1", port: int | None = None
 ) -> list[SinkInstance]:
@@ -134,7 +130,7 @@ def instances_from_targets(
         target_port = parts.port or (443 if parts.scheme == "https" else 80)
         if port and target_port != port:
             continue
-        prefix = _prefix_of(parts.path)
+        prefix = instance_path(target.url)
         instance = instances.setdefault(prefix, SinkInstance(prefix, {}, set()))
         site_id = int(target.site_id)
         instance.sites.setdefault(site_id, _site_of(target, site_id))

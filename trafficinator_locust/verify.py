@@ -35,6 +35,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .backfill import TokenBucket, UsageError, display_url, print_usage_error
 from .config import Config, Target
+from .protocol import instance_path
 
 __all__ = [
     "DEFAULT_CALLS_PER_MINUTE", "DEFAULT_THRESHOLD", "ApiError", "DayCheck", "ReportingApi", "SentDay",
@@ -135,8 +136,7 @@ def calls_limiter(calls_per_minute: float, clock: Callable[[], float] = time.mon
 def api_url(tracker_url: str) -> str:
     """``https://x/matomo/matomo.php`` -> ``https://x/matomo/index.php`` (the Reporting API)."""
     parts = urlsplit(tracker_url)
-    base = parts.path.rsplit("/", 1)[0] if parts.path.endswith(".php") else parts.path.rstrip("/")
-    return urlunsplit((parts.scheme, parts.netloc, base + "/index.php", "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, instance_path(tracker_url) + "/index.php", "", ""))
 
 
 # =============================================================================================
