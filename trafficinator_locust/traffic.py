@@ -369,11 +369,6 @@ class Traffic(Resolved):
     ecommerce: Ecommerce = Ecommerce()
     journeys: tuple[Journey, ...] = ()
 
-    def mean_visit_seconds(self) -> float:
-        """Expected duration of one visit (pageviews x dwell), for sizing user pools."""
-        pages = (self.pageviews.min + self.pageviews.max) / 2
-        dwell = (self.dwell_seconds.min + self.dwell_seconds.max) / 2
-        return max(pages - 1, 0) * dwell + dwell * self.actions.ping
 
 
 # ---------------------------------------------------------------------------------------------
