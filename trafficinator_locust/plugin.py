@@ -38,6 +38,8 @@ from .legacy import is_legacy_environment, legacy_config
 from .report import REPORT_KEY, BudgetView, check_figures, VisitTally, summarize, summary_table, write_report
 from .shape import PoolDispatcher, TrafficShape
 from .users import DEFAULT_TIMEOUT, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index
+from .webui import add_web_arguments
+from .webui import install as install_web_ui
 from .yaml_source import ConfigError, Problem
 
 logger = logging.getLogger("trafficinator")
@@ -88,6 +90,7 @@ def add_arguments(parser: LocustArgumentParser) -> None:
     # Options added to a group lack Locust's UI attributes, so they stay off the web UI's form;
     # the timeout may be changed per test there.
     timeout.include_in_web_ui, timeout.is_secret, timeout.is_required, timeout.is_multiple = True, False, False, False
+    add_web_arguments(parser)
 
 
 def discover_config(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> Config | None:
@@ -181,6 +184,8 @@ class Plugin:
         environment.events.report_to_master.add_listener(self._on_report_to_master)
         environment.events.worker_report.add_listener(self._on_worker_report)
         environment.events.quitting.add_listener(self._on_quitting)
+        if getattr(environment, "web_ui", None) is not None:
+            install_web_ui(environment, self)
 
     def identity(self) -> dict[str, Any]:
         """What must match between master and workers: the config (tokens hashed) and the class names."""
