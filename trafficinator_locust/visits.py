@@ -26,6 +26,9 @@ from .traffic import Journey, Page, Span, Step, Traffic
 
 T = TypeVar("T")
 _NUMBER_MASK = (1 << 128) - 1
+# random.Random.seed wraps the C seeding in Python; planning reseeds one Random per visit through the
+# C method directly (same state as Random(key): only Random's unused gauss cache is left alone).
+_seed_core = random.Random.__mro__[1].seed
 _QUOTED_TERMS = tuple(quote_plus(term) for term in catalog.SEARCH_TERMS)
 
 
@@ -141,6 +144,9 @@ class VisitPlanner:
         actions = traffic.actions
         self._addons = (("search", actions.search), ("outlink", actions.outlink), ("download", actions.download), ("event", actions.event))
         self._key = target.slug
+        # Reused, reseeded per visit (plan never yields, so greenlets cannot interleave; one planner per thread).
+        self._visit_rng, self._pool_rng = random.Random(), random.Random()
+        self._campaign_queries = {c: urlencode({"mtm_campaign": c.name, "mtm_source": c.source, "mtm_medium": c.medium, **({"mtm_kwd": c.keyword} if c.keyword else {})}) for c in catalog.CAMPAIGNS}
 
     # -- randomness ---------------------------------------------------------------------------
 
@@ -150,12 +156,20 @@ class VisitPlanner:
         Mersenne Twister seeded with the whole key (salt, stream, number): distinct keys give
         independent sequences, and no hashing is needed per visit.
         """
-        return random.Random(self._salt | (stream << 128) | (number & _NUMBER_MASK))
+        return random.Random(self._key_of(number, stream))
+
+    def _key_of(self, number: int, stream: int) -> int:
+        return self._salt | (stream << 128) | (number & _NUMBER_MASK)
+
+    def _reseeded(self, rng: random.Random, number: int, stream: int) -> random.Random:
+        """``rng`` in the state of ``rng_for(number, stream)``, without building a new Random."""
+        _seed_core(rng, self._key_of(number, stream))
+        return rng
 
     # -- visits -------------------------------------------------------------------------------
 
     def plan(self, number: int) -> PlannedVisit:
-        rng = self.rng_for(number)
+        rng = self._reseeded(self._visit_rng, number, 0)
         if rng.random() < self.traffic.bots:
             return self._bot_visit(number, rng)
         visitor = self._visitor(rng)
@@ -200,30 +214,28 @@ class VisitPlanner:
         logged_in = rng.random() < self.traffic.visitors.logged_in
         if returning:
             visitor = self._pool_visitor(rng.randrange(self.traffic.visitors.pool_size))
-            visitor = visitor._replace(visit_count=2 + int(rng.random() * 11))
+            visit_count = 2 + int(rng.random() * 11)
         else:
-            visitor = self._identity(rng)
-        return visitor._replace(uid=f"user-{visitor.cid[:10]}") if logged_in else visitor
+            visitor, visit_count = self._identity(rng), 1
+        if not logged_in and visit_count == 1:
+            return visitor
+        cid, user_agent, language, resolution, country, ip, uadata, uid, _, _, bot = visitor
+        uid = f"user-{cid[:10]}" if logged_in else uid
+        return Visitor(cid, user_agent, language, resolution, country, ip, uadata, uid, returning, visit_count, bot)
 
     def _pool_visitor(self, index: int) -> Visitor:
         """Returning visitor ``index``: same cid, device, language and country on every visit."""
         visitor = self._pool.get(index)
         if visitor is None:
-            visitor = self._pool[index] = self._identity(self.rng_for(index, 1))._replace(returning=True)
+            visitor = self._pool[index] = self._identity(self._reseeded(self._pool_rng, index, 1), returning=True)
         return visitor
 
-    def _identity(self, rng: random.Random) -> Visitor:
+    def _identity(self, rng: random.Random, returning: bool = False) -> Visitor:
         device = self._devices[self._device_kinds.pick(rng)].pick(rng)
         country = self._countries.pick(rng)
-        return Visitor(
-            cid=f"{rng.getrandbits(64):016x}",
-            user_agent=device.user_agent,
-            language=self._languages.pick(rng),
-            resolution=device.resolution,
-            country=country,
-            ip=catalog.random_ip(country, rng),
-            uadata=device.uadata,
-        )
+        cid = f"{rng.getrandbits(64):016x}"
+        language = self._languages.pick(rng)
+        return Visitor(cid, device.user_agent, language, device.resolution, country, catalog.random_ip(country, rng), device.uadata, None, returning)
 
     # -- where from ---------------------------------------------------------------------------
 
@@ -237,12 +249,8 @@ class VisitPlanner:
         elif channel == "website":
             params["urlref"] = rng.choice(catalog.WEBSITES)
         elif channel == "campaign":
-            campaign = self._campaigns.pick(rng)
-            query = {"mtm_campaign": campaign.name, "mtm_source": campaign.source, "mtm_medium": campaign.medium}
-            if campaign.keyword:
-                query["mtm_kwd"] = campaign.keyword
-            separator = "&" if urlsplit(params["url"]).query else "?"
-            params["url"] = f"{params['url']}{separator}{urlencode(query)}"
+            url = params["url"]
+            params["url"] = f"{url}{'&' if '?' in url else '?'}{self._campaign_queries[self._campaigns.pick(rng)]}"
 
     # -- what ---------------------------------------------------------------------------------
 
