@@ -96,6 +96,11 @@ class Receiver:
         handle = open(self.tmp_path / log, "w", encoding="utf-8")
         return subprocess.Popen(self.command(*extra), env=self.env, stdout=handle, stderr=subprocess.STDOUT, text=True, cwd=self.tmp_path)
 
+    def spawn_bare(self, *args: str, log: str) -> subprocess.Popen[str]:
+        """``locust`` with only ``args``: no locustfile or traffic config of ours."""
+        handle = open(self.tmp_path / log, "w", encoding="utf-8")
+        return subprocess.Popen([sys.executable, "-m", "locust", *args], env=self.env, stdout=handle, stderr=subprocess.STDOUT, text=True, cwd=self.tmp_path)
+
     def log(self, name: str) -> str:
         return (self.tmp_path / name).read_text(encoding="utf-8", errors="replace")
 
@@ -117,10 +122,13 @@ def _report(receiver: Receiver) -> dict[str, dict]:
     return {row["target"]: row for row in document["targets"]}
 
 
-def _master_and_workers(receiver: Receiver, master_args: tuple[str, ...], workers: int = 2) -> tuple[subprocess.Popen[str], list[subprocess.Popen[str]]]:
+def _master_and_workers(receiver: Receiver, master_args: tuple[str, ...], workers: int = 2, shipped: bool = False) -> tuple[subprocess.Popen[str], list[subprocess.Popen[str]]]:
+    """A master and its workers; ``shipped``: workers started as ``locust -f - --worker`` with no config at all."""
     port = free_port()
     master = receiver.spawn("--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", str(workers), *master_args, log="master.log")
     worker_args = ("--worker", "--master-host", "127.0.0.1", "--master-port", str(port))
+    if shipped:
+        return master, [receiver.spawn_bare("-f", "-", *worker_args, log=f"worker{i}.log") for i in range(workers)]
     return master, [receiver.spawn(*worker_args, log=f"worker{i}.log") for i in range(workers)]
 
 
@@ -154,14 +162,19 @@ def test_caps_are_stored_exactly_and_the_run_ends_by_itself(receiver: Receiver, 
         assert {name: row["visits_started"] for name, row in rows.items()} == CAPS
 
 
-def test_caps_are_stored_exactly_with_a_master_and_two_worker_processes(receiver: Receiver):
+@pytest.mark.parametrize("shipped", [False, True], ids=["workers-with-yaml", "workers-f-dash"])
+def test_caps_are_stored_exactly_with_a_master_and_two_worker_processes(receiver: Receiver, shipped: bool):
     receiver.start(alpha=200, beta=50, gamma=0)
-    master, workers = _master_and_workers(receiver, _stress())
+    master, workers = _master_and_workers(receiver, _stress(), shipped=shipped)
     _finish([master, *workers])
     output = receiver.log("master.log")
     assert master.returncode == 0, output[-3000:]
-    assert receiver.stored() == CAPS
+    assert receiver.stored() == CAPS, output[-3000:] + receiver.log("worker0.log")[-2000:]
     assert "every target's daily budget is spent" in output
+    if shipped:  # the workers really ran without the YAML: they took the master's config
+        assert "has no traffic config; it gets the master's" in output
+        for index in range(2):
+            assert receiver.log(f"worker{index}.log").count("Traceback") == 0, receiver.log(f"worker{index}.log")[-3000:]
 
 
 def test_a_worker_killed_mid_run_never_pushes_a_target_past_its_cap(receiver: Receiver):

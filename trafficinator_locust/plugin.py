@@ -28,16 +28,17 @@ import gevent
 from locust import events
 from locust.argument_parser import LocustArgumentParser, get_empty_argument_parser
 from locust.env import Environment
-from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerRunner
+from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, STATE_STOPPED, MasterRunner, Runner, WorkerRunner
 
-from .broker import DEFAULT_TTL, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
+from .broker import DEFAULT_TTL, MSG_GRANT, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
 from .checks import EXIT_CHECK_FAILED, METRICS, CheckSyntaxError, Rule, evaluate, parse_rules
 from .checks import exit_code as check_exit_code
 from .config import Config, load_config
 from .legacy import is_legacy_environment, legacy_config
 from .report import REPORT_KEY, BudgetView, check_figures, VisitTally, summarize, summary_table, write_report
 from .shape import PoolDispatcher, TrafficShape
-from .users import DEFAULT_TIMEOUT, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index
+from .shipping import received, ship
+from .users import DEFAULT_TIMEOUT, AwaitingConfig, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index
 from .webui import add_web_arguments
 from .webui import install as install_web_ui
 from .yaml_source import ConfigError, Problem
@@ -112,6 +113,19 @@ def discover_config(argv: list[str] | None = None, env: Mapping[str, str] | None
     raise ConfigError([Problem("command line", None, "", f"no traffic config: pass --traffic-config FILE, set {CONFIG_ENV}, or set MATOMO_URL (single-target variables)")])
 
 
+def awaits_shipped_config(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """A worker given no config at all (e.g. ``locust -f - --worker``): its master will ship one."""
+    env = os.environ if env is None else env
+    args = sys.argv[1:] if argv is None else argv
+    parser = get_empty_argument_parser(add_help=False)
+    add_arguments(parser)
+    parser.add_argument("--worker", action="store_true")
+    options, _ = parser.parse_known_args(args)
+    worker = options.worker or env.get("LOCUST_MODE_WORKER", "").lower() in ("1", "true", "yes")
+    configured = options.traffic_config or env.get(CONFIG_ENV) or is_legacy_environment(env)
+    return bool(worker) and not configured
+
+
 def exit_on_config_error(error: ConfigError) -> None:
     """Print every problem, no traceback, exit code 2: the contract for bad input."""
     count = len(error.problems)
@@ -150,19 +164,28 @@ def shape_wanted(options: Any, config: Config) -> bool:
 
 @dataclass
 class Plugin:
-    """What the locustfile exposes: the config, its user classes, and the shared tally."""
+    """What the locustfile exposes: the config, its user classes, and the shared tally.
 
-    config: Config
+    ``config`` is ``None`` only on a worker started without one (``-f -``): it holds a placeholder
+    class until the master's config arrives with the first spawn message (see :mod:`shipping`).
+    ``generation`` counts configs: 0 at start, +1 for each one staged through :meth:`stage_config`.
+    """
+
+    config: Config | None
     user_classes: dict[str, type[TargetUser]]
     tally: VisitTally = field(default_factory=VisitTally)
     broker: PermitBroker | None = None
     permits: PermitClient | None = None
     shape: TrafficShape | None = None
     rules: list[Rule] = field(default_factory=list)
+    generation: int = 0
+    environment: Environment | None = None
+    _staged: Config | None = None
     _ending: bool = False
 
     def register(self, environment: Environment) -> None:
         """Attach listeners to one environment (called from the ``init`` event)."""
+        self.environment = environment
         if not environment.stop_timeout:
             # Let a hit in flight finish and be counted; users stop at their next pause.
             environment.stop_timeout = DEFAULT_STOP_TIMEOUT
@@ -172,10 +195,11 @@ class Plugin:
         if isinstance(runner, MasterRunner):
             runner.register_message(HELLO, lambda environment, msg, **_: self._on_hello(environment, msg))
         if isinstance(runner, WorkerRunner):
-            runner.send_message(HELLO, self.identity())
+            runner.send_message(HELLO, self.identity() if self.config is not None else {"pending": True})
         if runner is not None and not isinstance(runner, WorkerRunner):
             self.rules = self._parse_checks(environment)
             self._start_broker(environment, runner)
+            ship(environment.parsed_options, self.config, self.generation)
         if runner is not None and not isinstance(runner, MasterRunner):
             self._start_client(runner)
         environment.events.test_start.add_listener(self._on_test_start)
@@ -189,12 +213,21 @@ class Plugin:
 
     def identity(self) -> dict[str, Any]:
         """What must match between master and workers: the config (tokens hashed) and the class names."""
-        return {"fingerprint": self.config.fingerprint(), "classes": sorted(self.user_classes)}
+        assert self.config is not None
+        return {"fingerprint": self.config.fingerprint(), "classes": sorted(self.user_classes), "generation": self.generation}
 
     def _on_hello(self, environment: Environment, msg: Any) -> None:
-        """Refuse a worker that would build other classes (Locust would crash it with a KeyError)."""
+        """Refuse a worker that would build other classes (Locust would crash it with a KeyError).
+
+        A worker without a config, or with an older generation than the master's, takes the
+        master's config at the next test start; only one that claims the same generation with a
+        different config is refused.
+        """
         theirs, mine = msg.data or {}, self.identity()
-        if theirs == mine:
+        if theirs.get("pending"):
+            logger.info("trafficinator: worker %s has no traffic config; it gets the master's with the first spawn", msg.node_id)
+            return
+        if theirs == mine or theirs.get("generation", 0) < self.generation:
             return
         extra = sorted(set(theirs.get("classes", [])) ^ set(mine["classes"]))
         logger.error(
@@ -207,6 +240,7 @@ class Plugin:
 
     def _parse_checks(self, environment: Environment) -> list[Rule]:
         """Read --traffic-check before anything starts: a typo exits 2, not after a long run."""
+        assert self.config is not None
         texts = _option(environment.parsed_options, "traffic_check", None) or []
         try:
             return parse_rules(texts, known_targets=[t.name for t in self.config.enabled_targets])
@@ -217,15 +251,15 @@ class Plugin:
     # -- set-up per role
 
     def _start_broker(self, environment: Environment, runner: Runner) -> None:
+        assert self.config is not None
         options = environment.parsed_options
-        paced = _option(options, "traffic_pacing", "paced") == "paced"
         state_file = state_file_for(options, self.config)
         try:
             state = state_file.load() if state_file else None
         except StateError as error:
             sys.stderr.write(f"trafficinator: {error}\n")
             sys.exit(EXIT_CONFIG_ERROR)
-        ledger = restore_ledger(build_budgets(self.config, paced), state, time.time())
+        ledger = restore_ledger(build_budgets(self.config, _paced(options)), state, time.time())
         alive = None
         if isinstance(runner, MasterRunner):
             clients = runner.clients
@@ -242,20 +276,84 @@ class Plugin:
         spawn_every(runner.greenlet, TICK_SECONDS, lambda: self._upkeep(environment, runner), "budget upkeep")
         self.shape = None
         if environment.shape_class is None and shape_wanted(options, self.config):
-            by_target = {cls.target.name: cls for cls in self.user_classes.values()}
-            self.shape = TrafficShape(self.broker, self.config.enabled_targets, by_target, run_time=lambda: _option(environment.parsed_options, "run_time", None))
-            self.shape.runner = runner
-            environment.shape_class = self.shape
-            environment.dispatcher_class = PoolDispatcher
+            self._install_shape(environment, runner)
         where = state_file.path if state_file else "not kept (--traffic-state '')"
-        logger.info("trafficinator: pacing %s; users %s; budget state %s", "paced" if paced else "stress", "sized per target by the shape" if self.shape else "from -u / the web UI", where)
+        logger.info("trafficinator: pacing %s; users %s; budget state %s", "paced" if _paced(options) else "stress", "sized per target by the shape" if self.shape else "from -u / the web UI", where)
+
+    def _install_shape(self, environment: Environment, runner: Runner) -> None:
+        assert self.config is not None and self.broker is not None
+        by_target = {cls.target.name: cls for cls in self.user_classes.values()}
+        self.shape = TrafficShape(self.broker, self.config.enabled_targets, by_target, run_time=lambda: _option(environment.parsed_options, "run_time", None))
+        self.shape.runner = runner
+        environment.shape_class = self.shape
+        environment.dispatcher_class = PoolDispatcher
 
     def _start_client(self, runner: Runner) -> None:
-        limited = [t.name for t in self.config.enabled_targets if t.visits_per_day is not None]
+        # Grants go to whichever permit client is current: a new config brings a new one.
+        runner.register_message(MSG_GRANT, lambda environment, msg, **_: self.permits.on_grant(msg.data) if self.permits else None)
+        self._new_permit_client(runner)
+        spawn_every(runner.greenlet, TICK_SECONDS, lambda: self.permits.tick() if self.permits else None, "permit reports")
+
+    def _new_permit_client(self, runner: Runner) -> None:
+        config = self.config
+        limited = [t.name for t in config.enabled_targets if t.visits_per_day is not None] if config is not None else []
         self.permits = PermitClient(limited, send=lambda msg_type, data, client_id: runner.send_message(msg_type, data))
-        self.permits.attach(runner)
         set_permits(self.user_classes, self.permits)
-        spawn_every(runner.greenlet, TICK_SECONDS, self.permits.tick, "permit reports")
+
+    # -- a new config: shipped to a worker, or staged on the master
+
+    def stage_config(self, config: Config) -> None:
+        """Run ``config`` from the next test start on (master or local runner; the web UI's targets API).
+
+        Applied at once when no test runs, else when the running test stops; workers take it with
+        the next spawn message. Each target's count for its local day carries over by name.
+        """
+        self._staged = config
+        runner = self.environment.runner if self.environment is not None else None
+        if runner is not None and runner.state in (STATE_INIT, STATE_STOPPED):
+            self._apply_staged()
+
+    def _apply_staged(self) -> None:
+        environment, config = self.environment, self._staged
+        if environment is None or config is None or environment.runner is None:
+            return
+        self._staged = None
+        runner = environment.runner
+        self._use_config(environment, config, self.generation + 1)
+        if self.broker is not None:
+            now = time.time()
+            self.broker.ledger = restore_ledger(build_budgets(config, _paced(environment.parsed_options)), self.broker.ledger.to_state(), now)
+            self.broker.save()
+        if self.shape is not None:
+            self._install_shape(environment, runner)
+        texts = _option(environment.parsed_options, "traffic_check", None) or []
+        try:
+            self.rules = parse_rules(texts, known_targets=[t.name for t in config.enabled_targets])
+        except CheckSyntaxError as error:
+            logger.error("trafficinator: --traffic-check no longer fits the new config (%s); rules naming a missing target fail", error)
+        ship(environment.parsed_options, config, self.generation)
+        logger.info("trafficinator: config generation %d with %d enabled targets is in use from the next test start", self.generation, len(config.enabled_targets))
+
+    def _adopt_shipped(self, environment: Environment) -> None:
+        """On a worker at test start: take the master's config when this one has none or an older one."""
+        shipment = received(environment.parsed_options)
+        if shipment is None:
+            if self.config is None:
+                logger.error("trafficinator: the master sent no traffic config; start it with --traffic-config (and the same plugin version)")
+            return
+        if self.config is not None and shipment.generation <= self.generation:
+            return
+        self._use_config(environment, shipment.config, shipment.generation)
+        assert environment.runner is not None
+        environment.runner.send_message(HELLO, self.identity())
+
+    def _use_config(self, environment: Environment, config: Config, generation: int) -> None:
+        """Swap in ``config``: new user classes (Locust looks them up by name in ``environment.user_classes``)."""
+        self.config, self.generation = config, generation
+        self.user_classes = build_user_classes(config, self.tally)
+        environment.user_classes[:] = list(self.user_classes.values())
+        if self.permits is not None and environment.runner is not None:
+            self._new_permit_client(environment.runner)
 
     # -- listeners
 
@@ -273,6 +371,8 @@ class Plugin:
 
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         runner = environment.runner
+        if isinstance(runner, WorkerRunner):
+            self._adopt_shipped(environment)
         set_timeouts(self.user_classes, _option(environment.parsed_options, "traffic_timeout", DEFAULT_TIMEOUT))
         if isinstance(runner, WorkerRunner):
             set_worker_index(self.user_classes, runner.worker_index)
@@ -294,6 +394,8 @@ class Plugin:
             self.permits.return_all()
         if self.broker is not None and not isinstance(environment.runner, WorkerRunner):
             self.broker.end_run()
+        if self._staged is not None and not isinstance(environment.runner, WorkerRunner):
+            self._apply_staged()
 
     def _on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         data[REPORT_KEY] = self.tally.drain()
@@ -306,6 +408,7 @@ class Plugin:
             return
         if self.broker is not None:
             self.broker.end_run()
+        assert self.config is not None
         view = self.budget_view()
         rows = summarize(self.config, environment.stats, self.tally, view)
         print("\nTrafficinator per-target summary\n" + summary_table(rows), flush=True)
@@ -340,6 +443,10 @@ class Plugin:
         )
 
 
+def _paced(options: Any) -> bool:
+    return _option(options, "traffic_pacing", "paced") == "paced"
+
+
 def _refuse_and_exit(environment: Environment) -> None:
     """Tell the workers to quit, then end the master's main greenlet with exit code 2.
 
@@ -354,6 +461,10 @@ def _refuse_and_exit(environment: Environment) -> None:
 def load_plugin(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> Plugin | None:
     """Import-time entry point for the locustfile; exits with code 2 on a bad config."""
     events.init_command_line_parser.add_listener(add_arguments)
+    if awaits_shipped_config(argv, env):
+        plugin = Plugin(config=None, user_classes={AwaitingConfig.__name__: AwaitingConfig})
+        events.init.add_listener(lambda environment, **_: plugin.register(environment))
+        return plugin
     try:
         config = discover_config(argv, env)
     except ConfigError as error:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import gevent
 from gevent.event import Event
-from locust import FastHttpUser, between, task
+from locust import FastHttpUser, User, between, constant, task
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
@@ -50,6 +50,21 @@ class NoPermits:
             logger.error("user classes are not connected to a permit broker: no visit is sent (load them through the plugin)")
         while True:
             wait(Event(), 1.0)
+
+
+class AwaitingConfig(User):
+    """The one class of a worker started without a traffic config (``-f -``) until its master's arrives.
+
+    Locust refuses a locustfile without a user class; the master never dispatches this one, and
+    the worker swaps in the real classes at the first test start (see :mod:`shipping`).
+    """
+
+    weight = 1
+    wait_time = constant(1)
+
+    @task
+    def idle(self) -> None:
+        raise StopUser()
 
 
 class TargetUser(FastHttpUser):
