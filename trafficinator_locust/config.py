@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from .bulk import DEFAULT_BULK_SIZE, MAX_BULK_SIZE
 from .budget import DayProfile, Pace, WeekProfile, weight_shares
 from .spec_errors import problems_from_validation
 from .traffic import Resolved, Spec, Traffic, TrafficSpec, check_http_url, resolve_traffic
@@ -41,6 +42,13 @@ class Distribution(str, Enum):
     round_robin = "round-robin"
     random = "random"
     mirror = "mirror"
+
+
+class Transport(str, Enum):
+    """How a target's hits travel (see docs/traffic.md)."""
+
+    single = "single"
+    bulk = "bulk"
 
 
 class ProfileSpec(Spec):
@@ -82,9 +90,14 @@ class _TargetFields(Spec):
     enabled: bool | None = Field(None, description="Disabled targets get no user class and no traffic. Default true.")
     seed: int | None = Field(None, description="Seed for reproducible visit planning of this target.")
     profile: ProfileSpec | None = Field(None, description="Diurnal (hours) and weekday shape of the pace, in the target's time zone.")
+    transport: Transport | None = Field(
+        None, description="single: one form POST per hit (default); bulk: the hits of all of the target's users in a process go "
+        "out together as Matomo bulk requests (JSON POST, token in the body), each hit with its own cdt.",
+    )
+    bulk_size: int | None = Field(None, ge=1, le=MAX_BULK_SIZE, description=f"Hits per bulk request (transport: bulk). Default {DEFAULT_BULK_SIZE}.")
     traffic: TrafficSpec | None = None
 
-    @field_validator("site_id", "weight", "visits_per_day", "seed", mode="before")
+    @field_validator("site_id", "weight", "visits_per_day", "seed", "bulk_size", mode="before")
     @classmethod
     def _no_booleans(cls, value: Any) -> Any:
         if isinstance(value, bool):
@@ -165,6 +178,8 @@ class Target(Resolved):
     enabled: bool = True
     seed: int | None = None
     profile: Profile = Profile()
+    transport: Transport = Transport.single
+    bulk_size: int = DEFAULT_BULK_SIZE
     traffic: Traffic
 
     @property

@@ -38,7 +38,7 @@ from .legacy import is_legacy_environment, legacy_config
 from .report import REPORT_KEY, BudgetView, check_figures, VisitTally, summarize, summary_table, write_report
 from .shape import PoolDispatcher, TrafficShape
 from .shipping import received, ship
-from .users import DEFAULT_TIMEOUT, AwaitingConfig, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index
+from .users import DEFAULT_TIMEOUT, AwaitingConfig, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index, start_bulk_senders, stop_bulk_senders
 from .webui import add_web_arguments
 from .webui import install as install_web_ui
 from .yaml_source import ConfigError, Problem
@@ -383,6 +383,7 @@ class Plugin:
                 self.broker.start_run()
         if self.permits is not None and not isinstance(runner, MasterRunner):
             self.permits.start()
+            start_bulk_senders(self.user_classes, environment, _option(environment.parsed_options, "traffic_timeout", DEFAULT_TIMEOUT))
 
     def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
         """The run's window ends when stopping starts, not after users took their stop timeout."""
@@ -391,6 +392,7 @@ class Plugin:
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         if self.permits is not None and not isinstance(environment.runner, MasterRunner):
+            stop_bulk_senders(self.user_classes, _option(environment.parsed_options, "traffic_timeout", DEFAULT_TIMEOUT))
             self.permits.return_all()
         if self.broker is not None and not isinstance(environment.runner, WorkerRunner):
             self.broker.end_run()

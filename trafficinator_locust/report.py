@@ -20,7 +20,7 @@ from typing import Any
 from locust.stats import RequestStats, StatsEntry
 
 from .budget import Pace, TargetStatus
-from .config import Config
+from .config import Config, Transport
 
 REPORT_KEY = "trafficinator_tally"
 # A target whose failed visits are at least this share of its visits (and at least one) is "failing".
@@ -34,6 +34,7 @@ class VisitTally:
         self.started: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.bots: Counter[str] = Counter()  # bot visits Matomo drops by design: not "started"
+        self.hits: Counter[str] = Counter()  # hits Matomo's bulk answers counted as tracked (transport: bulk)
         # target -> local day (ISO) -> [started, failed]
         self.days: dict[str, dict[str, list[int]]] = {}
 
@@ -46,12 +47,17 @@ class VisitTally:
         if day is not None:
             self.days.setdefault(target, {}).setdefault(day, [0, 0])[0 if ok else 1] += 1
 
+    def hits_tracked(self, target: str, count: int) -> None:
+        """Hits of a bulk request that Matomo tracked (a single-hit target's hits are its requests)."""
+        self.hits[target] += count
+
     def drain(self) -> dict[str, Any]:
         """Counts since the last drain, for a worker report (workers send deltas, like Locust's stats)."""
-        data = {"started": dict(self.started), "failed": dict(self.failed), "bots": dict(self.bots), "days": self.days}
+        data = {"started": dict(self.started), "failed": dict(self.failed), "bots": dict(self.bots), "hits": dict(self.hits), "days": self.days}
         self.started = Counter()
         self.failed = Counter()
         self.bots = Counter()
+        self.hits = Counter()
         self.days = {}
         return data
 
@@ -59,6 +65,7 @@ class VisitTally:
         self.started.update(data.get("started", {}))
         self.failed.update(data.get("failed", {}))
         self.bots.update(data.get("bots", {}))
+        self.hits.update(data.get("hits", {}))
         for target, days in data.get("days", {}).items():
             mine = self.days.setdefault(target, {})
             for day, (started, failed) in days.items():
@@ -70,6 +77,7 @@ class VisitTally:
         self.started.clear()
         self.failed.clear()
         self.bots.clear()
+        self.hits.clear()
         self.days = {}
 
 
@@ -105,6 +113,8 @@ class TargetSummary:
     bot_visits: int
     requests: int
     failures: int
+    hits: int
+    hits_per_second: float | None
     fail_ratio: float
     p50_ms: int
     p95_ms: int
@@ -161,6 +171,9 @@ def summarize(config: Config, stats: RequestStats, tally: VisitTally, budget: Bu
         expected = None
         if pace is not None and pace.visits_per_day is not None and budget is not None and budget.window is not None:
             expected = round(pace.expected_visits(*budget.window), 2)
+        bulk = target.transport is Transport.bulk
+        hits = tally.hits[target.name] if bulk else merged.num_requests - merged.num_failures
+        seconds = budget.window[1] - budget.window[0] if budget is not None and budget.window is not None else None
         rows.append(
             TargetSummary(
                 target=target.name,
@@ -170,6 +183,8 @@ def summarize(config: Config, stats: RequestStats, tally: VisitTally, budget: Bu
                 bot_visits=tally.bots[target.name],
                 requests=merged.num_requests,
                 failures=merged.num_failures,
+                hits=hits,
+                hits_per_second=round(hits / seconds, 1) if seconds else None,
                 fail_ratio=round(merged.fail_ratio, 4),
                 p50_ms=int(merged.get_response_time_percentile(0.5) or 0),
                 p95_ms=int(merged.get_response_time_percentile(0.95) or 0),
@@ -205,9 +220,9 @@ def _shown(value: float | int | None) -> str:
 
 
 def summary_table(rows: list[TargetSummary]) -> str:
-    headers = ["target", "site", "visits", "cap today", "expected", "state", "requests", "failures", "fail %", "p50 ms", "p95 ms"]
+    headers = ["target", "site", "visits", "cap today", "expected", "state", "requests", "failures", "fail %", "p50 ms", "p95 ms", "hits", "hits/s"]
     body = [
-        [r.target, r.site_id, r.visits_started, _shown(r.cap_today), _shown(r.expected_visits), r.state, r.requests, r.failures, f"{100 * r.fail_ratio:.1f}", r.p50_ms, r.p95_ms]
+        [r.target, r.site_id, r.visits_started, _shown(r.cap_today), _shown(r.expected_visits), r.state, r.requests, r.failures, f"{100 * r.fail_ratio:.1f}", r.p50_ms, r.p95_ms, r.hits, _shown(r.hits_per_second)]
         for r in rows
     ]
     return render_table(headers, body)

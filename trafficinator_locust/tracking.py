@@ -47,10 +47,22 @@ class TrackingEncoder:
         Equal to encoding :meth:`params` (tests check it), but the visitor's part (user agent,
         client hints, ids: the long strings) is encoded once per visitor, not once per hit.
         """
-        local = (sent_at or datetime.now(timezone.utc)).astimezone(self._zone)
+        return self._encoded(hit, visitor, sent_at or datetime.now(timezone.utc)) + self._token_suffix
+
+    def item(self, hit: Hit, visitor: Visitor, sent_at: datetime | None = None) -> str:
+        """One bulk item (``?idsite=...``) of the hit, stamped with ``cdt`` (unix seconds); no token.
+
+        A hit waits in a batch before it travels, so Matomo must date it by ``cdt``, not by the
+        bulk request's arrival. The token goes once, at the top of the bulk body (``bulk.build_payload``).
+        """
+        sent_at = sent_at or datetime.now(timezone.utc)
+        return f"?{self._encoded(hit, visitor, sent_at)}&cdt={int(sent_at.timestamp())}"
+
+    def _encoded(self, hit: Hit, visitor: Visitor, sent_at: datetime) -> str:
+        local = sent_at.astimezone(self._zone)
         return (
             f"{self._prefix}&{urlencode(self._hit_params(hit))}&{self._encoded_visitor(visitor)}"
-            f"&h={local.hour}&m={local.minute}&s={local.second}{self._token_suffix}"
+            f"&h={local.hour}&m={local.minute}&s={local.second}"
         )
 
     def _hit_params(self, hit: Hit) -> dict[str, str]:

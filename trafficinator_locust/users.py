@@ -18,11 +18,14 @@ from urllib.parse import urlsplit
 import gevent
 from gevent.event import Event
 from locust import FastHttpUser, User, between, constant, task
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 from .broker import PermitClient
-from .config import Config, Distribution, Target
+from .bulk_sender import BulkSender
+from .config import Config, Distribution, Target, Transport
 from .report import VisitTally
 from .tracking import FORM_CONTENT_TYPE, TrackingEncoder
 from .visits import PlannedVisit, VisitPlanner
@@ -77,6 +80,7 @@ class TargetUser(FastHttpUser):
     tally: ClassVar[VisitTally]
     tracker_url: ClassVar[str]
     permits: ClassVar[PermitClient | NoPermits] = NoPermits()
+    bulk: ClassVar[BulkSender | None] = None  # transport: bulk (set per test run by set_bulk_senders)
     network_timeout = DEFAULT_TIMEOUT
     connection_timeout = DEFAULT_TIMEOUT
     _numbers: ClassVar[Iterator[int]]
@@ -111,6 +115,8 @@ class TargetUser(FastHttpUser):
         Returns whether the visit started (its first hit was answered 2xx).
         """
         route = route or type(self)
+        if route.bulk is not None:
+            return self._queue_visit(visit, route, route.bulk)
         name = route.target.name
         for index, hit in enumerate(visit.hits):
             if hit.wait_before:
@@ -125,6 +131,20 @@ class TargetUser(FastHttpUser):
                 self.tally.visit_started(name, ok, now.astimezone(route.target.tzinfo).date().isoformat(), visit.stored_by_matomo)
                 if not ok:
                     return False  # Matomo stored nothing: the rest would be orphan hits
+        return True
+
+    def _queue_visit(self, visit: PlannedVisit, route: type["TargetUser"], sender: BulkSender) -> bool:
+        """``transport: bulk``: each hit joins its target's batches when it happens (dated by ``cdt``).
+
+        Whether the visit started is known only when its batch is answered; the sender counts it.
+        """
+        zone = route.target.tzinfo
+        for index, hit in enumerate(visit.hits):
+            if hit.wait_before:
+                self.pause(hit.wait_before)
+            now = datetime.now(timezone.utc)
+            first = (now.astimezone(zone).date().isoformat(), visit.stored_by_matomo) if index == 0 else None
+            sender.add(visit.visitor.cid, route.encoder.item(hit, visit.visitor, now), first, self.pause_until)
         return True
 
     def pause(self, seconds: float) -> None:
@@ -221,6 +241,23 @@ def set_timeouts(classes: dict[str, type[TargetUser]], seconds: float) -> None:
     """Per-request connect and read timeout of every target's users (``--traffic-timeout``)."""
     for cls in classes.values():
         cls.network_timeout = cls.connection_timeout = seconds
+
+
+def start_bulk_senders(classes: dict[str, type[TargetUser]], environment: Environment, timeout: float) -> None:
+    """Give each ``transport: bulk`` class a sender for this run, with its own connections (its own session)."""
+    for cls in classes.values():
+        if cls.target.transport is Transport.bulk:
+            session = FastHttpSession(cls.host, environment.events.request, None, connection_timeout=timeout, network_timeout=timeout)
+            cls.bulk = BulkSender(cls.target, session, cls.tally)
+            cls.bulk.start()
+
+
+def stop_bulk_senders(classes: dict[str, type[TargetUser]], timeout: float) -> None:
+    """Send what the run queued (its visits took their permits), then drop the senders."""
+    senders = [cls.bulk for cls in classes.values() if cls.bulk is not None]
+    for cls in classes.values():
+        cls.bulk = None
+    gevent.joinall([gevent.spawn(sender.stop, timeout) for sender in senders])
 
 
 def set_permits(classes: dict[str, type[TargetUser]], permits: PermitClient) -> None:
