@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from .budget import Pace, round_half_up
@@ -353,6 +353,15 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+class Poster(Protocol):
+    def post(self, body: bytes, content_type: str) -> tuple[int, bytes]: ...
+
+    def close(self) -> None: ...
+
+
+TransportFactory = Callable[[Target, float], Poster]
+
+
 class Transport:
     """POSTs to one URL over a keep-alive connection (``http.client``; green under gevent).
 
@@ -600,13 +609,17 @@ class Progress:
 class _Run:
     """The shared state of one backfill: jobs, checkpoint, stop flag, counters."""
 
-    def __init__(self, jobs: list[TargetJob], checkpoint: Checkpoint, options: BackfillOptions, now: float, progress: Progress | None):
+    def __init__(
+        self, jobs: list[TargetJob], checkpoint: Checkpoint, options: BackfillOptions, now: float, progress: Progress | None,
+        transport_factory: TransportFactory | None = None, stop: threading.Event | None = None,
+    ):
         self.jobs = jobs
         self.checkpoint = checkpoint
         self.options = options
         self.now = now
         self.progress = progress
-        self.stop = threading.Event()
+        self.transport_factory = transport_factory or (lambda target, timeout: Transport(target.url, timeout))
+        self.stop = stop or threading.Event()
         self.batches = 0
         self._count_lock = threading.Lock()
 
@@ -619,7 +632,7 @@ class _Run:
 
     def run_target(self, job: TargetJob) -> None:
         job.status = "running"
-        transport = Transport(job.target.url, self.options.timeout)
+        transport = self.transport_factory(job.target, self.options.timeout)
         rate = self.options.max_hits_per_second
         bucket = TokenBucket(rate, burst=max(float(self.options.bulk_size), 1.0)) if rate else None
         token = job.target.token_auth.get_secret_value() if job.target.token_auth else None
@@ -812,8 +825,16 @@ def dry_run(jobs: Sequence[TargetJob], now: float, out: TextIO) -> int:
     return EXIT_OK
 
 
-def run_backfill(config: Config, options: BackfillOptions, *, out: TextIO | None = None, err: TextIO | None = None, now: float | None = None) -> int:
-    """Run a backfill; returns the exit code (0 done, 1 a target failed, 2 bad input, 130 stopped)."""
+def run_backfill(
+    config: Config, options: BackfillOptions, *, out: TextIO | None = None, err: TextIO | None = None, now: float | None = None,
+    transport_factory: TransportFactory | None = None, stop: threading.Event | None = None,
+) -> int:
+    """Run a backfill; returns the exit code (0 done, 1 a target failed, 2 bad input, 130 stopped).
+
+    ``transport_factory(target, timeout)`` replaces the plain HTTP transport (Locust mode records
+    each bulk request in Locust's stats); with ``stop`` given, the caller owns stopping and no
+    signal handler is installed.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     now = time.time() if now is None else now
@@ -822,10 +843,10 @@ def run_backfill(config: Config, options: BackfillOptions, *, out: TextIO | None
     if options.dry_run:
         return dry_run(jobs, now, out)
     progress = Progress(jobs, out, options.progress_every)
-    run = _Run(jobs, checkpoint, options, now, progress)
+    run = _Run(jobs, checkpoint, options, now, progress, transport_factory, stop)
     with checkpoint.lock:
         checkpoint.save()
-    restore = _install_signals(run.stop, out)
+    restore = _install_signals(run.stop, out) if stop is None else (lambda: None)
     threads = [threading.Thread(target=run.run_target, args=(job,), name=f"backfill-{job.name}", daemon=True) for job in jobs]
     try:
         for thread in threads:

@@ -30,6 +30,8 @@ from locust.argument_parser import LocustArgumentParser, get_empty_argument_pars
 from locust.env import Environment
 from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, STATE_STOPPED, MasterRunner, Runner, WorkerRunner
 
+from .backfill import Checkpoint, UsageError, prepare
+from .backfill_locust import LocustBackfill, backfill_options
 from .broker import DEFAULT_TTL, MSG_GRANT, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
 from .checks import EXIT_CHECK_FAILED, METRICS, CheckSyntaxError, Rule, evaluate, parse_rules
 from .checks import exit_code as check_exit_code
@@ -91,6 +93,10 @@ def add_arguments(parser: LocustArgumentParser) -> None:
     # Options added to a group lack Locust's UI attributes, so they stay off the web UI's form;
     # the timeout may be changed per test there.
     timeout.include_in_web_ui, timeout.is_secret, timeout.is_required, timeout.is_multiple = True, False, False, False
+    backfill = parser.add_argument_group("trafficinator backfill", "Send past days (cdt + bulk) inside Locust instead of live visits")
+    backfill.add_argument("--traffic-backfill", metavar="FROM:TO", default=None, help="Backfill these local days (e.g. 2026-01-01:2026-01-31) with Locust stats per target; the test ends when done. See docs/backfill.md.")
+    backfill.add_argument("--traffic-backfill-checkpoint", metavar="FILE", default="backfill-checkpoint.json", help="Resume file of --traffic-backfill (default: %(default)s).")
+    backfill.add_argument("--traffic-backfill-rate", metavar="HITS", type=_positive, default=None, help="Max hits per second per target for --traffic-backfill.")
     add_web_arguments(parser)
 
 
@@ -180,6 +186,7 @@ class Plugin:
     rules: list[Rule] = field(default_factory=list)
     generation: int = 0
     environment: Environment | None = None
+    backfill: LocustBackfill | None = None
     _staged: Config | None = None
     _ending: bool = False
 
@@ -198,6 +205,8 @@ class Plugin:
             runner.send_message(HELLO, self.identity() if self.config is not None else {"pending": True})
         if runner is not None and not isinstance(runner, WorkerRunner):
             self.rules = self._parse_checks(environment)
+            if _option(environment.parsed_options, "traffic_backfill", None):
+                self._prepare_backfill(environment)
             self._start_broker(environment, runner)
             ship(environment.parsed_options, self.config, self.generation)
         if runner is not None and not isinstance(runner, MasterRunner):
@@ -279,6 +288,18 @@ class Plugin:
             self._install_shape(environment, runner)
         where = state_file.path if state_file else "not kept (--traffic-state '')"
         logger.info("trafficinator: pacing %s; users %s; budget state %s", "paced" if _paced(options) else "stress", "sized per target by the shape" if self.shape else "from -u / the web UI", where)
+
+    def _prepare_backfill(self, environment: Environment) -> None:
+        """``--traffic-backfill``: check the range and targets now (exit 2 before anything starts), then take over the test."""
+        assert self.config is not None
+        try:
+            options = backfill_options(environment.parsed_options)
+            prepare(self.config, options, Checkpoint(None), time.time())
+        except (ValueError, UsageError) as error:
+            sys.stderr.write(f"trafficinator: --traffic-backfill: {error}\n")
+            sys.exit(EXIT_CONFIG_ERROR)
+        self.backfill = LocustBackfill(self.config, options)
+        self.backfill.install(environment)
 
     def _install_shape(self, environment: Environment, runner: Runner) -> None:
         assert self.config is not None and self.broker is not None
@@ -406,8 +427,8 @@ class Plugin:
         self.tally.merge(data.get(REPORT_KEY, {}))
 
     def _on_quitting(self, environment: Environment, **_: Any) -> None:
-        if isinstance(environment.runner, WorkerRunner):
-            return
+        if isinstance(environment.runner, WorkerRunner) or self.backfill is not None:
+            return  # a backfill prints its own summary and writes its report (the shape verify reads)
         if self.broker is not None:
             self.broker.end_run()
         assert self.config is not None

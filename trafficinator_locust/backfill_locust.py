@@ -1,0 +1,131 @@
+"""Backfill inside Locust (``--traffic-backfill FROM:TO``): the same run, seen in Locust's stats and UI.
+
+Why: operators who live in Locust's web UI or its CSV/HTML reports want the history load there too,
+with ``[<target>] bulk`` rows, response times and failures per target. The backfill itself is
+:func:`backfill.run_backfill`, unchanged (days, placement, checkpoint, resume, throttle); only its
+transport differs: each bulk POST goes through a Locust HTTP session, so it fires Locust's
+``request`` event. It runs in one greenlet of the master (or the local runner); a load shape keeps
+0 users and ends the test when the backfill is done, so no live visit mixes in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import LoadTestShape
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
+
+from .backfill import EXIT_OK, BackfillOptions, SendError, UsageError, run_backfill
+from .bulk import BulkError, parse_answer
+from .config import Config, Target
+
+logger = logging.getLogger("trafficinator")
+
+
+def parse_range(text: str) -> tuple[date, date]:
+    """``2026-01-01:2026-01-31`` -> (first, last); ValueError with the expected form otherwise."""
+    first, sep, last = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a day range like 2026-01-01:2026-01-31") from None
+
+
+class LocustTransport:
+    """The backfill's transport through a Locust session: one ``[<target>] bulk`` request per batch."""
+
+    def __init__(self, environment: Environment, target: Target, timeout: float):
+        host = target.url.split("/", 3)
+        self._session = FastHttpSession("/".join(host[:3]), environment.events.request, None, connection_timeout=timeout, network_timeout=timeout)
+        self._target = target
+        self._token = target.token_auth.get_secret_value() if target.token_auth else None
+
+    def post(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+        sent = len(json.loads(body)["requests"])
+        with self._session.post(self._target.url, data=body, headers={"Content-Type": content_type}, name=f"[{self._target.name}] bulk", catch_response=True) as response:
+            status = response.status_code or 0
+            if not status:
+                error = getattr(response, "error", None)
+                response.failure(f"no answer ({type(error).__name__})")
+                raise SendError(f"no answer from {self._target.name}: {type(error).__name__}", retryable=isinstance(error, ConnectionRefusedError))
+            data = response.content or b""
+            try:
+                parse_answer(status, data, sent, self._token)
+            except BulkError as error:
+                response.failure(str(error))  # parse_answer masks the token; backfill decides what to do
+            return status, data
+
+    def close(self) -> None:
+        return None
+
+
+class BackfillShape(LoadTestShape):
+    """No users while the backfill runs; ``None`` (end of test) once it is done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done = threading.Event()
+
+    def tick(self) -> tuple[int, float] | None:
+        return None if self.done.is_set() else (0, 1)
+
+
+class LocustBackfill:
+    """Runs one backfill in the master's (or local runner's) process when the test starts."""
+
+    def __init__(self, config: Config, options: BackfillOptions):
+        self.config = config
+        self.options = options
+        self.shape = BackfillShape()
+        self.stop = threading.Event()
+        self.exit_code: int | None = None
+        self._greenlet: gevent.Greenlet | None = None
+
+    def install(self, environment: Environment) -> None:
+        environment.shape_class = self.shape
+        environment.events.test_start.add_listener(lambda environment, **_: self._start(environment))
+        environment.events.test_stopping.add_listener(lambda environment, **_: self.stop.set())
+
+    def _start(self, environment: Environment) -> None:
+        if self._greenlet is not None:
+            return
+        self._greenlet = gevent.spawn(self._run, environment)
+
+    def _run(self, environment: Environment) -> None:
+        try:
+            self.exit_code = run_backfill(
+                self.config, self.options, transport_factory=lambda target, timeout: LocustTransport(environment, target, timeout), stop=self.stop,
+            )
+        except UsageError as error:
+            logger.error("trafficinator backfill: %s", error)
+            self.exit_code = 2
+        except Exception:  # noqa: BLE001 - reported, and the test still ends
+            logger.exception("trafficinator backfill failed")
+            self.exit_code = 1
+        finally:
+            self.shape.done.set()
+            if self.exit_code not in (None, EXIT_OK):
+                environment.process_exit_code = self.exit_code
+
+
+def backfill_options(options: Any) -> BackfillOptions:
+    """The backfill's options from Locust's parsed options (``--traffic-backfill*``, ``--traffic-report``)."""
+    first, last = parse_range(options.traffic_backfill)
+    report = getattr(options, "traffic_report", None)
+    return BackfillOptions(
+        first=first, last=last,
+        max_hits_per_second=getattr(options, "traffic_backfill_rate", None),
+        checkpoint=Path(options.traffic_backfill_checkpoint),
+        report=Path(report) if report else None,
+        timeout=getattr(options, "traffic_timeout", 10.0),
+        progress_every=30.0,
+    )
