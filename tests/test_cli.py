@@ -513,6 +513,98 @@ def test_validate_never_prints_a_token_of_a_valid_config(run_cli):
         assert default_token not in result.stdout + result.stderr
 
 
+# --- validate --online (preflight) ------------------------------------------------------------------
+ONLINE_CONFIG = """\
+targets:
+  - name: Good
+    url: http://127.0.0.1:{port}/dev/matomo.php
+    site_id: 1
+    token_auth: {token}
+  - name: Paused
+    url: http://127.0.0.1:{closed}/paused/matomo.php
+    site_id: 2
+    enabled: false
+"""
+
+
+@pytest.fixture(scope="module")
+def online(tmp_path_factory):
+    """A receiver process that knows TOKEN for site 1 of /dev, a config of it (plus a disabled
+    target on a closed port), and the same config with a wrong token."""
+    from trafficinator_locust.demo import free_port, start_sink, stop_process
+
+    folder = tmp_path_factory.mktemp("online")
+    port, closed = free_port(), free_port()
+    good = folder / "good.yaml"
+    good.write_text(ONLINE_CONFIG.format(port=port, closed=closed, token=TOKEN), encoding="utf-8")
+    wrong = folder / "wrong.yaml"
+    wrong.write_text(ONLINE_CONFIG.format(port=port, closed=closed, token=ENV_TOKEN), encoding="utf-8")
+    process = start_sink(good, port, dict(os.environ), "--record-hits")
+    try:
+        yield {"port": port, "closed": closed, "good": good, "wrong": wrong}
+    finally:
+        stop_process(process)
+
+
+def _preflight_rows(stdout: str) -> dict[str, list[str]]:
+    """The preflight table's rows by target, cells split (after its 'Preflight of' line)."""
+    lines = stdout.split("Preflight of", 1)[1].splitlines()[3:]
+    return {line.split()[0]: line.split()[1:] for line in lines if line and line.split()[0] in ("Good", "Paused")}
+
+
+def test_validate_online_passes_a_good_target_exit_0_and_tracks_nothing(run_cli, online):
+    from trafficinator_locust.demo import receiver_stats
+
+    result = run_cli("validate", online["good"], "--online", "--timeout", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK, 1 enabled target(s)" in result.stdout  # the offline table comes first
+    assert "Preflight of 1 target(s), 5 s each, no tracking data sent:" in result.stdout
+    rows = _preflight_rows(result.stdout)  # dns tcp tls tracker api token site access result seconds
+    assert set(rows) == {"Good"} and rows["Good"][:9] == ["ok", "ok", "-", "ok", "ok", "ok", "ok", "ok", "ok"]
+    assert result.stdout.rstrip().endswith("preflight: all 1 target(s) passed")
+    assert TOKEN not in result.stdout + result.stderr
+    assert receiver_stats(online["port"])["/dev"]["sites"]["1"]["hits"] == 0
+
+
+def test_validate_online_exit_1_names_the_failed_step_without_the_token(run_cli, online):
+    result = run_cli("validate", online["wrong"], "--online", "--timeout", "5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert _preflight_rows(result.stdout)["Good"][:9] == ["ok", "ok", "-", "ok", "ok", "FAIL", "-", "-", "FAIL"]
+    assert "Good: token FAILED: token_auth rejected" in result.stdout
+    assert "preflight: 1 of 1 target(s) failed: Good" in result.stdout
+    assert "Traceback" not in result.stderr and ENV_TOKEN not in result.stdout + result.stderr
+
+
+def test_validate_online_target_picks_one_even_disabled_and_probe_sends_one_hit(run_cli, online):
+    from trafficinator_locust.demo import receiver_stats
+
+    paused = run_cli("validate", online["good"], "--online", "--target", "paused", "--timeout", "3")
+    assert paused.returncode == 1, paused.stdout + paused.stderr
+    assert set(_preflight_rows(paused.stdout)) == {"Paused"}
+    assert f"Paused: tcp FAILED: connection refused on 127.0.0.1:{online['closed']}" in paused.stdout
+
+    before = receiver_stats(online["port"])["/dev"]["sites"]["1"]["hits"]
+    probed = run_cli("validate", online["good"], "--online", "--target", "Good", "--probe")
+    assert probed.returncode == 0, probed.stdout + probed.stderr
+    assert "one test hit per target ('trafficinator preflight probe')" in probed.stdout
+    assert _preflight_rows(probed.stdout)["Good"][:10] == ["ok", "ok", "-", "ok", "ok", "ok", "ok", "ok", "ok", "ok"]
+    assert receiver_stats(online["port"])["/dev"]["sites"]["1"]["hits"] == before + 1
+    assert TOKEN not in paused.stdout + paused.stderr + probed.stdout + probed.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--probe",), "--probe only work(s) with --online"),
+    (("--timeout", "5", "--target", "Good"), "--timeout, --target only work(s) with --online"),
+    (("--online", "--timeout", "0"), "--timeout 0: must be > 0 and <= 600 seconds"),
+    (("--online", "--target", "Nope"), "--target: no target named 'Nope'; the config has: Good, Paused"),
+])
+def test_validate_online_usage_errors_exit_2(run_cli, online, args, message):
+    result = run_cli("validate", online["good"], *args)
+    assert_clean_failure(result, TOKEN)
+    assert message in result.stderr
+    assert "Preflight of" not in result.stdout
+
+
 # --- schema -------------------------------------------------------------------------------------
 
 

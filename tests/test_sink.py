@@ -435,10 +435,13 @@ def test_several_instances_are_independent():
 
 
 # --- reporting API ---------------------------------------------------------------------------------
-def test_api_version_needs_no_token(sink):
-    assert sink.api("API.getMatomoVersion", token=None) == {"value": "5.2.0"}
+def test_api_version_needs_some_view_access_like_matomo(sink):
+    assert sink.api("API.getMatomoVersion") == {"value": "5.2.0"}
+    for token in (None, "wrong-token"):
+        answer = sink.api("API.getMatomoVersion", token=token)
+        assert answer == {"result": "error", "message": "You can't access this resource as it requires 'view' access for at least one website."}
     response = sink.client.get("/dev/index.php?module=API&method=API.getMatomoVersion&format=JSON")
-    assert response.json == {"value": "5.2.0"}
+    assert response.status_code == 200 and response.json["result"] == "error"
 
 
 def test_api_site_from_id(sink):
@@ -482,6 +485,63 @@ def test_api_token_in_query_string_also_works(sink):
     query = urllib.parse.urlencode({"module": "API", "method": "SitesManager.getSiteFromId",
                                     "idSite": "2", "format": "JSON", "token_auth": TOKEN})
     assert sink.client.get(f"/dev/index.php?{query}").json["idsite"] == "2"
+
+
+VIEW, WRITE, ADMIN = "view-only-token-1", "write-token-2", "admin-token-3"
+
+
+def roles_sink() -> Sink:
+    """Sites 1 and 2; TOKEN (from ``tokens``) is admin, the others have the role they are named after."""
+    sink = Sink()
+    sink.app = SinkApp([SinkInstance("/dev", {1: SinkSite(1, name="Main"), 2: SinkSite(2)}, {TOKEN},
+                                     roles={VIEW: "view", WRITE: "write", ADMIN: "admin"})], clock=sink.clock)
+    sink.client = Client(sink.app)
+    return sink
+
+
+@pytest.mark.parametrize(("token", "view", "write", "admin"), [
+    (TOKEN, [], [], [1, 2]), (ADMIN, [], [], [1, 2]), (WRITE, [], [1, 2], []), (VIEW, [1, 2], [], []),
+])
+def test_each_role_lists_its_sites_like_matomos_sites_manager(token, view, write, admin):
+    sink = roles_sink()
+    assert sink.api("SitesManager.getSitesIdWithAtLeastViewAccess", token=token) == [1, 2]
+    assert sink.api("SitesManager.getSitesIdWithViewAccess", token=token) == view
+    assert sink.api("SitesManager.getSitesIdWithWriteAccess", token=token) == write  # write only, as Matomo
+    assert sink.api("SitesManager.getSitesIdWithAdminAccess", token=token) == admin
+    assert len(sink.api("SitesManager.getSitesWithAdminAccess", token=token)) == len(admin)
+    assert [s["idsite"] for s in sink.api("SitesManager.getSitesWithAtLeastViewAccess", token=token)] == ["1", "2"]
+    assert sink.api("SitesManager.getSiteFromId", token=token, idSite="1")["name"] == "Main"
+    assert sink.api("API.getMatomoVersion", token=token) == {"value": "5.2.0"}
+
+
+def test_a_view_only_token_does_not_unlock_tracking_overrides():
+    sink = roles_sink()
+    assert sink.hit(cid=CID_A, cip="1.2.3.4", token_auth=VIEW).status_code == 400
+    assert sink.hit(cid=CID_A, cip="1.2.3.4", token_auth=WRITE).status_code == 200
+    assert sink.site()["invalid"] == {p.OVERRIDE_NEEDS_TOKEN: 1} and sink.site()["ip_overrides"] == 1
+
+
+def test_an_unknown_role_is_refused_with_its_name():
+    with pytest.raises(ValueError, match="'owner' is not one of view, write, admin"):
+        SinkApp([SinkInstance("/dev", {1: SinkSite(1)}, roles={"t": "owner"})])
+
+
+def test_site_from_id_tells_time_zone_currency_and_ecommerce():
+    app = SinkApp([SinkInstance("/shop", {4: SinkSite(4, "Europe/Berlin", "EUR", ecommerce=False, name="Shop")}, {TOKEN})])
+    answer = Client(app).post("/shop/index.php", data={"module": "API", "method": "SitesManager.getSiteFromId", "idSite": "4", "token_auth": TOKEN}).json
+    assert answer == {"idsite": "4", "name": "Shop", "timezone": "Europe/Berlin", "currency": "EUR", "ecommerce": 0}
+
+
+def test_an_empty_tracker_request_gets_matomos_page_and_records_nothing(sink):
+    page = sink.client.get("/dev/matomo.php")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert page.get_data().startswith(b"This resource is part of Matomo.")
+    assert b"endpoint for the Matomo tracking API" in page.get_data()
+    empty_post = sink.client.post("/dev/matomo.php")
+    assert empty_post.status_code == 400 and empty_post.get_data().startswith(b"This resource is part of Matomo.")
+    stats = sink.stats()
+    assert stats["ignored"] == {} and stats["invalid"] == {} and sink.site()["hits"] == 0
+    assert sink.get_hit(cid=CID_A).status_code == 200 and sink.get_hit(cid=CID_A).get_data() == GIF
 
 
 # --- secrets ---------------------------------------------------------------------------------------

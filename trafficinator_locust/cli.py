@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .config import Config, json_schema, load_config, single_target_as_multi
+from .config import Config, Target, json_schema, load_config, single_target_as_multi
 from .legacy import is_legacy_environment, legacy_config, migration_yaml
 from .plugin import exit_on_config_error
 from .report import render_table
@@ -35,8 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trafficinator", description="Realistic Matomo traffic for many Matomo instances, with Locust.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    validate = commands.add_parser("validate", help="check a traffic config offline and show its targets")
+    validate = commands.add_parser("validate", help="check a traffic config offline (and with --online, each target's Matomo) and show its targets")
     validate.add_argument("config", nargs="?", help="traffic YAML (default: $TRAFFICINATOR_CONFIG, else MATOMO_* variables)")
+    validate.add_argument("--online", action="store_true", help="also check each enabled target: DNS, TCP, TLS, the tracker, the Reporting API, the site and the token's write access; exit 1 when one fails")
+    validate.add_argument("--timeout", type=float, default=None, metavar="S", help="with --online: seconds per target, all its checks together (default 10)")
+    validate.add_argument("--probe", action="store_true", help="with --online: send one test hit per target (action 'trafficinator preflight probe'); without it nothing is tracked")
+    validate.add_argument("--target", metavar="NAME", help="with --online: check only this target (disabled or not)")
     validate.set_defaults(handler=cmd_validate)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of the config file (for editors)")
@@ -85,7 +89,18 @@ def _load(path: str | None) -> Config:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .preflight import DEFAULT_TIMEOUT, preflight, render_results
+
+    online_only = [flag for flag, given in (("--timeout", args.timeout is not None), ("--probe", args.probe), ("--target", args.target is not None)) if given]
+    if online_only and not args.online:
+        print(f"trafficinator validate: {', '.join(online_only)} only work(s) with --online", file=sys.stderr)
+        return 2
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    if not 0 < timeout <= 600:
+        print(f"trafficinator validate: --timeout {args.timeout:g}: must be > 0 and <= 600 seconds", file=sys.stderr)
+        return 2
     config = _load(args.config)
+    checked = _online_targets(config, args.target) if args.online else ()
     rows = []
     for target in config.targets:
         share = f"{100 * config.weight_share(target):.1f}" if target.enabled else "-"
@@ -93,7 +108,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
         rows.append([target.name, target.url, target.site_id, share, per_day, target.timezone, "yes" if target.has_token else "no", "yes" if target.enabled else "no"])
     print(f"{config.source}: OK, {len(config.enabled_targets)} enabled target(s), distribution {config.distribution.value}")
     print(render_table(["target", "url", "site", "weight %", "visits/day", "timezone", "token", "enabled"], rows))
-    return 0
+    if not args.online:
+        return 0
+    print(flush=True)
+    results = preflight(checked, timeout=timeout, probe=args.probe)
+    print(render_results(results, timeout=timeout, probe=args.probe))
+    return 0 if all(result.ok for result in results) else 1
+
+
+def _online_targets(config: Config, name: str | None) -> tuple[Target, ...]:
+    """The enabled targets, or the one named by ``--target`` (case-insensitive, enabled or not)."""
+    if name is None:
+        return config.enabled_targets
+    found = tuple(t for t in config.targets if t.name.casefold() == name.casefold())
+    if not found:
+        names = ", ".join(t.name for t in config.targets)
+        raise ConfigError([Problem(config.source, None, "--target", f"no target named '{name}'; the config has: {names}")])
+    return found
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -11,8 +11,13 @@ visit grouping (visitor id lookup, fingerprint, 30-minute, site-local midnight a
 pings that need an active visit, and per-site counters.
 
 Endpoints per instance prefix ``P``: ``P/matomo.php`` and ``P/piwik.php`` (GET, form POST, bulk
-JSON POST), ``P/index.php`` (Reporting API subset), ``GET P/sink/stats``, ``POST P/sink/reset``;
+JSON POST; a request without any parameter gets Matomo's "This resource is part of Matomo" page),
+``P/index.php`` (Reporting API subset), ``GET P/sink/stats``, ``POST P/sink/reset``;
 ``GET /sink/stats`` and ``POST /sink/reset`` cover every instance. Loopback only.
+
+Tokens have Matomo's roles (view, write, admin), the same on every site of their instance: the
+tokens a config brings are admin tokens (they track with ``cip``/old ``cdt``); ``SinkInstance.roles``
+adds others, e.g. a view-only token that the Reporting API accepts and the tracker does not.
 """
 
 from __future__ import annotations
@@ -59,18 +64,30 @@ from trafficinator_locust.protocol import (
 __all__ = [
     "SinkSite", "SinkInstance", "SinkApp", "instances_from_targets", "default_instances", "serve",
     "run",
-    "GIF", "MATOMO_VERSION", "VISIT_TIMEOUT_SECONDS",
+    "GIF", "MATOMO_VERSION", "TRACKER_PAGE", "ROLES", "VISIT_TIMEOUT_SECONDS",
 ]
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 """Matomo's 43-byte transparent GIF, the body of a stored hit."""
 MATOMO_VERSION = "5.2.0"
+TRACKER_PAGE = (
+    "This resource is part of Matomo. Keep full control of your data with the leading free and open "
+    "source <a href='https://matomo.org' target='_blank' rel='noopener noreferrer nofollow'>web analytics "
+    "& conversion optimisation platform</a>.<br>\nThis file is the endpoint for the Matomo tracking API. "
+    "If you want to access the Matomo UI or use the Reporting API, please use <a href='index.php'>index.php</a> "
+    "instead.\n"
+).encode("utf-8")
+"""What Matomo's matomo.php prints for a request that tracks nothing (core/Tracker/Response.php):
+status 200 for a GET without parameters (monitoring tools probe it), 400 otherwise."""
+ROLES = ("view", "write", "admin")
+"""Matomo's roles, weakest first; tracking with a token needs write or admin."""
 VISIT_TIMEOUT_SECONDS = 1800.0
 """Matomo's ``visit_standard_length``: a visit ends 30 minutes after its last action."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _JSON = "application/json; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
+_HTML = "text/html; charset=utf-8"
 _STATUS = {
     200: "200 OK", 204: "204 No Content", 400: "400 Bad Request", 404: "404 Not Found",
     405: "405 Method Not Allowed", 500: "500 Internal Server Error",
@@ -101,6 +118,10 @@ class SinkInstance:
     prefix: str
     sites: dict[int, SinkSite]
     tokens: set[str] = field(default_factory=set)
+    """Tokens with admin access to every site of the instance (what a config's targets bring)."""
+    roles: dict[str, str] = field(default_factory=dict)
+    """More tokens and their role on every site: ``"view"``, ``"write"`` or ``"admin"``; a token
+    named here and in ``tokens`` gets the role named here."""
 
 
 def _plain_token(token: object) -> str | None:
@@ -283,7 +304,9 @@ class _InstanceState:
     def __init__(self, instance: SinkInstance, prefix: str) -> None:
         self.instance = instance
         self.prefix = prefix
-        self.tokens = frozenset(t for t in instance.tokens if t)
+        self.roles = _token_roles(instance)
+        self.tokens = frozenset(t for t, role in self.roles.items() if role != "view")
+        """Tokens the tracker accepts (write or admin)."""
         self.sites = {site_id: _SiteState(site) for site_id, site in instance.sites.items()}
         self.invalid: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
@@ -308,6 +331,17 @@ class _InstanceState:
             "invalid": _counter_dict(self.invalid),
             "ignored": _counter_dict(self.ignored),
         }
+
+
+def _token_roles(instance: SinkInstance) -> dict[str, str]:
+    """Every token of an instance with its role; ValueError names an unknown role."""
+    roles = dict.fromkeys((t for t in instance.tokens if t), "admin")
+    for token, role in instance.roles.items():
+        if role not in ROLES:
+            raise ValueError(f"instance {instance.prefix or '/'}: role {role!r} is not one of {', '.join(ROLES)}")
+        if token:
+            roles[token] = role
+    return roles
 
 
 # --- visit grouping ------------------------------------------------------------------------------
@@ -605,6 +639,9 @@ class SinkApp:
         if _is_bulk(environ, body):
             return self._bulk(state, environ, body, start_response)
         params = _request_params(environ, body)
+        if not params:  # Matomo tracks nothing and shows its page: 200 for a GET, else 400
+            status = 200 if environ.get("REQUEST_METHOD") == "GET" else 400
+            return _respond(start_response, status, TRACKER_PAGE, _HTML)
         outcome = self._track(state, params, _client(environ))
         if outcome is not None and not outcome.ignored:
             return _respond(start_response, outcome.status, outcome.message.encode("utf-8"), _TEXT)
@@ -803,23 +840,41 @@ def _tracking_failures(state: _InstanceState) -> list[dict[str, Any]]:
     return failures
 
 
+_SITE_IDS_BY_ROLE = {
+    "SitesManager.getSitesIdWithAtLeastViewAccess": ROLES,
+    "SitesManager.getSitesIdWithViewAccess": ("view",),
+    "SitesManager.getSitesIdWithWriteAccess": ("write",),
+    "SitesManager.getSitesIdWithAdminAccess": ("admin",),
+}
+"""Matomo's per-role site lists: ``...WithWriteAccess`` lists write-only sites (not admin ones)."""
+_SITES_BY_ROLE = {
+    "SitesManager.getSitesWithAtLeastViewAccess": ROLES,
+    "SitesManager.getSitesWithViewAccess": ("view",),
+    "SitesManager.getSitesWithAdminAccess": ("admin",),
+}
+
+
 def _api_answer(state: _InstanceState, params: Mapping[str, str], now: float) -> Any:
-    """The JSON answer of one Reporting API call (errors are answered with status 200)."""
+    """The JSON answer of one Reporting API call (errors are answered with status 200).
+
+    Every method needs a known token (Matomo's ``API.getMatomoVersion`` too: some view access).
+    """
     if params.get("module") != "API":
         return _api_error("The sink only serves module=API.")
     method = params.get("method", "")
+    token = params.get("token_auth", "")
+    role = state.roles.get(token) if token else None
+    if role is None:
+        return _access_error(params)
     if method == "API.getMatomoVersion":
         return {"value": MATOMO_VERSION}
-    token = params.get("token_auth", "")
-    if not token or token not in state.tokens:
-        return _access_error(params)
     if method == "SitesManager.getSiteFromId":
         site = _api_site(state, params)
         return site if isinstance(site, dict) else _site_info(site.site)
-    if method == "SitesManager.getSitesWithAdminAccess":
-        return [_site_info(site.site) for site in state.sites.values()]
-    if method == "SitesManager.getSitesIdWithAdminAccess":
-        return list(state.sites)
+    if method in _SITE_IDS_BY_ROLE:
+        return list(state.sites) if role in _SITE_IDS_BY_ROLE[method] else []
+    if method in _SITES_BY_ROLE:
+        return [_site_info(site.site) for site in state.sites.values()] if role in _SITES_BY_ROLE[method] else []
     if method == "VisitsSummary.get":
         return _visits_summary(state, params, now)
     if method == "CoreAdminHome.getTrackingFailures":
