@@ -179,6 +179,16 @@ def test_action_shares_are_independent(visits, target):
     assert any({"search", "outlink", "download", "event", "goal"} <= v.actions for v in free)
 
 
+def test_site_searches_carry_counts_including_zero_and_often_a_category(visits):
+    searches = [h.params for v in visits for h in v.hits if h.kind == "search"]
+    assert len(searches) > 5000
+    counts = Counter(params["search_count"] for params in searches)
+    assert counts["0"] > 0.1 * len(searches), "searches without results exist (Matomo's 'no result' report)"
+    with_category = sum(1 for params in searches if params.get("search_cat")) / len(searches)
+    assert abs(with_category - 0.5) < 0.02
+    assert all(params["search"] and params["url"].startswith("https://") for params in searches)
+
+
 def test_ecommerce_shares_and_nesting(visits):
     counts = Counter(kind for v in visits for kind in v.actions)
     assert abs(share(counts["product_view"]) - 0.25) < TOLERANCE

@@ -30,6 +30,8 @@ _NUMBER_MASK = (1 << 128) - 1
 # C method directly (same state as Random(key): only Random's unused gauss cache is left alone).
 _seed_core = random.Random.__mro__[1].seed
 _QUOTED_TERMS = tuple(quote_plus(term) for term in catalog.SEARCH_TERMS)
+# Half the site searches are made in a category (Matomo's "Search Categories" report); "" = none.
+_SEARCH_CATEGORIES = ("", "", "", "Products", "Help", "Blog")
 
 
 class Visitor(NamedTuple):
@@ -293,7 +295,11 @@ class VisitPlanner:
         if kind == "search":
             index = int(rng.random() * len(_QUOTED_TERMS))
             term, quoted = catalog.SEARCH_TERMS[index], _QUOTED_TERMS[index]
-            return Hit("search", {"search": term, "search_count": str(rng.choice((0, 1, 3, 8, 24))), "url": f"{self._site_url}/search?q={quoted}"}, self._action_wait(rng))
+            params = {"search": term, "search_count": str(rng.choice((0, 1, 3, 8, 24))), "url": f"{self._site_url}/search?q={quoted}"}
+            category = rng.choice(_SEARCH_CATEGORIES)
+            if category:
+                params["search_cat"] = category
+            return Hit("search", params, self._action_wait(rng))
         if kind == "outlink":
             return Hit("outlink", {"link": rng.choice(catalog.OUTLINKS), "ca": "1"}, self._action_wait(rng))
         if kind == "download":
