@@ -81,29 +81,33 @@ class PlannedVisit(NamedTuple):
 class Weighted:
     """Draw from a fixed list by weight with one uniform number (bisect on cumulative weights)."""
 
-    __slots__ = ("items", "_cumulative", "_total")
+    __slots__ = ("items", "cumulative", "total")
 
     def __init__(self, items: Sequence[T], weights: Sequence[float]):
         pairs = [(item, float(w)) for item, w in zip(items, weights) if w > 0]
         self.items = tuple(item for item, _ in pairs)
-        self._cumulative = tuple(accumulate(w for _, w in pairs))
-        self._total = self._cumulative[-1] if pairs else 0.0
+        self.cumulative = tuple(accumulate(w for _, w in pairs))
+        self.total = self.cumulative[-1] if pairs else 0.0
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
     def pick(self, rng: random.Random) -> Any:
         # random() < 1, so the point lies below the last cumulative weight: the index is always valid
-        return self.items[bisect_left(self._cumulative, rng.random() * self._total)]
+        return self.items[bisect_left(self.cumulative, rng.random() * self.total)]
 
 
-class _Page:
-    """A pageview being planned, with the add-on hits that happen on it."""
+class _Page(NamedTuple):
+    """A pageview being planned, with the add-on hits that happen on it (``extras`` grows)."""
 
-    __slots__ = ("page", "params", "extras", "wait")
+    page: Page
+    params: dict[str, str]
+    extras: list[Hit]
+    wait: float | None
 
-    def __init__(self, page: Page, params: dict[str, str], extras: list[Hit], wait: float | None):
-        self.page, self.params, self.extras, self.wait = page, params, extras, wait
+
+# Hot loops build these tuples through tuple.__new__ (C) rather than the NamedTuples' Python-level __new__.
+_new_tuple = tuple.__new__
 
 
 class VisitPlanner:
@@ -129,6 +133,8 @@ class VisitPlanner:
         self._pool: dict[int, Visitor] = {}
         self._product_pages = {p.sku: Page(url=f"{self._site_url}/products/{p.sku.lower()}", title=p.name) for p in traffic.ecommerce.products}
         self._checkout = Page(url=f"{self._site_url}/checkout", title="Checkout")
+        self._product_view_params = {p.sku: {"_pks": p.sku, "_pkn": p.name, "_pkc": p.category, "_pkp": f"{p.price:.2f}"} for p in traffic.ecommerce.products}
+        self._item_json = {p.sku: _item_prefix(p) for p in traffic.ecommerce.products}
         self._step_pages = {step.url: Page(url=step.url, title=step.title or "") for j in traffic.journeys for step in j.steps if step.type == "pageview" and step.url}
         kinds = Weighted(list(traffic.devices), list(traffic.devices.values()))
         self._device_kinds = kinds
@@ -278,17 +284,17 @@ class VisitPlanner:
         """``count`` pages: Zipf-popular, mostly staying in the current section. (Hot loop: inlined.)"""
         pages = []
         current = after
-        random_ = rng.random
+        random_, bits = rng.random, rng.getrandbits
         stickiness, in_section, everywhere = self._stickiness, self._next_in_section, self._pages
         for _ in range(count):
-            section = in_section.get(current.url) if current is not None and random_() < stickiness else None
-            current = section.pick(rng) if section else everywhere.pick(rng)
-            pages.append(_Page(current, {"url": current.url, "action_name": current.title, "pv_id": f"{rng.getrandbits(24):06x}"}, [], None))
+            table = (in_section.get(current.url) if current is not None and random_() < stickiness else None) or everywhere
+            current = table.items[bisect_left(table.cumulative, random_() * table.total)]  # Weighted.pick, inlined
+            pages.append(_new_tuple(_Page, (current, {"url": current.url, "action_name": current.title, "pv_id": f"{bits(24):06x}"}, [], None)))
         return pages
 
     def _new_page(self, page: Page, rng: random.Random, wait: float | None = None) -> _Page:
         pv_id = f"{rng.getrandbits(24):06x}"  # 6 alphanumerics, as Matomo wants
-        return _Page(page, {"url": page.url, "action_name": page.title, "pv_id": pv_id}, [], wait)
+        return _new_tuple(_Page, (page, {"url": page.url, "action_name": page.title, "pv_id": pv_id}, [], wait))
 
     def _addon(self, kind: str, rng: random.Random) -> Hit:
         """An add-on action on a page (its ``pv_id`` and ``url`` are filled in by ``_hits``)."""
@@ -349,15 +355,16 @@ class VisitPlanner:
         shop = self.traffic.ecommerce
         done: set[str] = set()
         if rng.random() < shop.product_view:
-            for product in rng.sample(shop.products, k=min(len(shop.products), rng.randint(1, 2))):
+            for product in _sample(rng, shop.products, min(len(shop.products), _between(rng, 1, 2))):
                 viewed = self._new_page(self._product_pages[product.sku], rng)
-                viewed.params.update({"_pks": product.sku, "_pkn": product.name, "_pkc": product.category, "_pkp": f"{product.price:.2f}"})
-                pages.insert(rng.randint(max(1, scripted), len(pages)) if pages else 0, viewed)
+                viewed.params.update(self._product_view_params[product.sku])
+                pages.insert(_between(rng, max(1, scripted), len(pages)) if pages else 0, viewed)
             done.add("product_view")
         draw = rng.random()
         if draw < max(shop.cart, shop.order) and pages:
             basket = self._basket(rng)
-            at = rng.randrange(max(scripted - 1, 0), len(pages))
+            low = max(scripted - 1, 0)
+            at = low + int(rng.random() * (len(pages) - low))
             pages[at].extras.append(self._cart_hit(basket, rng))
             done.add("cart")
             if draw < shop.order:
@@ -369,12 +376,13 @@ class VisitPlanner:
 
     def _basket(self, rng: random.Random) -> list[tuple[Any, int]]:
         shop = self.traffic.ecommerce
-        count = min(len(shop.products), rng.randint(int(shop.items.min), int(shop.items.max)))
-        return [(product, rng.randint(int(shop.quantity.min), int(shop.quantity.max))) for product in rng.sample(shop.products, k=count)]
+        count = min(len(shop.products), _between(rng, int(shop.items.min), int(shop.items.max)))
+        low, high = int(shop.quantity.min), int(shop.quantity.max)
+        return [(product, _between(rng, low, high)) for product in _sample(rng, shop.products, count)]
 
     def _cart_hit(self, basket: list[tuple[Any, int]], rng: random.Random) -> Hit:
         subtotal = _cents(sum(product.price * quantity for product, quantity in basket))
-        return Hit("cart", {"idgoal": "0", "ec_items": _items(basket), "revenue": _money(subtotal)}, self._action_wait(rng))
+        return Hit("cart", {"idgoal": "0", "ec_items": self._items(basket), "revenue": _money(subtotal)}, self._action_wait(rng))
 
     def _order_hit(self, basket: list[tuple[Any, int]], rng: random.Random, order_ref: str) -> Hit:
         """An order: money in whole cents, so revenue = subtotal + tax + shipping - discount exactly."""
@@ -385,10 +393,14 @@ class VisitPlanner:
         shipping = _cents(rng.choice(shop.shipping))
         revenue = subtotal + tax + shipping - discount
         params = {
-            "idgoal": "0", "ec_id": order_ref, "ec_items": _items(basket), "revenue": _money(revenue),
+            "idgoal": "0", "ec_id": order_ref, "ec_items": self._items(basket), "revenue": _money(revenue),
             "ec_st": _money(subtotal), "ec_tx": _money(tax), "ec_sh": _money(shipping), "ec_dt": _money(discount),
         }
         return Hit("order", params, self._action_wait(rng))
+
+    def _items(self, basket: list[tuple[Any, int]]) -> str:
+        """``ec_items`` JSON: ``[[sku, name, category, price, quantity], ...]`` from per-product fragments."""
+        return "[" + ",".join(f"{self._item_json[product.sku]},{quantity}]" for product, quantity in basket) + "]"
 
     # -- when ---------------------------------------------------------------------------------
 
@@ -404,7 +416,7 @@ class VisitPlanner:
                 wait = 0.0
             else:
                 wait = page.wait if page.wait is not None else low + span * random_()
-            hits.append(Hit("pageview", params, wait))
+            hits.append(_new_tuple(Hit, ("pageview", params, wait)))
             url = page.page.url
             for extra in page.extras:
                 extra.params.setdefault("url", url)
@@ -461,5 +473,15 @@ def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def _items(basket: list[tuple[Any, int]]) -> str:
-    return json.dumps([[p.sku, p.name, p.category, round(p.price, 2), quantity] for p, quantity in basket], separators=(",", ":"))
+def _item_prefix(product: Any) -> str:
+    """``[sku,name,category,price`` of one ``ec_items`` entry, as ``json.dumps`` writes it (quantity follows)."""
+    return json.dumps([product.sku, product.name, product.category, round(product.price, 2)], separators=(",", ":"))[:-1]
+
+
+def _sample(rng: random.Random, population: Sequence[T], count: int) -> list[T]:
+    """``count`` distinct items in random order (``rng.sample`` without its set-up cost, for small counts)."""
+    pool = list(population)
+    for i in range(count):
+        j = i + int(rng.random() * (len(pool) - i))
+        pool[i], pool[j] = pool[j], pool[i]
+    return pool[:count]

@@ -13,6 +13,7 @@ import random
 from bisect import bisect_right
 from importlib import resources
 from itertools import accumulate
+from socket import inet_ntoa
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 from urllib.parse import quote_plus
@@ -192,13 +193,14 @@ def random_ip(country_code: str, rng: random.Random) -> str:
     Pure: all randomness comes from ``rng``. A range is picked uniformly, then an address in it,
     avoiding addresses ending in .0 or .255. Unknown codes raise ``KeyError``.
     """
-    country = COUNTRIES_BY_CODE[country_code.upper()]
+    country = COUNTRIES_BY_CODE.get(country_code) or COUNTRIES_BY_CODE[country_code.upper()]
     ranges = country.ranges
     ip_range = ranges[int(rng.random() * len(ranges))]
-    size = ip_range.last - ip_range.first + 1  # < 2**32: a float draw is exact enough and much cheaper
-    value = ip_range.first + int(rng.random() * size)
+    first = ip_range.first
+    size = ip_range.last - first + 1  # < 2**32: a float draw is exact enough and much cheaper
+    value = first + int(rng.random() * size)
     for _ in range(8):
         if value & 0xFF not in (0, 0xFF):
             break
-        value = ip_range.first + int(rng.random() * size)
-    return f"{value >> 24}.{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}"
+        value = first + int(rng.random() * size)
+    return inet_ntoa(value.to_bytes(4, "big"))
