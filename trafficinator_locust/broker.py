@@ -12,6 +12,7 @@ Messages (all names start with ``trafficinator:``)::
     broker -> client  grant   {req, broker, target, lease, count, ttl, rate, retry_after, state}
     client -> broker  report  {broker, used: {lease_id: cumulative used}}
     client -> broker  return  {broker, leases: {lease_id: cumulative used}}
+    broker -> clients limits  {targets: [names that must ask the broker]}   (after a live change)
 
 Rules that keep a daily cap a hard limit (see docs/adr/006-permit-broker.md):
 
@@ -47,7 +48,7 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from .budget import Ledger, TargetBudget, TargetStatus, parse_state, state_json
+from .budget import Ledger, Pace, TargetBudget, TargetStatus, parse_state, state_json
 from .config import Config
 from .files import write_atomic
 
@@ -57,6 +58,7 @@ MSG_LEASE = "trafficinator:lease"
 MSG_GRANT = "trafficinator:grant"
 MSG_REPORT = "trafficinator:report"
 MSG_RETURN = "trafficinator:return"
+MSG_LIMITS = "trafficinator:limits"
 
 DEFAULT_TTL = 30.0
 TICK_SECONDS = 1.0
@@ -90,17 +92,22 @@ def build_budgets(config: Config, paced: bool) -> list[TargetBudget]:
     return [TargetBudget(target.name, target.pace(), paced=paced) for target in config.enabled_targets]
 
 
+def state_folder(env: Mapping[str, str] | None = None) -> Path:
+    """The user's trafficinator state folder: ``$XDG_STATE_HOME/trafficinator`` (default ``~/.local/state``)."""
+    env = os.environ if env is None else env
+    base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path.home() / ".local" / "state"
+    return base / "trafficinator"
+
+
 def default_state_path(source: str, env: Mapping[str, str] | None = None) -> Path:
     """``$XDG_STATE_HOME/trafficinator/<hash of the absolute config path>.json``.
 
     Keyed by the config file's location (not its content), so editing a config keeps its day's
     count; a config without a file (legacy environment variables) is keyed by its source label.
     """
-    env = os.environ if env is None else env
-    base = Path(env["XDG_STATE_HOME"]) if env.get("XDG_STATE_HOME") else Path.home() / ".local" / "state"
     path = Path(source)
     key = str(path.resolve()) if path.is_file() else source
-    return base / "trafficinator" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return state_folder(env) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 class StateError(Exception):
@@ -290,18 +297,40 @@ class PermitBroker:
             self._save_failed = False
         return True
 
+    # -- live changes (the web UI's control plane)
+
+    def retarget(self, target: str, *, pace: Pace | None = None, paused: bool | None = None, now: float | None = None) -> TargetStatus:
+        """Change a target's pace or pause it while running; persisted, then announced to clients.
+
+        Raises ``KeyError`` for a target without a budget and ``ValueError`` for a time zone change.
+        """
+        status = self.ledger.retarget(target, self._now(now), pace=pace, paused=paused)
+        self.save()
+        self.announce_limits()
+        return status
+
+    def limited_targets(self) -> list[str]:
+        """Targets whose users must ask for permits: those with a rate or cap, and paused ones."""
+        return [name for name in self.ledger.targets if self.ledger.budget(name).paused or self.ledger.budget(name).pace.visits_per_day is not None]
+
+    def announce_limits(self) -> None:
+        """Tell every client which targets go through the broker (a target paused or given a rate
+        live may have been unlimited at start, so its users never asked)."""
+        self._send(MSG_LIMITS, {"targets": self.limited_targets()}, None)
+
     # -- views
 
     def status(self, now: float | None = None) -> list[TargetStatus]:
         return self.ledger.status(self._now(now))
 
     def all_spent(self, now: float | None = None) -> bool:
-        """Every target has a cap, has been granted all of today's cap, and no permit is left unused.
+        """Every target not paused by an operator has a cap, has been granted all of today's cap,
+        and no permit is left unused.
 
         Waiting for the leased permits to be used (not just granted) is what makes a run that ends
         here deliver exactly its caps.
         """
-        statuses = self.status(now)
+        statuses = [s for s in self.status(now) if not self.ledger.budget(s.name).paused]
         return bool(statuses) and all(s.state == "capped" and s.outstanding_leased == 0 for s in statuses)
 
     def lag(self, target: str, now: float | None = None) -> float:
@@ -380,8 +409,31 @@ class PermitClient:
         self.active = True
 
     def attach(self, runner: Any) -> None:
-        """Register the grant handler on a Locust runner (worker or local)."""
+        """Register the grant and live-limits handlers on a Locust runner (worker or local).
+
+        The plugin registers its own delegating handlers instead, since a new config brings a new client.
+        """
         runner.register_message(MSG_GRANT, lambda environment, msg, **_: self.on_grant(msg.data))
+        runner.register_message(MSG_LIMITS, lambda environment, msg, **_: self.on_limits(msg.data))
+
+
+    def limit(self, targets: Iterable[str]) -> None:
+        """Send ``targets`` through the broker from now on, and let every waiting user ask at once.
+
+        A target becomes limited when an operator pauses it or gives it a rate while running; a
+        limited target is never unlimited again in this process (the broker grants freely when it
+        has no cap, so asking costs only a message). A live change may also have lifted a pause
+        or a cap, so no target keeps waiting out a ``retry_after`` given under the old settings.
+        """
+        for name in targets:
+            self._targets.setdefault(name, _Permits(name))
+        for permits in self._targets.values():
+            permits.not_before = 0.0
+            old, permits.event = permits.event, Event()
+            old.set()
+
+    def on_limits(self, data: Mapping[str, Any]) -> None:
+        self.limit(str(name) for name in data.get("targets", []))
 
     # -- what users call
 
@@ -568,6 +620,7 @@ __all__ = [
     "DEFAULT_TTL",
     "MSG_GRANT",
     "MSG_LEASE",
+    "MSG_LIMITS",
     "MSG_REPORT",
     "MSG_RETURN",
     "PermitBroker",
@@ -579,4 +632,5 @@ __all__ = [
     "lease_margin",
     "restore_ledger",
     "spawn_every",
+    "state_folder",
 ]

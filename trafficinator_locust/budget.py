@@ -313,6 +313,9 @@ class TargetBudget:
     closed: a day that was already counted is never counted again from zero).
     """
 
+    paused: bool = False
+    """An operator's pause (a target disabled live): nothing is granted until it is lifted."""
+
     def __init__(self, name: str, pace: Pace, *, paced: bool = True, burst_seconds: float = DEFAULT_BURST_SECONDS):
         if burst_seconds <= 0:
             raise ValueError("burst_seconds must be > 0")
@@ -363,6 +366,8 @@ class TargetBudget:
         if want < 0:
             raise ValueError("want must be >= 0")
         day = self._roll(now)
+        if self.paused:
+            return 0
         count = want
         cap = self.pace.cap(day)
         if cap is not None:
@@ -391,6 +396,35 @@ class TargetBudget:
             self._tokens = min(self._capacity(now), self._tokens + credited)
         return credited
 
+    def retarget(self, now: float, *, pace: Pace | None = None, paused: bool | None = None) -> None:
+        """Apply an operator's change while running: a new pace (rate, cap, profile) and/or a pause.
+
+        The local day and the permits granted in it are kept, so the cap stays a hard limit: a cap
+        lowered below what is already granted leaves the target capped (0 remaining), never
+        negative. What accrued at the old pace is settled first; the bucket is then clipped to the
+        new pace's burst, and a target that becomes paced (or is resumed) starts with an empty
+        bucket (no burst). A time zone change moves the local day itself: it needs a fresh budget
+        (next test start).
+        """
+        if pace is not None:
+            if pace.timezone != self.pace.timezone:
+                raise ValueError(f"{self.name}: a time zone change ({self.pace.timezone} -> {pace.timezone}) applies at the next test start")
+            self._roll(now)
+            was_bucketed = self.bucketed
+            if was_bucketed:
+                self._refill(now)
+            self.pace = pace
+            if not self.bucketed:
+                self._tokens = 0.0
+            elif not was_bucketed:
+                self._tokens, self._refilled_at = 0.0, now
+            else:
+                self._tokens = min(self._tokens, self._capacity(now))
+        if paused is not None:
+            if self.paused and not paused and self.bucketed:
+                self._tokens, self._refilled_at = 0.0, now  # resume like a fresh start: no burst of what accrued while paused
+            self.paused = paused
+
     def restore(self, day: date, granted: int, now: float) -> None:
         """Continue a saved count: same day continues, an earlier day is ignored (new day from 0).
 
@@ -408,7 +442,9 @@ class TargetBudget:
         cap = self.pace.cap(day)
         rate = self.pace.rate(now) if self.bucketed else None
         state: State
-        if cap is not None and self._granted >= cap:
+        if self.paused:
+            state = "paused"
+        elif cap is not None and self._granted >= cap:
             state = "capped"
         elif not self.bucketed:
             state = "unpaced"
@@ -453,9 +489,9 @@ class TargetStatus:
     """What the UI and reports show per target.
 
     ``cap_today``/``remaining_today`` are ``None`` without a cap; ``current_rate`` (visits/s) is
-    ``None`` when no bucket limits the target (unpaced or stress). ``state`` is ``capped`` once the
-    day's cap is granted, else ``unpaced`` without a bucket, ``paused`` when the rate is 0 now (an
-    hour of weight 0), else ``running``.
+    ``None`` when no bucket limits the target (unpaced or stress). ``state`` is ``paused`` while an
+    operator paused the target, else ``capped`` once the day's cap is granted, else ``unpaced``
+    without a bucket, ``paused`` when the rate is 0 now (an hour of weight 0), else ``running``.
     """
 
     name: str
@@ -645,6 +681,19 @@ class Ledger:
             lease = self._leases.pop(lease_id)
             settled.append(Settled(lease, self._budgets[lease.target].credit(lease.day, lease.unused, now)))
         return settled
+
+    def retarget(self, target: str, now: float, *, pace: Pace | None = None, paused: bool | None = None) -> TargetStatus:
+        """Change one target's pace and/or pause it live (see :meth:`TargetBudget.retarget`).
+
+        Leases already granted stay valid (they were counted against the day when granted), so a
+        pause or a lowered cap never lets the day's total exceed the cap in force when they were
+        granted, and nothing more is granted past the new one.
+        """
+        if target not in self._budgets:
+            raise KeyError(f"no budget for target {target!r} (it was not enabled at the test start)")
+        budget = self._budgets[target]
+        budget.retarget(now, pace=pace, paused=paused)
+        return budget.status(now, self.outstanding(target))
 
     def status(self, now: float) -> list[TargetStatus]:
         """One :class:`TargetStatus` per target, in construction order."""

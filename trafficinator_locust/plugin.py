@@ -32,7 +32,7 @@ from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING, STATE_SPAWN
 
 from .backfill import Checkpoint, UsageError, prepare
 from .backfill_locust import LocustBackfill, backfill_options
-from .broker import DEFAULT_TTL, MSG_GRANT, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
+from .broker import DEFAULT_TTL, MSG_GRANT, MSG_LIMITS, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
 from .checks import EXIT_CHECK_FAILED, METRICS, CheckSyntaxError, Rule, evaluate, parse_rules
 from .checks import exit_code as check_exit_code
 from .config import Config, load_config
@@ -312,6 +312,7 @@ class Plugin:
     def _start_client(self, runner: Runner) -> None:
         # Grants go to whichever permit client is current: a new config brings a new one.
         runner.register_message(MSG_GRANT, lambda environment, msg, **_: self.permits.on_grant(msg.data) if self.permits else None)
+        runner.register_message(MSG_LIMITS, lambda environment, msg, **_: self.permits.on_limits(msg.data) if self.permits else None)
         self._new_permit_client(runner)
         spawn_every(runner.greenlet, TICK_SECONDS, lambda: self.permits.tick() if self.permits else None, "permit reports")
 

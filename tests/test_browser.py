@@ -1,0 +1,175 @@
+"""The control plane as an operator uses it: headless Chromium (Debian's ``chromium``, driven by
+Playwright) against a real ``locust`` with its web UI and the embedded receiver.
+
+Open Locust's page, follow the link to the Targets control page, see the 3 targets, validate them
+all, disable one, start a run from Locust's form, watch the Targets tab mark it disabled with 0 visits while the
+others count up (the receiver stores 0 visits for its site), save a preset, re-enable the target,
+reload the page, apply the preset: the target is disabled again.
+
+Chromium missing is a failure, not a skip: CI installs it (``.ci/run``), so must a developer.
+"""
+
+from __future__ import annotations
+
+import locust  # noqa: F401  (first: gevent monkey-patching before anything imports urllib3)
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_webui import LocustProcess  # the real-locust launcher shared with the API tests
+from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.protocol import instance_path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+REPO = Path(__file__).resolve().parent.parent
+TOKENS = {"DEMO_DEV_TOKEN": "browser-dev-token-1q2w", "DEMO_STAGING_TOKEN": "browser-staging-token-3e4r", "DEMO_PROD_TOKEN": "browser-prod-token-5t6y"}
+WAIT_MS = 30_000
+
+# config/demo.yaml with bare ${VAR} tokens (a preset keeps only those) and quick visits
+CONFIG = """\
+defaults:
+  traffic:
+    urls: urls.txt
+    pageviews: {{min: 1, max: 2}}
+    dwell_seconds: {{min: 0.05, max: 0.2}}
+    pause_between_visits: {{min: 0, max: 0.2}}
+targets:
+  - name: Development
+    url: http://127.0.0.1:{port}/dev/matomo.php
+    site_id: 1
+    token_auth: ${{DEMO_DEV_TOKEN}}
+    weight: 2
+    timezone: UTC
+  - name: Staging
+    url: http://127.0.0.1:{port}/staging/matomo.php
+    site_id: 2
+    token_auth: ${{DEMO_STAGING_TOKEN}}
+    weight: 3
+    timezone: America/New_York
+  - name: Production
+    url: http://127.0.0.1:{port}/prod/matomo.php
+    site_id: 1
+    token_auth: ${{DEMO_PROD_TOKEN}}
+    weight: 5
+    timezone: Asia/Tokyo
+"""
+
+
+def _browser_or_fail():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright is missing: install the test extra (pip install -e '.[test]')")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is missing ({CHROMIUM}): install it with 'apt-get install -y chromium' (.ci/run does this)")
+    return sync_playwright
+
+
+@pytest.fixture()
+def demo(tmp_path: Path):
+    port = free_port()
+    config_path = tmp_path / "traffic.yaml"
+    config_path.write_text(CONFIG.format(port=port), encoding="utf-8")
+    shutil.copy(REPO / "config" / "urls.txt", tmp_path / "urls.txt")
+    env = {**os.environ, **TOKENS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    for name in ("TRAFFICINATOR_WEB_USER", "TRAFFICINATOR_WEB_PASSWORD", "TRAFFICINATOR_CONFIG"):
+        env.pop(name, None)
+    sink = start_sink(config_path, port, env)
+    yield config_path, port, env
+    stop_process(sink)
+
+
+def _visits(page, target: str) -> int:
+    """Visits today from the Targets tab's row of ``target`` ("12 / -")."""
+    text = page.locator("tr", has=page.get_by_role("cell", name=target, exact=True)).locator("td").nth(3).inner_text()
+    return int(text.split("/")[0])
+
+
+def test_disable_a_target_run_and_apply_a_preset_in_chromium(demo, tmp_path: Path):
+    sync_playwright = _browser_or_fail()
+    config_path, sink_port, env = demo
+    run = LocustProcess(config_path, tmp_path, env)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            try:
+                _operate(page, run.url, sink_port, tmp_path)
+            finally:
+                page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
+                browser.close()
+    finally:
+        output = run.stop()
+    for token in TOKENS.values():
+        assert token not in output
+
+
+def _operate(page, url: str, sink_port: int, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    # Locust's page links to the control page, which lists the 3 targets
+    page.goto(url + "/")
+    page.click("#trafficinator-control-link")
+    page.wait_for_url(re.compile(r"/trafficinator/$"))
+    rows = page.locator("#targets tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.locator("td[data-col=name]")).to_have_text(["Development", "Staging", "Production"])
+    staging = page.locator('#targets tr[data-target="Staging"]')
+
+    # "validate all": one result per target, each reachable with a token that may write
+    page.click("#validate-all")
+    results = page.locator("#validation tbody tr")
+    expect(results).to_have_count(3)
+    expect(results.locator("td[data-col=result]")).to_have_text(["ok", "ok", "ok"])
+    expect(results.first.locator("td[data-col=steps]")).to_contain_text("access")
+
+    # disable Staging before the run
+    staging.locator("button[data-action=toggle]").click()
+    expect(staging.locator("td[data-col=state]")).to_have_text("disabled")
+    expect(page.locator("#message")).to_contain_text("Staging: paused")
+
+    # start a run from Locust's own form; its Targets tab shows the 3 rows, Staging disabled at 0 visits
+    page.click("#back")
+    page.fill("input[name=userCount]", "6")
+    page.fill("input[name=spawnRate]", "6")
+    page.get_by_role("button", name="Start").click()
+    page.get_by_role("tab", name="Targets").click()
+    table = page.locator("table", has=page.get_by_role("columnheader", name="Visits today / cap"))
+    expect(table.locator("tbody tr")).to_have_count(3)
+    staging_row = table.locator("tr", has=page.get_by_role("cell", name="Staging", exact=True))
+    expect(staging_row).to_contain_text("disabled")
+    page.wait_for_function(
+        """() => { const rows = [...document.querySelectorAll('tbody tr')];
+                   const visits = (name) => { const row = rows.find(r => r.cells[0] && r.cells[0].innerText === name);
+                                              return row ? parseInt(row.cells[3].innerText) : 0; };
+                   return visits('Development') > 0 && visits('Production') > 0; }""",
+        timeout=60_000,
+    )
+    page.screenshot(path=str(shots / "targets-tab.png"), full_page=True)
+    assert _visits(page, "Staging") == 0
+    page.get_by_role("button", name="Stop").click()
+    stored = receiver_stats(sink_port)
+    site = lambda path, site_id: stored[instance_path(f"http://127.0.0.1:{sink_port}{path}")]["sites"].get(site_id, {}).get("visits", 0)  # noqa: E731
+    assert site("/staging/matomo.php", "2") == 0, "the receiver stored visits for the disabled target"
+    assert site("/dev/matomo.php", "1") > 0 and site("/prod/matomo.php", "1") > 0
+
+    # save a preset with Staging disabled, re-enable Staging, reload, apply the preset
+    page.click("#trafficinator-control-link")
+    page.fill("#preset-name", "without staging")
+    page.get_by_role("button", name="Save the current config as a preset").click()
+    expect(page.locator('#presets tr[data-preset="without staging"]')).to_have_count(1)
+    staging.locator("button[data-action=toggle]").click()
+    expect(staging.locator("td[data-col=state]")).not_to_have_text("disabled")
+    page.reload()
+    expect(staging.locator("td[data-col=state]")).not_to_have_text("disabled")
+    page.locator('#presets tr[data-preset="without staging"] button[data-action=apply]').click()
+    expect(page.locator("#message")).to_contain_text("applied preset without staging")
+    expect(staging.locator("td[data-col=state]")).to_have_text("disabled")
+    expect(staging.locator("button[data-action=toggle]")).to_have_text("Enable")
+    page.screenshot(path=str(shots / "control-page.png"), full_page=True)

@@ -1,0 +1,245 @@
+// The trafficinator control page: targets (config + live status), validation, presets.
+// Plain JS, no dependencies; every value is put in the page as text (never as HTML).
+"use strict";
+
+const REFRESH_MS = 2000;
+const $ = (selector) => document.querySelector(selector);
+let editing = null; // name of the target in the editor, or "" for a new one
+let configTargets = [];
+
+async function api(path, options = {}) {
+  const response = await fetch("../api/" + path, {
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    ...options,
+  });
+  const body = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) {
+    const error = new Error(body.error || response.statusText);
+    error.problems = body.problems || [];
+    throw error;
+  }
+  return body;
+}
+
+const send = (method, path, body) => api(path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+const named = (name) => encodeURIComponent(name);
+
+function cell(row, column, text, className) {
+  const td = row.insertCell();
+  td.dataset.col = column;
+  td.textContent = text === null || text === undefined ? "-" : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+function button(parent, label, action, handler) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.dataset.action = action;
+  b.addEventListener("click", handler);
+  parent.appendChild(b);
+  return b;
+}
+
+function say(text, isError = false, problems = []) {
+  const box = $("#message");
+  box.textContent = text;
+  box.className = isError ? "error" : "";
+  const list = $("#problems");
+  list.replaceChildren(...problems.map((p) => {
+    const li = document.createElement("li");
+    li.textContent = `${p.path}: ${p.message}`;
+    return li;
+  }));
+}
+
+function describe(applied) {
+  if (!applied) return "";
+  const parts = [];
+  if (applied.live && applied.live.length) parts.push("now: " + applied.live.join("; "));
+  if (applied.next_start && applied.next_start.length) parts.push("at the next test start: " + applied.next_start.join("; "));
+  if (applied.note) parts.push(applied.note);
+  if (applied.saved) parts.push(`saved to ${applied.saved.path} (backup ${applied.saved.backup})`);
+  return parts.join("\n");
+}
+
+async function act(work, done) {
+  try {
+    const result = await work();
+    say(done(result) || "done");
+    await refresh();
+  } catch (error) {
+    say(error.message, true, error.problems || []);
+  }
+}
+
+const perMinute = (rate) => (rate === null || rate === undefined ? "-" : (rate * 60).toFixed(1));
+
+// -- targets
+
+function renderTargets(targets, status) {
+  const live = Object.fromEntries((status.targets || []).map((t) => [t.name, t]));
+  const body = $("#targets tbody");
+  body.replaceChildren();
+  for (const target of targets) {
+    const s = live[target.name] || {};
+    const row = body.insertRow();
+    row.dataset.target = target.name;
+    const enabled = target.enabled !== false;
+    if (!enabled) row.className = "disabled";
+    cell(row, "name", target.name);
+    cell(row, "state", s.state || (enabled ? "-" : "disabled"), "state-" + (s.state || ""));
+    cell(row, "health", s.health, "health-" + (s.health || ""));
+    cell(row, "visits", `${s.visits_today ?? 0} / ${s.cap_today ?? "-"}`, "num");
+    cell(row, "rate", `${perMinute(s.current_rate)} (${perMinute(s.expected_rate)})`, "num");
+    cell(row, "requests", s.requests ?? 0, "num");
+    cell(row, "failpct", s.fail_pct ?? 0, "num");
+    cell(row, "p95", s.p95_ms ?? 0, "num");
+    const effective = target.effective || {};
+    cell(row, "weight", effective.weight === undefined ? target.weight : `${effective.weight} (${(100 * (effective.weight_share || 0)).toFixed(0)}%)`, "num");
+    cell(row, "vpd", effective.visits_per_day ?? target.visits_per_day, "num");
+    cell(row, "timezone", effective.timezone || target.timezone);
+    cell(row, "token", target.token_auth ? (target.token_env ? `set (\${${target.token_env}})` : "set") : "none");
+    cell(row, "error", s.last_error);
+    const actions = cell(row, "actions", "");
+    button(actions, "Edit", "edit", () => openEditor(target));
+    button(actions, enabled ? "Disable" : "Enable", "toggle", () =>
+      act(() => send("PATCH", "targets/" + named(target.name), { enabled: !enabled }), (r) => describe(r.applied)));
+    button(actions, "Validate", "validate", () => validate(target.name));
+    button(actions, "Delete", "delete", () => {
+      if (confirm(`Remove target ${target.name}?`)) act(() => send("DELETE", "targets/" + named(target.name)), (r) => describe(r.applied));
+    });
+  }
+}
+
+function openEditor(target) {
+  editing = target ? target.name : "";
+  const form = $("#target-form");
+  form.reset();
+  $("#editor-title").textContent = target ? `Edit ${target.name}` : "Add a target";
+  for (const field of ["name", "url", "site_id", "weight", "visits_per_day", "timezone"]) {
+    form.elements[field].value = target && target[field] !== undefined && target[field] !== null ? target[field] : "";
+  }
+  form.elements.enabled.checked = !target || target.enabled !== false;
+  form.elements.token_auth.placeholder = target && target.token_auth ? "unchanged (set)" : "${MATOMO_TOKEN} or the token";
+  $("#editor").hidden = false;
+  form.elements.name.focus();
+}
+
+function formTarget(form, isNew) {
+  const numbers = new Set(["site_id", "weight", "visits_per_day"]);
+  const target = {};
+  for (const field of ["name", "url", "site_id", "weight", "visits_per_day", "timezone"]) {
+    const text = form.elements[field].value.trim();
+    if (text === "") {
+      if (!isNew) target[field] = null; // PATCH: null removes the key (defaults apply)
+    } else {
+      target[field] = numbers.has(field) ? Number(text) : text;
+    }
+  }
+  target.enabled = form.elements.enabled.checked;
+  const token = form.elements.token_auth.value;
+  if (token) target.token_auth = token;
+  return target;
+}
+
+function submitEditor(event) {
+  event.preventDefault();
+  const form = $("#target-form");
+  const isNew = editing === "";
+  const query = $("#save-too").checked ? "?save=1" : "";
+  const target = formTarget(form, isNew);
+  act(
+    () => (isNew ? send("POST", "targets" + query, target) : send("PATCH", "targets/" + named(editing) + query, target)),
+    (result) => {
+      $("#editor").hidden = true;
+      editing = null;
+      return describe(result.applied) || "applied";
+    },
+  );
+}
+
+// -- validation
+
+function renderValidation(results) {
+  const body = $("#validation tbody");
+  body.replaceChildren();
+  for (const result of results) {
+    const row = body.insertRow();
+    row.dataset.target = result.target;
+    cell(row, "target", result.target);
+    cell(row, "result", result.ok ? "ok" : "FAILED", result.ok ? "good" : "bad");
+    cell(row, "steps", result.steps.map((s) => `${s.ok ? "\u2713" : "\u2717"} ${s.name}: ${s.detail}`).join("\n"));
+    cell(row, "warnings", result.warnings.join("\n") || "");
+    cell(row, "seconds", result.seconds, "num");
+  }
+}
+
+function validate(target) {
+  const body = { probe: $("#probe").checked };
+  if (target) body.target = target;
+  say(target ? `validating ${target}...` : "validating every target...");
+  act(() => send("POST", "validate", body), (result) => {
+    renderValidation(result.results);
+    return result.ok ? "every target checked passed" : "some target failed: see Validation";
+  });
+}
+
+// -- presets
+
+function renderPresets(presets) {
+  const body = $("#presets tbody");
+  body.replaceChildren();
+  for (const preset of presets) {
+    const row = body.insertRow();
+    row.dataset.preset = preset.name;
+    cell(row, "name", preset.name);
+    cell(row, "targets", preset.targets.join(", "));
+    cell(row, "updated", preset.updated);
+    const actions = cell(row, "actions", "");
+    button(actions, "Apply", "apply", () =>
+      act(() => send("POST", `presets/${named(preset.name)}/apply`), (r) => `applied preset ${preset.name}\n${describe(r.applied)}`));
+    button(actions, "Delete", "delete", () => {
+      if (confirm(`Delete preset ${preset.name}?`)) act(() => send("DELETE", "presets/" + named(preset.name)), () => `deleted preset ${preset.name}`);
+    });
+  }
+}
+
+async function savePreset(event) {
+  event.preventDefault();
+  const name = $("#preset-name").value.trim();
+  const note = (r) => [`saved preset ${name}`, ...(r.warnings || [])].join("\n");
+  try {
+    const result = await send("POST", "presets", { name });
+    say(note(result));
+  } catch (error) {
+    if (!/exists/.test(error.message) || !confirm(`Replace preset ${name}?`)) return say(error.message, true, error.problems || []);
+    return act(() => send("PUT", "presets/" + named(name), {}), note);
+  }
+  await refresh();
+}
+
+// -- refresh
+
+async function refresh() {
+  try {
+    const [targets, status, presets] = await Promise.all([api("targets"), api("status"), api("presets")]);
+    configTargets = targets.targets;
+    $("#runner").textContent = `Locust: ${status.runner}` + (targets.file ? ` \u00b7 config ${targets.file}` : "");
+    renderTargets(configTargets, status);
+    renderPresets(presets.presets);
+  } catch (error) {
+    $("#runner").textContent = `cannot reach the API: ${error.message}`;
+  }
+}
+
+$("#add").addEventListener("click", () => openEditor(null));
+$("#cancel").addEventListener("click", () => { $("#editor").hidden = true; editing = null; });
+$("#target-form").addEventListener("submit", submitEditor);
+$("#validate-all").addEventListener("click", () => validate(null));
+$("#save-yaml").addEventListener("click", () => act(() => send("POST", "config/save"), (r) => `saved to ${r.saved.path} (backup ${r.saved.backup})`));
+$("#preset-form").addEventListener("submit", savePreset);
+refresh();
+setInterval(refresh, REFRESH_MS);
