@@ -4,7 +4,8 @@ Playwright) against a real ``locust`` with its web UI and the embedded receiver.
 Open Locust's page, follow the link to the Targets control page, see the 3 targets, validate them
 all, disable one, start a run from Locust's form, watch the Targets tab mark it disabled with 0 visits while the
 others count up (the receiver stores 0 visits for its site), save a preset, re-enable the target,
-reload the page, apply the preset: the target is disabled again.
+reload the page, apply the preset: the target is disabled again; then check a report of what was
+sent against what the receiver stored (the ingestion check) and see the short day.
 
 Chromium missing is a failure, not a skip: CI installs it (``.ci/run``), so must a developer.
 """
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import locust  # noqa: F401  (first: gevent monkey-patching before anything imports urllib3)
 
+import json
 import os
 import re
 import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -172,4 +175,13 @@ def _operate(page, url: str, sink_port: int, shots: Path) -> None:
     expect(page.locator("#message")).to_contain_text("applied preset without staging")
     expect(staging.locator("td[data-col=state]")).to_have_text("disabled")
     expect(staging.locator("button[data-action=toggle]")).to_have_text("Enable")
+
+    # the ingestion check: a report claiming 5 visits for Staging, which stored none, is short on that day
+    day = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+    (shots / "sent.json").write_text(json.dumps({"targets": [{"target": "Staging", "days": {day: {"visits": 5}}}]}))
+    page.fill("#verify-path", "sent.json")  # relative to the config's folder
+    page.get_by_role("button", name="Verify").click()
+    checked = page.locator('#verification tr[data-target="Staging"]')
+    expect(checked.locator("td")).to_have_text(["Staging", day, "5", "0", "-", "0", "SHORT"])
+    expect(page.locator("#message")).to_contain_text(f"target Staging stored less than 99% of what was sent on 1 day(s): {day}")
     page.screenshot(path=str(shots / "control-page.png"), full_page=True)

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,12 @@ from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, sta
 from trafficinator_locust.plugin import Plugin, add_arguments
 from trafficinator_locust.protocol import instance_path
 from trafficinator_locust.users import build_user_classes
-from trafficinator_locust.webui import (
-    TAB_KEY,
-    RecentRate,
-    backup_path,
-    classify_health,
-    mask_secrets,
-    openapi_document,
-    pending_changes,
-    render_yaml,
-)
+from trafficinator_locust.config_writer import backup_path, render_yaml
+from trafficinator_locust.control import pending_changes
+from trafficinator_locust.masking import mask_secrets
+from trafficinator_locust.openapi import openapi_document
+from trafficinator_locust.target_status import RecentRate, classify_health
+from trafficinator_locust.webui import TAB_KEY
 
 ALPHA_TOKEN = "alpha-token-7Hq2xZ"
 BETA_TOKEN = "beta-literal-token-P9sd"
@@ -393,6 +390,7 @@ def test_with_a_login_every_plugin_route_needs_it(config_path: Path, tmp_path: P
             response = client.get(path)
             assert response.status_code == 401 and "login" in response.get_json()["error"], path
         assert client.post("/api/validate", json={}).status_code == 401
+        assert client.post("/api/verify", json={"report_path": "r.json"}).status_code == 401
         assert client.get("/trafficinator/").status_code == 302
         assert client.get("/trafficinator/static/control.js").status_code == 302
         assert client.get("/").status_code == 302  # Locust's own page too
@@ -494,6 +492,253 @@ def test_render_yaml_keeps_comments_and_layout_of_unchanged_parts():
     text = render_yaml(original, data)
     assert yaml.safe_load(text) == data
     assert "# head" in text and "- name: A  # keep me" in text and "\n- name: C\n" in text
+
+
+# --- verify: sent vs stored through each target's Reporting API --------------------------------------
+
+
+VERIFY_CONFIG = """\
+seed: 41
+defaults:
+  traffic:
+    pageviews: {{min: 3, max: 6}}
+    actions: {{search: 0.3, event: 0.4}}
+targets:
+  - name: Alpha
+    url: http://127.0.0.1:{port}/alpha/matomo.php
+    site_id: 1
+    token_auth: ${{ALPHA_TOKEN}}
+    timezone: Europe/Paris
+    visits_per_day: 40
+  - name: Beta Shop
+    url: http://127.0.0.1:{port}/beta/matomo.php
+    site_id: 2
+    token_auth: {beta}
+    timezone: America/New_York
+    visits_per_day: 30
+"""
+FAST = 6000  # Reporting API calls per minute: the receiver has no rate limit
+
+
+@pytest.fixture(scope="module", params=[0.0, 0.05], ids=["exact", "loss"])
+def backfilled(request, tmp_path_factory):
+    """A receiver (without or with a silent loss of 5 % of the hits) holding a 3-day backfill of two targets."""
+    from trafficinator_locust.backfill import BackfillOptions, run_backfill
+
+    folder = tmp_path_factory.mktemp("verify")
+    port = free_port()
+    config_path = folder / "traffic.yaml"
+    config_path.write_text(VERIFY_CONFIG.format(port=port, beta=BETA_TOKEN), encoding="utf-8")
+    env = {**os.environ, "ALPHA_TOKEN": ALPHA_TOKEN, "XDG_STATE_HOME": str(folder / "state")}
+    sink = start_sink(config_path, port, env, "--loss", str(request.param), "--loss-seed", "3")
+    try:
+        last = datetime.now(timezone.utc).date() - timedelta(days=2)
+        report = folder / "report.json"
+        options = BackfillOptions(first=last - timedelta(days=2), last=last, checkpoint=folder / "cp.json", report=report, progress_every=0.2)
+        with open(os.devnull, "w") as quiet:
+            assert run_backfill(load_config(config_path, env=env), options, out=quiet, err=quiet) == 0
+        yield {"loss": request.param, "config": config_path, "report": report}
+    finally:
+        stop_process(sink)
+
+
+@pytest.fixture()
+def verify_ui(backfilled, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(sys, "argv", ["locust"])
+    monkeypatch.setenv("ALPHA_TOKEN", ALPHA_TOKEN)
+    for name in ("TRAFFICINATOR_WEB_USER", "TRAFFICINATOR_WEB_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    harness = Harness(backfilled["config"], tmp_path / "presets.sqlite3")
+    yield harness
+    harness.close()
+
+
+def _stored_by_the_receiver(target: Any, day: str) -> tuple[int, int]:
+    """Visits and actions of one day, asked of the receiver directly (not through the code under test)."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    form = {"module": "API", "format": "JSON", "method": "VisitsSummary.get", "idSite": target.site_id, "period": "day", "date": day,
+            "token_auth": target.token_auth.get_secret_value()}
+    url = target.url.rsplit("/", 1)[0] + "/index.php"
+    with urllib.request.urlopen(url, data=urllib.parse.urlencode(form).encode(), timeout=10) as response:
+        data = json.load(response)
+    return (data["nb_visits"], data["nb_actions"]) if data else (0, 0)
+
+
+def test_verify_compares_sent_with_stored_per_target_and_day(backfilled, verify_ui: Harness):
+    import json
+
+    report = json.loads(backfilled["report"].read_text())
+    sent_days = {(e["target"], day): counts for e in report["targets"] for day, counts in e["days"].items()}
+    body = {"report": report, "calls_per_minute": FAST} if backfilled["loss"] else {"report_path": "report.json", "calls_per_minute": FAST}
+    status, answer = verify_ui.call("POST", "/api/verify", body)
+    assert status == 200, answer
+    config = load_config(backfilled["config"])
+    assert [t["target"] for t in answer["targets"]] == ["Alpha", "Beta Shop"]
+    assert answer["threshold"] == 0.99 and answer["report"] in ("the request body", str(backfilled["report"]))
+    seen = set()
+    for entry, target in zip(answer["targets"], config.targets):
+        assert entry["error"] is None and len(entry["days"]) == 3
+        for day in entry["days"]:
+            seen.add((entry["target"], day["day"]))
+            sent = sent_days[(entry["target"], day["day"])]
+            assert (day["sent_visits"], day["sent_actions"]) == (sent["visits"], sent["actions"])
+            assert (day["stored_visits"], day["stored_actions"]) == _stored_by_the_receiver(target, day["day"])
+            short = day["stored_visits"] < 0.99 * sent["visits"] or day["stored_actions"] < 0.99 * sent["actions"]
+            assert day["ok"] is not short
+        assert entry["short_days"] == [d["day"] for d in entry["days"] if not d["ok"]]
+        assert entry["ok"] is not entry["short_days"]
+    assert seen == set(sent_days)
+    if not backfilled["loss"]:
+        assert answer["ok"] is True and answer["problems"] == []
+        assert all((d["stored_visits"], d["stored_actions"]) == (d["sent_visits"], d["sent_actions"]) for t in answer["targets"] for d in t["days"])
+        return
+    assert answer["ok"] is False
+    short = {t["target"]: t["short_days"] for t in answer["targets"] if t["short_days"]}
+    assert short, "a 5 % loss of hits must leave some target short of actions"
+    for name, days in short.items():
+        assert f"target {name} stored less than 99% of what was sent on {len(days)} day(s): {', '.join(days)}" in answer["problems"]
+
+
+def test_verify_one_target_of_the_report(backfilled, verify_ui: Harness):
+    status, answer = verify_ui.call("POST", "/api/verify", {"report_path": str(backfilled["report"]), "target": "beta shop", "calls_per_minute": FAST, "threshold": 0.5})
+    assert status == 200, answer
+    (only,) = answer["targets"]
+    assert only["target"] == "Beta Shop" and only["ok"] and answer["ok"] and answer["threshold"] == 0.5
+
+
+def _report(*entries: tuple[str, int]) -> dict[str, Any]:
+    """A report of ``(target, days)`` entries, 10 visits a day, ending two days ago."""
+    last = datetime.now(timezone.utc).date() - timedelta(days=2)
+    return {"targets": [{"target": name, "days": {(last - timedelta(days=n)).isoformat(): {"visits": 10, "hits": 30} for n in range(days)}} for name, days in entries]}
+
+
+def test_verify_refuses_bad_input_with_clear_4xx(ui: Harness, tmp_path: Path):
+    good = _report(("Alpha", 1))
+
+    def refused(body: Any, status: int, *words: str, **kwargs: Any) -> dict[str, Any]:
+        code, answer = ui.call("POST", "/api/verify", body, **kwargs)
+        assert code == status, (body, answer)
+        for word in words:
+            assert word in answer["error"], (word, answer)
+        return answer
+
+    refused("{not json", 400, "JSON object", content_type="application/json")
+    refused("[]", 400, "JSON object", content_type="application/json")
+    refused({}, 422, "report_path")
+    refused({"report": good, "report_path": "r.json"}, 422, "either")
+    refused({"report_path": "missing.json"}, 422, "report_path", "no such file")
+    (tmp_path / "broken.json").write_text("{oops")
+    refused({"report_path": "broken.json"}, 422, "not readable JSON")  # relative to the config's folder
+    refused({"report": {"days": {}}}, 422, "report", "'targets'")
+    answer = refused({"report": {"targets": [{"target": "Alpha", "days": {"2025-01-01": {"visits": -1}}}]}}, 422, "targets[0].days[2025-01-01].visits")
+    assert answer["problems"][0]["path"] == "report"
+    refused({"report": {"targets": []}}, 422, "no target")
+    refused({"report": _report(("Zeta", 1))}, 422, "'Zeta'", "Alpha, Beta Shop, Gamma")  # a report of another config
+    refused({"report": _report(("Gamma", 1))}, 422, "Gamma", "no token_auth")
+    other_site = {"targets": [{**good["targets"][0], "site_id": 7}]}
+    refused({"report": other_site}, 422, "another config", "site 7")
+    other_url = {"targets": [{**good["targets"][0], "url": "http://127.0.0.1:9/elsewhere/matomo.php"}]}
+    refused({"report": other_url}, 422, "another config", "/elsewhere/")
+    refused({"report": good, "target": "Nope"}, 404, "Nope")
+    refused({"report": good, "target": "Beta Shop"}, 422, "no days for target")
+    for key, value in (("threshold", 1.5), ("threshold", 0), ("threshold", "0.9"), ("calls_per_minute", 0), ("calls_per_minute", True), ("timeout", 500)):
+        answer = refused({"report": good, key: value}, 422, key)
+        assert answer["problems"][0]["path"] == key
+    answer = refused({"report": _report(("Alpha", 400)), "calls_per_minute": 60}, 422, "401 Reporting API calls", "calls_per_minute")
+
+
+def test_verify_answers_within_the_timeout_when_a_matomo_is_silent(ui: Harness):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections open, nothing ever answers
+    try:
+        port = silent.getsockname()[1]
+        assert ui.call("PATCH", "/api/targets/Alpha", {"url": f"http://127.0.0.1:{port}/a/matomo.php"})[0] == 200
+        status, answer = ui.call("POST", "/api/verify", {"report": _report(("Alpha", 2), ("Beta Shop", 1)), "timeout": 1, "calls_per_minute": FAST})
+    finally:
+        silent.close()
+    assert status == 200 and answer["ok"] is False
+    alpha, beta = answer["targets"]
+    assert alpha["target"] == "Alpha" and "timed out" in alpha["error"] and alpha["days"] == []
+    assert beta["target"] == "Beta Shop" and "cannot reach" in beta["error"]  # checked beside the silent one
+    assert f"target Alpha: {alpha['error']}" in answer["problems"]
+
+
+class TricklingServer:
+    """Answers every connection with an endless header, one byte every 0.2 s: no single read ever
+    times out, so only a deadline over the whole call can end it (a broken proxy, a tarpit).
+    With ``reply`` it answers that once and closes instead (a server that speaks no HTTP)."""
+
+    def __init__(self, reply: bytes | None = None) -> None:
+        self.reply = reply
+        import socket
+        import threading
+
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.connections: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: Any) -> None:
+        try:
+            if self.reply is not None:
+                connection.sendall(self.reply)
+                connection.close()
+                return
+            connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not self.stopped.wait(0.2):
+                connection.sendall(b"a")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def test_verify_answers_at_its_deadline_when_a_matomo_never_finishes_answering(ui: Harness):
+    server = TricklingServer()
+    try:
+        assert ui.call("PATCH", "/api/targets/Alpha", {"url": f"http://127.0.0.1:{server.port}/a/matomo.php"})[0] == 200
+        status, answer = ui.call("POST", "/api/verify", {"report": _report(("Alpha", 2), ("Beta Shop", 1)), "timeout": 1, "calls_per_minute": FAST})
+    finally:
+        server.close()
+    assert status == 200 and answer["ok"] is False
+    alpha, beta = answer["targets"]
+    assert alpha["error"] == f"timed out after 1 s of waiting for http://127.0.0.1:{server.port}/a/index.php; 0 of 2 day(s) checked"
+    assert "cannot reach" in beta["error"]
+
+
+def test_verify_reports_a_server_that_speaks_no_http_as_that_targets_failure(ui: Harness):
+    server = TricklingServer(reply=b"SSH-2.0-OpenSSH_9.2\r\n")
+    try:
+        assert ui.call("PATCH", "/api/targets/Alpha", {"url": f"http://127.0.0.1:{server.port}/a/matomo.php"})[0] == 200
+        status, answer = ui.call("POST", "/api/verify", {"report": _report(("Alpha", 1)), "calls_per_minute": FAST})
+    finally:
+        server.close()
+    assert status == 200 and answer["ok"] is False
+    assert answer["targets"][0]["error"] == f"http://127.0.0.1:{server.port}/a/index.php gave no usable answer (BadStatusLine)"
 
 
 # --- a real locust process -----------------------------------------------------------------------
@@ -610,6 +855,10 @@ def test_the_api_on_a_real_locust_process_and_presets_across_a_restart(sink_setu
         assert status == 200 and body["applied"]["live"] == ["Gamma: paused"]
         status, body = locust_run.call("POST", "/api/validate", {"target": "Alpha", "timeout": 5})
         assert status == 200 and body["results"][0]["ok"] is True, body
+        yesterday = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+        status, body = locust_run.call("POST", "/api/verify", {"report": {"targets": [{"target": "Alpha", "days": {yesterday: {"visits": 0}}}]}, "calls_per_minute": 6000})
+        assert status == 200 and body["ok"] is True and body["targets"][0]["days"][0]["stored_visits"] == 0, body
+        assert locust_run.call("POST", "/api/verify", {"report_path": "nope.json"})[0] == 422
         status, body = locust_run.call("POST", "/api/presets", {"name": "no gamma"})
         assert status == 201
         assert locust_run.call("POST", "/api/presets", {"name": "no gamma"})[0] == 409

@@ -1,4 +1,4 @@
-// The trafficinator control page: targets (config + live status), validation, presets.
+// The trafficinator control page: targets (config + live status), validation, ingestion check, presets.
 // Plain JS, no dependencies; every value is put in the page as text (never as HTML).
 "use strict";
 
@@ -187,6 +187,35 @@ function validate(target) {
   });
 }
 
+// -- ingestion check
+
+function renderVerification(targets) {
+  const body = $("#verification tbody");
+  body.replaceChildren();
+  for (const target of targets) {
+    const rows = target.error ? [{ day: null, error: target.error }, ...target.days] : target.days;
+    for (const day of rows) {
+      const row = body.insertRow();
+      row.dataset.target = target.target;
+      cell(row, "target", target.target);
+      cell(row, "day", day.day);
+      for (const column of ["sent_visits", "stored_visits", "sent_actions", "stored_actions"]) cell(row, column, day[column], "num");
+      if (day.error) cell(row, "result", day.error, "bad");
+      else cell(row, "result", day.ok ? "ok" : "SHORT", day.ok ? "good" : "bad");
+    }
+  }
+}
+
+function verify(event) {
+  event.preventDefault();
+  const body = { report_path: $("#verify-path").value.trim(), threshold: Number($("#verify-threshold").value) };
+  say("asking each target what it stored...");
+  act(() => send("POST", "verify", body), (result) => {
+    renderVerification(result.targets);
+    return result.ok ? "every target stored what was sent" : result.problems.join("\n");
+  });
+}
+
 // -- presets
 
 function renderPresets(presets) {
@@ -241,5 +270,6 @@ $("#target-form").addEventListener("submit", submitEditor);
 $("#validate-all").addEventListener("click", () => validate(null));
 $("#save-yaml").addEventListener("click", () => act(() => send("POST", "config/save"), (r) => `saved to ${r.saved.path} (backup ${r.saved.backup})`));
 $("#preset-form").addEventListener("submit", savePreset);
+$("#verify-form").addEventListener("submit", verify);
 refresh();
 setInterval(refresh, REFRESH_MS);

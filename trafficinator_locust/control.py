@@ -1,0 +1,138 @@
+"""What a config change from the web UI does to a running generator: now, or at the next start.
+
+Why: a target's traffic is shaped by three things that change at different speeds (ADR 010). The
+budget on the master (rate, cap, pause) is consulted before every visit, so ``enabled`` and a
+target's pace (``visits_per_day``, its share of a total, ``profile``) apply at once through the
+permit broker. The user classes are built at a test start and dispatched by name to workers, so
+new targets, URLs, tokens, time zones and the split of users wait for the next start
+(``plugin.stage_config``). :func:`pending_changes` says which is which, in words an operator reads.
+
+:class:`ControlPlane` ties the edited :class:`~.workspace.Workspace` to the running plugin (broker,
+tally, staging), the presets and the status view. No Flask here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from locust.env import Environment
+from locust.runners import STATE_RUNNING, STATE_SPAWNING
+
+from .config import Config
+from .presets import PresetStore
+from .target_status import RecentRate, status_document
+from .workspace import Workspace
+
+__all__ = ["ControlPlane", "pending_changes"]
+
+
+def pending_changes(running: Config, new: Config) -> list[str]:
+    """What of ``new`` waits for the next test start, relative to the config the run started with."""
+    before = {t.name.casefold(): t for t in running.targets}
+    after = {t.name.casefold(): t for t in new.targets}
+    notes = [f"{t.name}: added" for key, t in after.items() if key not in before]
+    notes += [f"{t.name}: removed (paused now)" for key, t in before.items() if key not in after]
+    for key, target in after.items():
+        old = before.get(key)
+        if old is None:
+            continue
+        if target.enabled and not old.enabled:
+            notes.append(f"{target.name}: enabled (its users start at the next test start)")
+        fields = [f for f in ("name", "url", "site_id", "token_auth", "timezone", "seed", "traffic") if getattr(old, f) != getattr(target, f)]
+        if old.weight != target.weight:
+            fields.append("weight (the split of users)")
+        if fields:
+            notes.append(f"{target.name}: {', '.join(fields)}")
+    for field in ("distribution", "seed"):
+        if getattr(running, field) != getattr(new, field):
+            notes.append(f"{field}: {getattr(new, field)}")
+    return notes
+
+
+class ControlPlane:
+    """The workspace, the running plugin (broker, tally, staging), presets and status."""
+
+    def __init__(self, environment: Environment, plugin: Any, workspace: Workspace, presets: PresetStore, clock: Callable[[], float] = time.time):
+        self.environment = environment
+        self.plugin = plugin
+        self.workspace = workspace
+        self.presets = presets
+        self.clock = clock
+        self.started_config: Config = plugin.config
+        self.staged: Config | None = None
+        self.rates = RecentRate()
+        self.lock = threading.RLock()
+        self.changed_live = False
+
+    # -- changes
+
+    def change(self, data: dict[str, Any], *, save: bool, extra_secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Validate a whole new document, make it current, apply what can be applied now, stage the rest."""
+        with self.lock:
+            config = self.workspace.validate(data, extra_secrets)
+            if save:
+                self.workspace.check_savable(data)
+            self.workspace.commit(data, config, extra_secrets or {})
+            applied = self._apply(config)
+            if save:
+                applied["saved"] = self.workspace.save(self.clock())
+            return applied
+
+    def _apply(self, config: Config) -> dict[str, Any]:
+        live = self._apply_live(config)
+        stage = getattr(self.plugin, "stage_config", None)
+        if stage is not None:
+            stage(config)
+            self.staged = config
+        applied: dict[str, Any] = {"live": live, "next_start": pending_changes(self.started_config, config), "staged": stage is not None}
+        if stage is None and applied["next_start"]:
+            applied["note"] = "this Locust cannot stage a new config: restart it (after saving) to apply the rest"
+        return applied
+
+    def _apply_live(self, config: Config) -> list[str]:
+        """Pause disabled/removed targets, resume enabled ones, give each its new pace, through the broker."""
+        broker = self.plugin.broker
+        if broker is None:
+            return []
+        wanted = {t.name: t for t in config.targets}
+        done = []
+        for name in broker.ledger.targets:
+            budget, target = broker.ledger.budget(name), wanted.get(name)
+            paused = target is None or not target.enabled
+            pace = target.pace() if target is not None else None
+            if pace is not None and (pace == budget.pace or pace.timezone != budget.pace.timezone):
+                pace = None  # unchanged, or a new time zone (next test start)
+            if paused == budget.paused and pace is None:
+                continue
+            broker.retarget(name, pace=pace, paused=paused)
+            self.changed_live = True
+            what = "paused" if paused else "running"
+            if pace is not None:
+                what += f", {pace.visits_per_day if pace.visits_per_day is not None else 'no'} visits/day cap"
+            done.append(f"{name}: {what}")
+        return done
+
+    def on_test_start(self) -> None:
+        """A staged config is the running one from now on; clients learn the live limits again
+        (a worker that joined after a live change never heard them)."""
+        if self.staged is not None:
+            self.started_config, self.staged = self.staged, None
+        if self.changed_live and self.plugin.broker is not None:
+            self.plugin.broker.announce_limits()
+
+    # -- status
+
+    def status(self) -> dict[str, Any]:
+        """``GET /api/status`` (see :func:`target_status.status_document`); samples the visit rate."""
+        now = self.clock()
+        tally = self.plugin.tally
+        self.rates.add(now, tally.started)
+        runner = self.environment.runner
+        return status_document(
+            self.workspace.config, self.environment.stats, tally, self.plugin.budget_view(now), self.rates,
+            now=now, runner_state=runner.state if runner else None,
+            running=bool(runner and runner.state in (STATE_SPAWNING, STATE_RUNNING)), secret_values=self.workspace.secret_values(),
+        )

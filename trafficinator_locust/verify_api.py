@@ -1,0 +1,272 @@
+"""``POST /api/verify``: the ingestion check of ``trafficinator verify``, as data, within a deadline.
+
+Why not call :func:`verify.run_verify`: it prints a table for a terminal and returns an exit code,
+and it asks one target after the other with a 30 s timeout per call, so a web request could wait
+minutes on one silent Matomo. Here the same pieces (:func:`verify.parse_report`/:func:`load_report`
+for the report, ``_targets_for`` for matching it to the config, :class:`verify.ReportingApi` for the
+calls, :func:`verify.check_day` for the verdict, :func:`verify.calls_limiter` for the rate limit
+shared by all targets) run once per target in its own thread (green under gevent, as in Locust),
+and the answer comes within the calls-per-minute pacing plus ``timeout`` whatever a server does: a
+target still busy then fails with "timed out" and stops before its next call.
+
+Bad input is an :class:`~.workspace.ApiError` (4xx) naming the field: bad options, a report of the
+wrong shape, a report naming targets the config does not have, or sent to another site or URL
+than the config's target of that name (a report of another config). No Flask here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .backfill import TokenBucket, UsageError, display_url
+from .config import Config, Target
+from .verify import DEFAULT_CALLS_PER_MINUTE, DEFAULT_THRESHOLD, DayCheck, ReportingApi, SentTarget, _targets_for, calls_limiter, check_day, load_report, parse_report
+from .verify import ApiError as ReportingError
+from .workspace import ApiError
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_PACING_SECONDS", "MAX_TIMEOUT", "TargetVerdict", "VerifyRequest", "read_request", "run_request", "verify_targets"]
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds each target may wait for its Matomo (the CLI's ``--timeout`` default, per call there)."""
+MAX_TIMEOUT = 120.0
+MAX_PACING_SECONDS = 300.0
+"""A report needing more calls than fit in this many seconds at ``calls_per_minute`` is refused
+(use the CLI, which has no web request to keep open)."""
+GRACE_SECONDS = 0.5
+CALLS_PER_DAY, CALLS_PER_TARGET = 1, 1
+"""``VisitsSummary.get`` per day; ``CoreAdminHome.getTrackingFailures`` once per target."""
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """A checked request: which report entries against which config targets, and how."""
+
+    pairs: tuple[tuple[SentTarget, Target], ...]
+    threshold: float
+    calls_per_minute: float
+    timeout: float
+    report: str
+
+    @property
+    def calls(self) -> int:
+        return sum(CALLS_PER_TARGET + CALLS_PER_DAY * len(sent.days) for sent, _ in self.pairs)
+
+    @property
+    def pacing_seconds(self) -> float:
+        """How long the rate limit alone spreads the calls (the first call goes at once)."""
+        return max(0, self.calls - 1) * 60.0 / self.calls_per_minute
+
+
+@dataclass(frozen=True)
+class TargetVerdict:
+    """Sent beside stored for one target: its days checked so far, Matomo's tracking failures, and
+    why it stopped early (``error``); ``ok`` when it finished and every day passed."""
+
+    target: str
+    days: tuple[DayCheck, ...]
+    days_in_report: int
+    tracking_failures: tuple[Mapping[str, Any], ...]
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and len(self.days) == self.days_in_report and all(day.ok for day in self.days)
+
+    @property
+    def short_days(self) -> list[str]:
+        return [day.day for day in self.days if not day.ok]
+
+    def as_dict(self) -> dict[str, Any]:
+        days = [{key: value for key, value in asdict(day).items() if key != "target"} for day in self.days]
+        return {
+            "target": self.target, "ok": self.ok, "error": self.error, "short_days": self.short_days,
+            "days": days, "tracking_failures": [dict(row) for row in self.tracking_failures],
+        }
+
+
+# =============================================================================================
+# The request
+
+
+def read_request(body: Mapping[str, Any], config: Config, folder: Path) -> VerifyRequest:
+    """Check a request body (see docs/web-ui.md) against ``config``; a relative ``report_path``
+    resolves against ``folder`` (the config's). Raises :class:`ApiError` (404/422) naming the field."""
+    threshold = _number(body, "threshold", DEFAULT_THRESHOLD, upper=1.0, rule="> 0 and <= 1 (e.g. 0.99)")
+    calls_per_minute = _number(body, "calls_per_minute", DEFAULT_CALLS_PER_MINUTE, upper=None, rule="> 0")
+    timeout = _number(body, "timeout", DEFAULT_TIMEOUT, upper=MAX_TIMEOUT, rule=f"> 0 and <= {MAX_TIMEOUT:g} seconds")
+    raw, sent, source = _report(body, folder)
+    chosen = body.get("target")
+    if chosen is not None:
+        sent = _only(sent, chosen, config)
+    try:
+        pairs = tuple(_targets_for(config, sent))
+    except UsageError as error:
+        raise ApiError(422, f"the report does not fit the current config: {error}", _problems("report", str(error))) from None
+    if not pairs:
+        raise ApiError(422, "the report names no target: nothing to verify", [{"path": "report", "message": "'targets' is empty"}])
+    _check_same_destinations(raw, pairs, config)
+    request = VerifyRequest(pairs, threshold, calls_per_minute, timeout, source)
+    if request.pacing_seconds > MAX_PACING_SECONDS:
+        raise ApiError(422, f"the report needs {request.calls} Reporting API calls: at calls_per_minute={calls_per_minute:g} that takes "
+                            f"{request.pacing_seconds:.0f} s, more than the {MAX_PACING_SECONDS:.0f} s a web request may take; raise calls_per_minute "
+                            "(if your Matomo allows it), verify one target at a time ({\"target\": name}), or run `trafficinator verify`",
+                       [{"path": "calls_per_minute", "message": "too low for this report"}])
+    return request
+
+
+def _number(body: Mapping[str, Any], key: str, default: float, *, upper: float | None, rule: str) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or (upper is not None and value > upper):
+        raise ApiError(422, f"{key} must be a number {rule}, got {json.dumps(value)}", [{"path": key, "message": f"must be {rule}"}])
+    return float(value)
+
+
+def _report(body: Mapping[str, Any], folder: Path) -> tuple[Any, list[SentTarget], str]:
+    """The report as sent (for :func:`_check_same_destinations`), parsed, and where it came from."""
+    inline, path = body.get("report"), body.get("report_path")
+    if (inline is None) == (path is None):
+        raise ApiError(422, "send the report of what was sent: either {\"report\": <the JSON report>} or {\"report_path\": \"<file on this server>\"}",
+                       [{"path": "report", "message": "exactly one of report and report_path is required"}])
+    if inline is not None:
+        return inline, _usage_errors(lambda: parse_report(inline, "report"), "report", "report"), "the request body"
+    if not isinstance(path, str) or not path.strip():
+        raise ApiError(422, "report_path must be the path of a JSON report on this server", [{"path": "report_path", "message": "must be a non-empty string"}])
+    resolved = (folder / path).resolve()
+    sent = _usage_errors(lambda: load_report(resolved), str(resolved), "report_path")
+    return json.loads(resolved.read_text(encoding="utf-8")), sent, str(resolved)
+
+
+def _usage_errors(parse: Callable[[], list[SentTarget]], source: str, field: str) -> list[SentTarget]:
+    """``verify``'s report errors name the CLI option (``--report FILE: ...``): say the field instead."""
+    try:
+        return parse()
+    except UsageError as error:
+        text = str(error).replace(f"--report {source}: ", "")
+        raise ApiError(422, f"{field}: {text}", _problems(field, text)) from None
+
+
+def _problems(field: str, text: str) -> list[dict[str, Any]]:
+    return [{"path": field, "message": line} for line in text.splitlines()]
+
+
+def _only(sent: list[SentTarget], name: Any, config: Config) -> list[SentTarget]:
+    """The report's entry for target ``name`` (404 when the config has no such target)."""
+    if not isinstance(name, str) or not any(t.name.casefold() == name.casefold() for t in config.targets):
+        known = ", ".join(t.name for t in config.targets)
+        raise ApiError(404, f"no target named {json.dumps(name)} (targets: {known})")
+    chosen = [entry for entry in sent if entry.name.casefold() == name.casefold()]
+    if not chosen:
+        raise ApiError(422, f"the report has no days for target '{name}' (it names: {', '.join(e.name for e in sent) or 'no target'})",
+                       [{"path": "target", "message": "not in the report"}])
+    return chosen
+
+
+def _check_same_destinations(raw: Any, pairs: Sequence[tuple[SentTarget, Target]], config: Config) -> None:
+    """Refuse a report whose entries were sent to another site or tracker than the config's target
+    of the same name (run reports carry ``site_id``, backfill reports ``site_id`` and ``url``)."""
+    written = {str(e.get("target")).casefold(): e for e in raw.get("targets", []) if isinstance(e, dict)} if isinstance(raw, dict) else {}
+    problems = []
+    for sent, target in pairs:
+        entry = written.get(sent.name.casefold(), {})
+        if "site_id" in entry and entry["site_id"] != target.site_id:
+            problems.append(f"{sent.name}: the report was sent to site {entry['site_id']}, {config.source} has site {target.site_id}")
+        if isinstance(entry.get("url"), str) and entry["url"] != display_url(target.url):
+            problems.append(f"{sent.name}: the report was sent to {entry['url']}, {config.source} has {display_url(target.url)}")
+    if problems:
+        raise ApiError(422, "the report is of another config: " + "; ".join(problems), _problems("report", "\n".join(problems)))
+
+
+# =============================================================================================
+# Running it
+
+
+def run_request(request: VerifyRequest, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Verify every target of ``request`` and answer as ``POST /api/verify`` does (tokens are the
+    caller's to mask: Matomo's messages and tracking-failure rows are quoted)."""
+    limiter = calls_limiter(request.calls_per_minute, clock=clock)
+    verdicts = verify_targets(request.pairs, request.threshold, limiter, request.timeout, request.pacing_seconds, clock=clock)
+    problems = []
+    for verdict in verdicts:
+        if verdict.error:
+            problems.append(f"target {verdict.target}: {verdict.error}")
+        if verdict.short_days:
+            days = verdict.short_days
+            problems.append(f"target {verdict.target} stored less than {request.threshold:.0%} of what was sent on {len(days)} day(s): {', '.join(days)}")
+    return {
+        "ok": all(v.ok for v in verdicts),
+        "report": request.report,
+        "threshold": request.threshold,
+        "calls_per_minute": request.calls_per_minute,
+        "timeout": request.timeout,
+        "problems": problems,
+        "targets": [v.as_dict() for v in verdicts],
+    }
+
+
+def verify_targets(
+    pairs: Sequence[tuple[SentTarget, Target]], threshold: float, limiter: TokenBucket, timeout: float, pacing_seconds: float = 0.0,
+    *, clock: Callable[[], float] = time.monotonic,
+) -> list[TargetVerdict]:
+    """One verdict per pair, in order, within ``pacing_seconds + timeout`` (+ a short grace)."""
+    deadline = clock() + pacing_seconds + timeout
+    runs = [_TargetRun(sent, target, limiter, threshold, timeout, deadline, clock) for sent, target in pairs]
+    threads = [threading.Thread(target=run.run, name=f"verify-{run.target.name}", daemon=True) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline + GRACE_SECONDS - clock()))
+    return [run.verdict() for run in runs]
+
+
+class _OutOfTime(Exception):
+    """The target's deadline came before its next call."""
+
+
+class _TargetRun:
+    """The calls of one target, in its own thread; keeps what it found so far."""
+
+    def __init__(self, sent: SentTarget, target: Target, limiter: TokenBucket, threshold: float, timeout: float, deadline: float, clock: Callable[[], float]):
+        self.sent, self.target, self.threshold, self.timeout = sent, target, threshold, timeout
+        self.deadline, self.clock = deadline, clock
+        self.api = ReportingApi(target, limiter, timeout=timeout, sleep=self._sleep)
+        self.checks: list[DayCheck] = []
+        self.failures: list[Mapping[str, Any]] = []
+        self.error: str | None = None
+        self.finished = False
+
+    def _sleep(self, seconds: float) -> None:
+        """The rate limiter's wait, refused when it would end past the deadline."""
+        if self.clock() + seconds > self.deadline:
+            raise _OutOfTime
+        time.sleep(seconds)
+
+    def run(self) -> None:
+        site = self.target.site_id
+        try:
+            self.failures = self.api.tracking_failures(site)
+            for day in self.sent.days:
+                if self.clock() > self.deadline:
+                    raise _OutOfTime
+                visits, actions = self.api.visits_summary(site, day.day)
+                self.checks.append(check_day(self.target.name, day, visits, actions, self.threshold))
+        except ReportingError as error:
+            self.error = str(error)
+        except _OutOfTime:
+            self.error = self._timed_out()
+        except Exception as error:  # noqa: BLE001  (e.g. http.client's BadStatusLine from a server that is no HTTP server)
+            self.error = f"{display_url(self.api.url)} gave no usable answer ({error.__class__.__name__})"
+        finally:
+            self.finished = True
+
+    def _timed_out(self) -> str:
+        return f"timed out after {self.timeout:g} s of waiting for {display_url(self.api.url)}; {len(self.checks)} of {len(self.sent.days)} day(s) checked"
+
+    def verdict(self) -> TargetVerdict:
+        error = self.error if self.finished else self._timed_out()
+        return TargetVerdict(self.target.name, tuple(self.checks), len(self.sent.days), tuple(self.failures), error)
