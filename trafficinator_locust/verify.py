@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -199,7 +199,8 @@ class ReportingApi:
         return [row for row in data if isinstance(row, dict) and str(row.get("idsite", "")) == str(site_id)]
 
 
-def _targets_for(config: Config, sent: Sequence[SentTarget]) -> list[tuple[SentTarget, Target]]:
+def targets_for(config: Config, sent: Sequence[SentTarget]) -> list[tuple[SentTarget, Target]]:
+    """Each report entry with its config target (by name); UsageError for unknown or token-less targets."""
     by_name = {t.name.casefold(): (i, t) for i, t in enumerate(config.targets)}
     pairs, problems = [], []
     for entry in sent:
@@ -217,6 +218,13 @@ def _targets_for(config: Config, sent: Sequence[SentTarget]) -> list[tuple[SentT
     return pairs
 
 
+def day_checks(api: ReportingApi, sent: SentTarget, target: Target, threshold: float) -> Iterator[DayCheck]:
+    """Ask the target's Reporting API about each day of the report: one verdict per day, in order."""
+    for day in sent.days:
+        visits, actions = api.visits_summary(target.site_id, day.day)
+        yield check_day(target.name, day, visits, actions, threshold)
+
+
 def run_verify(
     config: Config, report: Path, threshold: float = DEFAULT_THRESHOLD, calls_per_minute: float = DEFAULT_CALLS_PER_MINUTE,
     *, out: TextIO | None = None, err: TextIO | None = None, timeout: float = 30.0,
@@ -230,7 +238,7 @@ def run_verify(
         raise UsageError(f"--threshold {threshold}: must be > 0 and <= 1 (e.g. 0.99)")
     if not calls_per_minute > 0:
         raise UsageError(f"--calls-per-minute {calls_per_minute}: must be > 0")
-    pairs = _targets_for(config, load_report(report))
+    pairs = targets_for(config, load_report(report))
     limiter = calls_limiter(calls_per_minute)
     checks: list[DayCheck] = []
     broken: dict[str, str] = {}
@@ -239,9 +247,7 @@ def run_verify(
         api = ReportingApi(target, limiter, timeout)
         try:
             failures[target.name] = api.tracking_failures(target.site_id)
-            for day in sent.days:
-                visits, actions = api.visits_summary(target.site_id, day.day)
-                checks.append(check_day(target.name, day, visits, actions, threshold))
+            checks.extend(day_checks(api, sent, target, threshold))
         except ApiError as exc:
             broken[target.name] = str(exc)
     rows = []

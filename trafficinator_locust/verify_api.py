@@ -3,7 +3,7 @@
 Why not call :func:`verify.run_verify`: it prints a table for a terminal and returns an exit code,
 and it asks one target after the other with a 30 s timeout per call, so a web request could wait
 minutes on one silent Matomo. Here the same pieces (:func:`verify.parse_report`/:func:`load_report`
-for the report, ``_targets_for`` for matching it to the config, :class:`verify.ReportingApi` for the
+for the report, ``targets_for`` for matching it to the config, :class:`verify.ReportingApi` for the
 calls, :func:`verify.check_day` for the verdict, :func:`verify.calls_limiter` for the rate limit
 shared by all targets) run once per target in its own thread (green under gevent, as in Locust),
 and the answer comes within the calls-per-minute pacing plus ``timeout`` whatever a server does: a
@@ -26,7 +26,7 @@ from typing import Any
 
 from .backfill import TokenBucket, UsageError, display_url
 from .config import Config, Target
-from .verify import DEFAULT_CALLS_PER_MINUTE, DEFAULT_THRESHOLD, DayCheck, ReportingApi, SentTarget, _targets_for, calls_limiter, check_day, load_report, parse_report
+from .verify import DEFAULT_CALLS_PER_MINUTE, DEFAULT_THRESHOLD, DayCheck, ReportingApi, SentTarget, calls_limiter, day_checks, load_report, parse_report, targets_for
 from .verify import ApiError as ReportingError
 from .workspace import ApiError
 
@@ -105,7 +105,7 @@ def read_request(body: Mapping[str, Any], config: Config, folder: Path) -> Verif
     if chosen is not None:
         sent = _only(sent, chosen, config)
     try:
-        pairs = tuple(_targets_for(config, sent))
+        pairs = tuple(targets_for(config, sent))
     except UsageError as error:
         raise ApiError(422, f"the report does not fit the current config: {error}", _problems("report", str(error))) from None
     if not pairs:
@@ -250,11 +250,10 @@ class _TargetRun:
         site = self.target.site_id
         try:
             self.failures = self.api.tracking_failures(site)
-            for day in self.sent.days:
-                if self.clock() > self.deadline:
+            for check in day_checks(self.api, self.sent, self.target, self.threshold):
+                self.checks.append(check)
+                if self.clock() > self.deadline and len(self.checks) < len(self.sent.days):
                     raise _OutOfTime
-                visits, actions = self.api.visits_summary(site, day.day)
-                self.checks.append(check_day(self.target.name, day, visits, actions, self.threshold))
         except ReportingError as error:
             self.error = str(error)
         except _OutOfTime:
