@@ -38,7 +38,7 @@ from trafficinator_locust.broker import (
     restore_ledger,
 )
 from trafficinator_locust.config import load_config
-from trafficinator_locust.plugin import shape_wanted, state_file_for
+from trafficinator_locust.plugin import Plugin, shape_wanted, state_file_for
 from trafficinator_locust.report import BudgetView, VisitTally, summarize, target_state
 from trafficinator_locust.shape import PoolDispatcher, TrafficShape, mean_visit_seconds, pool_size
 
@@ -518,6 +518,36 @@ def test_the_shape_ends_the_run_when_every_budget_is_spent_or_at_run_time(write_
     assert shape.tick() is not None
     shape.start_time -= 31
     assert shape.tick() is None and "run-time" in shape.stop_reason
+
+
+def test_a_spent_run_waits_for_the_visits_in_progress_before_it_ends(write_yaml):
+    capped_only = load_config(write_yaml(CONFIG.split("  - {name: Paced")[0], name="stress-only.yaml"))
+    shape, broker, wall, _ = _shape(capped_only, paced=False)
+    busy = [2]
+    shape.settled = lambda: busy[0] == 0
+    running = shape.tick()
+    lease = broker.ledger.lease("w", "Stress", 50, wall(), 30)
+    broker.on_report("w", {"broker": broker.id, "used": {lease.id: 50}})
+    assert shape.tick() == running, "spent, but two visits are still being sent: keep their users"
+    busy[0] = 0
+    assert shape.tick() is None and "budget" in shape.stop_reason
+
+
+def test_the_plugin_counts_visits_in_flight_here_and_on_workers_and_gives_up_after_the_stop_timeout(write_yaml, monkeypatch):
+    plugin = Plugin(config=load_config(write_yaml(CONFIG)), user_classes={})
+    environment = type("Env", (), {"stop_timeout": 10.0})()
+    now = [1000.0]
+    monkeypatch.setattr("trafficinator_locust.plugin.time.monotonic", lambda: now[0])
+    plugin.tally.in_flight = 1
+    plugin._on_worker_report("w1", {"trafficinator_in_flight": 2})
+    assert plugin.visits_in_flight() == 3 and not plugin._settled(environment)
+    plugin.tally.in_flight = 0
+    plugin._on_worker_report("w1", {"trafficinator_in_flight": 0})
+    assert plugin._settled(environment)
+    plugin._spent_since, plugin.tally.in_flight = None, 1
+    assert not plugin._settled(environment)
+    now[0] += 10.0
+    assert plugin._settled(environment), "a visit that never ends must not keep the run alive past --stop-timeout"
 
 
 def test_the_shape_is_on_for_paced_runs_without_a_user_count(config):

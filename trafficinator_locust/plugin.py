@@ -49,6 +49,7 @@ logger = logging.getLogger("trafficinator")
 
 CONFIG_ENV = "TRAFFICINATOR_CONFIG"
 HELLO = "trafficinator:hello"
+IN_FLIGHT_KEY = "trafficinator_in_flight"
 DEFAULT_STOP_TIMEOUT = 10.0
 EXIT_CONFIG_ERROR = 2
 PACINGS = ("paced", "stress")
@@ -189,6 +190,8 @@ class Plugin:
     backfill: LocustBackfill | None = None
     _staged: Config | None = None
     _ending: bool = False
+    _spent_since: float | None = None
+    _worker_in_flight: dict[str, int] = field(default_factory=dict)
 
     def register(self, environment: Environment) -> None:
         """Attach listeners to one environment (called from the ``init`` event)."""
@@ -304,7 +307,10 @@ class Plugin:
     def _install_shape(self, environment: Environment, runner: Runner) -> None:
         assert self.config is not None and self.broker is not None
         by_target = {cls.target.name: cls for cls in self.user_classes.values()}
-        self.shape = TrafficShape(self.broker, self.config.enabled_targets, by_target, run_time=lambda: _option(environment.parsed_options, "run_time", None))
+        self.shape = TrafficShape(
+            self.broker, self.config.enabled_targets, by_target,
+            run_time=lambda: _option(environment.parsed_options, "run_time", None), settled=lambda: self._settled(environment),
+        )
         self.shape.runner = runner
         environment.shape_class = self.shape
         environment.dispatcher_class = PoolDispatcher
@@ -385,11 +391,23 @@ class Plugin:
         self.broker.tick()
         if self.shape is not None or self._ending or runner.state not in (STATE_SPAWNING, STATE_RUNNING):
             return
-        if self.broker.all_spent():
+        if self.broker.all_spent() and self._settled(environment):
             self._ending = True
             headless = bool(_option(environment.parsed_options, "headless", False))
             logger.info("trafficinator: every target's daily budget is spent; %s", "ending the run" if headless else "stopping the test")
             gevent.spawn(runner.quit if headless else runner.stop)
+
+    def visits_in_flight(self) -> int:
+        """Visits being sent now: this process's users, plus each worker's latest report."""
+        return self.tally.in_flight + sum(self._worker_in_flight.values())
+
+    def _settled(self, environment: Environment) -> bool:
+        """Once every budget is spent, may the run end? When no visit is still being sent (their
+        permits are spent, so they finish rather than being cut), or after ``--stop-timeout``."""
+        now = time.monotonic()
+        if self._spent_since is None:
+            self._spent_since = now
+        return self.visits_in_flight() == 0 or now - self._spent_since >= (environment.stop_timeout or DEFAULT_STOP_TIMEOUT)
 
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         runner = environment.runner
@@ -401,6 +419,7 @@ class Plugin:
         else:
             self.tally.reset()
             self._ending = False
+            self._spent_since = None
             if self.broker is not None:
                 self.broker.start_run()
         if self.permits is not None and not isinstance(runner, MasterRunner):
@@ -423,9 +442,11 @@ class Plugin:
 
     def _on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         data[REPORT_KEY] = self.tally.drain()
+        data[IN_FLIGHT_KEY] = self.tally.in_flight
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         self.tally.merge(data.get(REPORT_KEY, {}))
+        self._worker_in_flight[client_id] = int(data.get(IN_FLIGHT_KEY, 0))
 
     def _on_quitting(self, environment: Environment, **_: Any) -> None:
         if isinstance(environment.runner, WorkerRunner) or self.backfill is not None:

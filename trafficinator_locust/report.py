@@ -35,6 +35,7 @@ class VisitTally:
         self.failed: Counter[str] = Counter()
         self.bots: Counter[str] = Counter()  # bot visits Matomo drops by design: not "started"
         self.hits: Counter[str] = Counter()  # hits Matomo's bulk answers counted as tracked (transport: bulk)
+        self.in_flight = 0  # visits being sent in this process now (a gauge: never drained or merged)
         # target -> local day (ISO) -> [started, failed]
         self.days: dict[str, dict[str, list[int]]] = {}
 

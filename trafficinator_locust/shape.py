@@ -87,8 +87,12 @@ class TrafficShape(LoadTestShape):
         classes: Mapping[str, type[User]],
         run_time: Callable[[], float | None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        settled: Callable[[], bool] = lambda: True,
     ):
+        """``settled()`` says whether a spent run may end now (no visit still being sent, or waited long enough)."""
         super().__init__()
+        self.settled = settled
+        self._last: tuple[int, float] = (0, 1.0)
         self.broker = broker
         self.targets = tuple(targets)
         self.classes = dict(classes)
@@ -113,12 +117,15 @@ class TrafficShape(LoadTestShape):
         if limit and self.get_run_time() >= limit:
             return self._stop("--run-time limit reached")
         if self.broker.all_spent(now):
-            return self._stop("every target's daily budget is spent")
+            if self.settled():
+                return self._stop("every target's daily budget is spent")
+            return self._last  # no new permits: the users finish the visits they started
         pools = self.size_pools(now)
         for name, count in pools.items():
             self.classes[name].fixed_count = count
         total = sum(pools.values())
-        return total, min(max(float(total), 1.0), MAX_SPAWN_RATE)
+        self._last = (total, min(max(float(total), 1.0), MAX_SPAWN_RATE))
+        return self._last
 
     def size_pools(self, now: float) -> dict[str, int]:
         """Each target's pool now (never smaller than before)."""

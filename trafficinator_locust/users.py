@@ -94,7 +94,12 @@ class TargetUser(FastHttpUser):
         # No permit, no visit: wait (stoppable, in bounded steps) until the broker grants one.
         self.permits.acquire(route.target.name, self.pause_until)
         visit = route.planner.plan(route.next_visit_number())
-        if not self.run_visit(visit, route):
+        self.tally.in_flight += 1  # a run whose budgets are spent waits for these to finish (plugin)
+        try:
+            started = self.run_visit(visit, route)
+        finally:
+            self.tally.in_flight -= 1
+        if not started:
             self._failures += 1
             self.pause(min(FAILURE_BACKOFF_FIRST * 2 ** (self._failures - 1), FAILURE_BACKOFF_MAX))
         else:
