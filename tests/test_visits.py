@@ -253,6 +253,19 @@ def decode(body):
 NOON_UTC = datetime(2024, 1, 15, 12, 0, 30, tzinfo=timezone.utc)
 
 
+def test_body_is_exactly_urlencode_of_the_params_token_last(target, write_yaml):
+    from urllib.parse import urlencode
+
+    encoder = TrackingEncoder(target)
+    planner = VisitPlanner(target, SEED)
+    token = target.token_auth.get_secret_value() if target.token_auth else None
+    for number in range(300):
+        visit = planner.plan(number)
+        for hit in visit.hits:
+            expected = urlencode({"idsite": str(target.site_id), "rec": "1", "apiv": "1", "send_image": "0", **encoder.params(hit, visit.visitor, NOON_UTC)})
+            assert encoder.body(hit, visit.visitor, NOON_UTC) == expected + (f"&{urlencode({'token_auth': token})}" if token else "")
+
+
 def test_body_is_form_encoded_with_fixed_visitor_and_time_params(target):
     planner = VisitPlanner(target, SEED)
     visit = planner.plan(5)

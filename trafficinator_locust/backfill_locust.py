@@ -46,6 +46,7 @@ class LocustTransport:
     def __init__(self, environment: Environment, target: Target, timeout: float):
         host = target.url.split("/", 3)
         self._session = FastHttpSession("/".join(host[:3]), environment.events.request, None, connection_timeout=timeout, network_timeout=timeout)
+        self._session.client.cookiejar = None
         self._target = target
         self._token = target.token_auth.get_secret_value() if target.token_auth else None
 

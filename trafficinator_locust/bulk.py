@@ -34,21 +34,27 @@ TOKEN_KEY = "token_auth"
 
 __all__ = [
     "DEFAULT_BULK_SIZE", "MAX_BULK_SIZE", "JSON_CONTENT_TYPE", "BulkAnswer", "BulkError",
-    "batches", "build_payload", "encode_item", "in_time_order", "parse_answer",
+    "batches", "build_payload", "encode_item", "form_encode", "in_time_order", "parse_answer",
 ]
 
 
 @lru_cache(maxsize=16384)
 def _quote(text: str) -> str:
-    """``quote_plus`` remembered: a visitor's user agent, client hints and ids repeat on every hit."""
+    """``quote_plus`` remembered: page URLs and titles, referrers, event names and a visitor's user
+    agent repeat across hits (ids do not, and merely pass through the cache)."""
     return quote_plus(text)
+
+
+def form_encode(params: Mapping[str, str]) -> str:
+    """``urlencode(params)`` for string values, with the quoting of repeated values remembered (hot path)."""
+    return "&".join(f"{_quote(key)}={_quote(value)}" for key, value in params.items())
 
 
 def encode_item(params: Mapping[str, str]) -> str:
     """One bulk item: ``?idsite=1&rec=1&...`` (same text as ``urlencode``). No ``token_auth`` inside."""
     if TOKEN_KEY in params:
         raise ValueError("token_auth must not be inside a bulk item; pass it to build_payload")
-    return "?" + "&".join(f"{_quote(str(key))}={_quote(str(value))}" for key, value in params.items())
+    return "?" + form_encode({str(key): str(value) for key, value in params.items()})
 
 
 def build_payload(items: Sequence[str], token: str | None) -> bytes:

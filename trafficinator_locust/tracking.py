@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from .bulk import form_encode
 from .config import Target
 from .visits import Hit, Visitor
 
@@ -61,7 +62,7 @@ class TrackingEncoder:
     def _encoded(self, hit: Hit, visitor: Visitor, sent_at: datetime) -> str:
         local = sent_at.astimezone(self._zone)
         return (
-            f"{self._prefix}&{urlencode(self._hit_params(hit))}&{self._encoded_visitor(visitor)}"
+            f"{self._prefix}&{form_encode(self._hit_params(hit))}&{self._encoded_visitor(visitor)}"
             f"&h={local.hour}&m={local.minute}&s={local.second}"
         )
 

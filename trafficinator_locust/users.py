@@ -87,6 +87,11 @@ class TargetUser(FastHttpUser):
     _headers: ClassVar[dict[str, str]] = {"Content-Type": FORM_CONTENT_TYPE}
     _failures: int = 0
 
+    def on_start(self) -> None:
+        # One user sends visit after visit of different simulated visitors: a cookie one visit got
+        # (Matomo may set _pk_* cookies) must not travel with the next one. It also saves ~7% CPU.
+        self.client.client.cookiejar = None
+
     @task
     def visit(self) -> None:
         self._checkpoint()  # a stop issued during Locust's wait between tasks lands here, not after a permit
@@ -253,6 +258,7 @@ def start_bulk_senders(classes: dict[str, type[TargetUser]], environment: Enviro
     for cls in classes.values():
         if cls.target.transport is Transport.bulk:
             session = FastHttpSession(cls.host, environment.events.request, None, connection_timeout=timeout, network_timeout=timeout)
+            session.client.cookiejar = None  # hits of many visitors share this session
             cls.bulk = BulkSender(cls.target, session, cls.tally)
             cls.bulk.start()
 
