@@ -120,7 +120,8 @@ class BulkSender:
                 continue
             batch = lane.items[: self.size]
             del lane.items[: self.size]
-            lane.room.set()
+            if len(lane.items) <= self.capacity // 2:  # wake the waiting users once there is room for many hits, not for each batch
+                lane.room.set()
             lane.busy = True
             try:
                 ok = self._send(batch)
