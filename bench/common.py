@@ -27,6 +27,8 @@ from typing import Any
 
 import psutil
 
+from trafficinator_locust.demo import stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 PLUGIN_LOCUSTFILE = REPO / "trafficinator_locust" / "locustfile.py"
@@ -120,14 +122,8 @@ def wait_for_port(port: int, deadline_seconds: float = 10.0) -> None:
 
 def stop(process: subprocess.Popen[Any] | None) -> None:
     """Stop one process we started (SIGTERM, then SIGKILL after 10 s)."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    if process is not None and process.poll() is None:
+        stop_process(process)
 
 
 # -- endpoints -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ starts anything (exit 2).
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -17,7 +16,8 @@ from datetime import date, timedelta
 import pytest
 
 from trafficinator_locust.config import load_config
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
+from conftest import receiver_for
+from trafficinator_locust.demo import LOCUSTFILE, receiver_stats
 from trafficinator_locust.protocol import instance_path
 
 CONFIG = """
@@ -31,14 +31,8 @@ targets:
 
 @pytest.fixture()
 def setup(tmp_path):
-    port = free_port()
-    config_path = tmp_path / "traffic.yaml"
-    config_path.write_text(CONFIG.format(port=port), encoding="utf-8")
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    env.pop("TRAFFICINATOR_CONFIG", None)
-    sink = start_sink(config_path, port, env)
-    yield tmp_path, port, config_path, env
-    stop_process(sink)
+    with receiver_for(tmp_path, CONFIG) as (port, config_path, env, _):
+        yield tmp_path, port, config_path, env
 
 
 def _locust(tmp_path, config_path, env, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from trafficinator_locust.config import load_config
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
+from conftest import receiver_for
+from trafficinator_locust.demo import LOCUSTFILE, receiver_stats
 from trafficinator_locust.protocol import instance_path
 
 CONFIG = """
@@ -35,13 +35,7 @@ CAPS = {"Single": 120, "Bulk Token": 150, "Bulk Plain": 90}
 @pytest.fixture(scope="module", params=["local", "processes"])
 def run(request, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp(f"bulk-{request.param}")
-    port = free_port()
-    config_path = tmp_path / "traffic.yaml"
-    config_path.write_text(CONFIG.format(port=port), encoding="utf-8")
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    env.pop("TRAFFICINATOR_CONFIG", None)
-    sink = start_sink(config_path, port, env)
-    try:
+    with receiver_for(tmp_path, CONFIG) as (port, config_path, env, _):
         command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--headless",
                    "--traffic-pacing", "stress", "-u", "30", "-r", "30", "-t", "60s", "--only-summary",
                    "--traffic-report", str(tmp_path / "report.json"), "--csv", str(tmp_path / "run")]
@@ -49,8 +43,6 @@ def run(request, tmp_path_factory):
             command += ["--processes", "2"]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
         stored = receiver_stats(port)
-    finally:
-        stop_process(sink)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     config = load_config(config_path, env=env)
