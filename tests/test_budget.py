@@ -5,7 +5,7 @@ Instants are plain unix seconds built from zone-aware datetimes; nothing sleeps.
 
 import json
 import random
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
@@ -494,7 +494,7 @@ def test_restart_with_the_clock_behind_the_saved_day_fails_closed():
     assert restarted.budget("stress").grant(GENEROUS, t + 60) == 0  # 03-11 reached: same day, same count
 
 
-def test_restore_drops_unknown_targets_and_rejects_bad_state():
+def test_restore_drops_unknown_targets_leases_and_rejects_bad_state():
     state = Ledger(budgets_for_restart()).to_state()
     state["targets"]["gone"] = {"day": "2026-03-10", "granted": 5}
     state["leases"].append({"id": "9", "holder": "w", "target": "gone", "count": 3, "day": "2026-03-10", "expires_at": 1.0})
@@ -651,3 +651,16 @@ def test_random_operations_never_exceed_a_days_cap(seed):
     # and something actually happened: several local days with grants for the paced targets
     assert len({day for (name, day), n in granted_per_day.items() if name == "utc" and n}) >= 3
     assert sum(n for (name, _), n in granted_per_day.items() if name == "zero") == 0
+
+
+def test_a_removed_target_keeps_its_days_count_until_it_comes_back():
+    t = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()
+    full = [TargetBudget("stress", Pace(100, "UTC"), paced=False), TargetBudget("gone", Pace(40, "Asia/Tokyo"), paced=False)]
+    ledger = Ledger(full)
+    ledger.lease("w", "gone", 30, t, 30.0)
+    without = Ledger.from_state(parse_state(state_json(ledger)), [TargetBudget("stress", Pace(100, "UTC"), paced=False)], t + 60)
+    assert without.targets == ("stress",) and without.to_state()["targets"]["gone"]["granted"] == 30  # saved again
+    back = Ledger.from_state(without.to_state(), [TargetBudget("stress", Pace(100, "UTC"), paced=False), TargetBudget("gone", Pace(40, "Asia/Tokyo"), paced=False)], t + 120)
+    assert back.budget("gone").granted_today(t + 120) == 30 and back.budget("gone").grant(40, t + 120) <= 10
+    much_later = Ledger.from_state(without.to_state(), [TargetBudget("stress", Pace(100, "UTC"), paced=False)], t + 3 * 86400)
+    assert "gone" not in much_later.to_state()["targets"], "a count of a day that is over everywhere is not kept"

@@ -30,7 +30,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
@@ -592,6 +592,9 @@ class Ledger:
             self._budgets[budget.name] = budget
         self._leases: dict[str, Lease] = {}
         self._next_lease = next_lease
+        # Saved counts of targets not configured now: kept and saved again, so a target removed and
+        # added back within its day continues its count instead of starting its cap afresh.
+        self._dormant: dict[str, dict[str, Any]] = {}
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -707,9 +710,12 @@ class Ledger:
             "version": STATE_VERSION,
             "next_lease": self._next_lease,
             "targets": {
-                name: {"day": budget.current_day.isoformat(), "granted": budget.granted}
-                for name, budget in self._budgets.items()
-                if budget.current_day is not None
+                **self._dormant,
+                **{
+                    name: {"day": budget.current_day.isoformat(), "granted": budget.granted}
+                    for name, budget in self._budgets.items()
+                    if budget.current_day is not None
+                },
             },
             "leases": [lease.as_dict() for lease in self._leases.values()],
         }
@@ -720,18 +726,29 @@ class Ledger:
 
         A target saved on its current local day continues its count (a restarted master never
         overshoots the cap); one saved on an earlier day starts from 0. Targets no longer
-        configured (or renamed) are dropped with their leases; buckets start empty.
+        configured (or renamed) lose their leases but keep their count, dormant, for as long as
+        their day may still be today somewhere (saved again with the ledger); buckets start empty.
         """
         _check_state(state)
         ledger = cls(budgets, next_lease=int(state.get("next_lease", 1)))
         for name, saved in state.get("targets", {}).items():
             if name in ledger._budgets:
                 ledger._budgets[name].restore(date.fromisoformat(saved["day"]), int(saved["granted"]), now)
+            elif date.fromisoformat(saved["day"]) >= _utc_date(now) - DORMANT_DAYS:
+                ledger._dormant[name] = {"day": str(saved["day"]), "granted": int(saved["granted"])}
         for raw in state.get("leases", []):
             lease = Lease.from_dict(raw)
             if lease.target in ledger._budgets and lease.unused > 0:
                 ledger._leases[lease.id] = lease
         return ledger
+
+
+# A local day is at most 14 hours away from UTC's: a count two UTC days old is surely of a past day.
+DORMANT_DAYS = timedelta(days=2)
+
+
+def _utc_date(now: float) -> date:
+    return datetime.fromtimestamp(now, timezone.utc).date()
 
 
 def _check_state(state: Mapping[str, Any]) -> None:
