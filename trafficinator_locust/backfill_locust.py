@@ -19,11 +19,11 @@ from typing import Any
 
 import gevent
 from locust import LoadTestShape
-from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 
 from .backfill import EXIT_OK, BackfillOptions, SendError, UsageError, run_backfill
 from .bulk import BulkError, parse_answer
+from .bulk_sender import own_session
 from .config import Config, Target
 
 logger = logging.getLogger("trafficinator")
@@ -44,9 +44,7 @@ class LocustTransport:
     """The backfill's transport through a Locust session: one ``[<target>] bulk`` request per batch."""
 
     def __init__(self, environment: Environment, target: Target, timeout: float):
-        host = target.url.split("/", 3)
-        self._session = FastHttpSession("/".join(host[:3]), environment.events.request, None, connection_timeout=timeout, network_timeout=timeout)
-        self._session.client.cookiejar = None
+        self._session = own_session(environment, target, timeout)
         self._target = target
         self._token = target.token_auth.get_secret_value() if target.token_auth else None
 

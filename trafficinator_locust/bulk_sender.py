@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 
 import gevent
 from gevent.event import Event
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
 
 from .bulk import JSON_CONTENT_TYPE, BulkError, build_payload, parse_answer
 from .config import Target
@@ -33,6 +35,14 @@ LANES = 4
 MAX_DELAY = 1.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 _HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
+
+
+def own_session(environment: Environment, target: Target, timeout: float) -> FastHttpSession:
+    """A Locust HTTP session for one target's bulk requests: its own connections, stats through
+    Locust's ``request`` event, and no cookie jar (its requests carry hits of many visitors)."""
+    session = FastHttpSession(target.origin, environment.events.request, None, connection_timeout=timeout, network_timeout=timeout)
+    session.client.cookiejar = None
+    return session
 
 
 class _Pending(NamedTuple):

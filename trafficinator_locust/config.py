@@ -188,6 +188,12 @@ class Target(Resolved):
         return f"Target_{self.slug}"
 
     @property
+    def origin(self) -> str:
+        """``scheme://host:port`` of the tracker URL (the base URL of an HTTP session)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
     def has_token(self) -> bool:
         return self.token_auth is not None
 

@@ -253,9 +253,8 @@ class Plugin:
     def _parse_checks(self, environment: Environment) -> list[Rule]:
         """Read --traffic-check before anything starts: a typo exits 2, not after a long run."""
         assert self.config is not None
-        texts = _option(environment.parsed_options, "traffic_check", None) or []
         try:
-            return parse_rules(texts, known_targets=[t.name for t in self.config.enabled_targets])
+            return _check_rules(environment, self.config)
         except CheckSyntaxError as error:
             sys.stderr.write(f"trafficinator: --traffic-check: {error}\n")
             sys.exit(EXIT_CONFIG_ERROR)
@@ -354,9 +353,8 @@ class Plugin:
             self.broker.save()
         if self.shape is not None:
             self._install_shape(environment, runner)
-        texts = _option(environment.parsed_options, "traffic_check", None) or []
         try:
-            self.rules = parse_rules(texts, known_targets=[t.name for t in config.enabled_targets])
+            self.rules = _check_rules(environment, config)
         except CheckSyntaxError as error:
             logger.error("trafficinator: --traffic-check no longer fits the new config (%s); rules naming a missing target fail", error)
         ship(environment.parsed_options, config, self.generation)
@@ -486,6 +484,12 @@ class Plugin:
             window=(start, end if end is not None else now) if start is not None else None,
             paced=any(ledger.budget(name).paced for name in ledger.targets),
         )
+
+
+def _check_rules(environment: Environment, config: Config) -> list[Rule]:
+    """The --traffic-check rules, for the targets of ``config``; CheckSyntaxError on a bad rule."""
+    texts = _option(environment.parsed_options, "traffic_check", None) or []
+    return parse_rules(texts, known_targets=[t.name for t in config.enabled_targets])
 
 
 def _paced(options: Any) -> bool:

@@ -13,18 +13,16 @@ import random
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import ClassVar
-from urllib.parse import urlsplit
 
 import gevent
 from gevent.event import Event
 from locust import FastHttpUser, User, between, constant, task
-from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 from .broker import PermitClient
-from .bulk_sender import BulkSender
+from .bulk_sender import BulkSender, own_session
 from .config import Config, Distribution, Target, Transport
 from .report import VisitTally
 from .tracking import FORM_CONTENT_TYPE, TrackingEncoder
@@ -80,7 +78,7 @@ class TargetUser(FastHttpUser):
     tally: ClassVar[VisitTally]
     tracker_url: ClassVar[str]
     permits: ClassVar[PermitClient | NoPermits] = NoPermits()
-    bulk: ClassVar[BulkSender | None] = None  # transport: bulk (set per test run by set_bulk_senders)
+    bulk: ClassVar[BulkSender | None] = None  # transport: bulk (set per test run by start_bulk_senders)
     network_timeout = DEFAULT_TIMEOUT
     connection_timeout = DEFAULT_TIMEOUT
     _numbers: ClassVar[Iterator[int]]
@@ -196,7 +194,6 @@ def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0)
     for target in config.enabled_targets:
         seed = target.seed if target.seed is not None else config.seed
         pause = target.traffic.pause_between_visits
-        parts = urlsplit(target.url)
         attributes = {
             "abstract": False,
             "target": target,
@@ -204,7 +201,7 @@ def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0)
             "encoder": TrackingEncoder(target),
             "tally": tally,
             "tracker_url": target.url,
-            "host": f"{parts.scheme}://{parts.netloc}",
+            "host": target.origin,
             "weight": 1.0 if config.distribution is Distribution.round_robin else target.weight,
             "wait_time": between(pause.min, pause.max),
             "_numbers": itertools.count(worker_index * VISIT_NUMBERS_PER_WORKER),
@@ -257,9 +254,7 @@ def start_bulk_senders(classes: dict[str, type[TargetUser]], environment: Enviro
     """Give each ``transport: bulk`` class a sender for this run, with its own connections (its own session)."""
     for cls in classes.values():
         if cls.target.transport is Transport.bulk:
-            session = FastHttpSession(cls.host, environment.events.request, None, connection_timeout=timeout, network_timeout=timeout)
-            session.client.cookiejar = None  # hits of many visitors share this session
-            cls.bulk = BulkSender(cls.target, session, cls.tally)
+            cls.bulk = BulkSender(cls.target, own_session(environment, cls.target, timeout), cls.tally)
             cls.bulk.start()
 
 
