@@ -130,3 +130,17 @@ def test_a_staged_config_swaps_classes_and_budgets_and_keeps_the_days_counts(wri
     assert plugin.permits is not None
     assert all(cls.permits is plugin.permits for cls in environment.user_classes)
     environment.runner.quit()
+
+
+def test_the_end_of_run_grace_restarts_when_budgets_come_back(write_yaml, tmp_path: Path):
+    config = _config(write_yaml, TWO)
+    plugin = Plugin(config=config, user_classes={})
+    plugin.user_classes = build_user_classes(config, plugin.tally)
+    options = argparse.Namespace(traffic_state="", traffic_pacing="stress", traffic_shape=False, traffic_check=None, num_users=10)
+    environment = Environment(user_classes=list(plugin.user_classes.values()), parsed_options=options)
+    runner = environment.create_local_runner()
+    plugin.register(environment)
+    plugin._spent_since = 0.0  # a spend seen long ago ...
+    plugin._upkeep(environment, runner)  # ... but Alpha and Beta have visits left today
+    assert plugin._spent_since is None
+    runner.quit()

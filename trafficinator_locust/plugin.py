@@ -387,9 +387,12 @@ class Plugin:
         """Every second on the master: expire leases; end a run (without our shape) once every budget is spent."""
         assert self.broker is not None
         self.broker.tick()
+        spent = self.broker.all_spent()
+        if not spent:
+            self._spent_since = None  # budgets came back (a new day, a raised cap): a later spend gets its full grace
         if self.shape is not None or self._ending or runner.state not in (STATE_SPAWNING, STATE_RUNNING):
             return
-        if self.broker.all_spent() and self._settled(environment):
+        if spent and self._settled(environment):
             self._ending = True
             headless = bool(_option(environment.parsed_options, "headless", False))
             logger.info("trafficinator: every target's daily budget is spent; %s", "ending the run" if headless else "stopping the test")
