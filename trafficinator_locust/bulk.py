@@ -25,6 +25,8 @@ from functools import lru_cache
 from typing import TypeVar
 from urllib.parse import quote_plus
 
+from .masking import mask_secrets
+
 T = TypeVar("T")
 
 DEFAULT_BULK_SIZE = 50
@@ -121,10 +123,6 @@ class BulkError(Exception):
         self.answer = answer
 
 
-def _redact(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text
-
-
 def parse_answer(status: int, body: bytes, sent: int, token: str | None = None) -> BulkAnswer:
     """Check Matomo's answer to a bulk request of ``sent`` items.
 
@@ -139,12 +137,12 @@ def parse_answer(status: int, body: bytes, sent: int, token: str | None = None) 
         data = None
     if status != 200:
         detail = data.get("message") if isinstance(data, dict) else None
-        shown = _redact(str(detail or text.strip()[:200] or "no body"), token)
+        shown = mask_secrets(str(detail or text.strip()[:200] or "no body"), [token] if token else [])
         raise BulkError(f"HTTP {status}: {shown}", status=status)
     if not isinstance(data, dict):
         raise BulkError("the answer is not Matomo's bulk JSON (is the URL a Matomo tracker?)", status=status)
     if data.get("status") != "success":
-        shown = _redact(str(data.get("message") or data.get("status")), token)
+        shown = mask_secrets(str(data.get("message") or data.get("status")), [token] if token else [])
         raise BulkError(f"Matomo answered status {shown!r}", status=status)
     try:
         tracked = int(data.get("tracked", 0))

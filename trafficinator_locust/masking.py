@@ -1,7 +1,8 @@
 """Keeping ``token_auth`` out of what people see: error texts, status rows, API answers.
 
-Why a module of its own: the control plane shows text that came from elsewhere (Locust's error
-strings, a Matomo's messages, tracking-failure rows), and any of it may quote a token. Masking by
+Why a module of its own: the control plane, bulk answers, preflight and verify show text that came
+from elsewhere (Locust's error strings, a Matomo's messages, tracking-failure rows), and any of it may
+quote a token. Masking by
 value (every token the process knows) and by shape (any ``token_auth=...`` parameter) in one place
 keeps the rule the same everywhere. Pure.
 """

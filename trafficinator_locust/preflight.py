@@ -37,6 +37,7 @@ from urllib.parse import urlencode, urlsplit
 
 from .backfill import display_url
 from .config import Target
+from .masking import mask_secrets
 from .verify import api_url
 
 __all__ = [
@@ -175,7 +176,7 @@ class _Check:
             self._warnings.append(self._mask(text))
 
     def _mask(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        return mask_secrets(text, [self._token] if self._token else [])
 
     def _quote(self, text: str, limit: int = 300) -> str:
         """A server's words, masked before they are cut (a cut token would escape the mask)."""

@@ -35,6 +35,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .backfill import TokenBucket, UsageError, display_url, print_usage_error
 from .config import Config, Target
+from .masking import mask_secrets
 from .protocol import instance_path
 
 __all__ = [
@@ -174,9 +175,7 @@ class ReportingApi:
         except ValueError:
             raise ApiError(f"{method}: the answer of {display_url(self.url)} is not JSON (is it a Matomo?)") from None
         if isinstance(data, dict) and data.get("result") == "error":
-            message = str(data.get("message", ""))
-            if self._token:
-                message = message.replace(self._token, "***")
+            message = mask_secrets(str(data.get("message", "")), [self._token] if self._token else [])
             raise ApiError(f"{method}: Matomo says: {message[:300]}")
         return data
 
