@@ -127,9 +127,20 @@ class TargetSummary:
     days: list[DaySummary] = field(default_factory=list)
 
 
+def visits_failing(started: int, failed: int) -> bool:
+    """At least one failed visit, and failures are at least FAILING_SHARE of the target's visits."""
+    return bool(failed) and failed >= FAILING_SHARE * (started + failed)
+
+
+def target_entries(stats: RequestStats, target: str) -> list[StatsEntry]:
+    """Locust's stats entries of one target: those named ``[<target>] <kind>``."""
+    prefix = f"[{target}] "
+    return [entry for (name, _method), entry in stats.entries.items() if name.startswith(prefix)]
+
+
 def target_state(status: TargetStatus | None, started: int, failed: int) -> str:
     """running | capped | paused | failing: failing wins (the tracker is the problem), then the budget."""
-    if failed and failed >= FAILING_SHARE * (started + failed):
+    if visits_failing(started, failed):
         return "failing"
     if status is None or status.state == "unpaced":
         return "running"
@@ -163,10 +174,10 @@ def summarize(config: Config, stats: RequestStats, tally: VisitTally, budget: Bu
         prefix = f"[{target.name}] "
         merged = StatsEntry(stats, target.name, "", use_response_times_cache=False)
         kinds: dict[str, int] = {}
-        for (name, _method), entry in stats.entries.items():
-            if name.startswith(prefix):
-                merged.extend(entry)
-                kinds[name[len(prefix):]] = kinds.get(name[len(prefix):], 0) + entry.num_requests
+        for entry in target_entries(stats, target.name):
+            merged.extend(entry)
+            kind = entry.name[len(prefix):]
+            kinds[kind] = kinds.get(kind, 0) + entry.num_requests
         status = budget.statuses.get(target.name) if budget else None
         pace = budget.paces.get(target.name) if budget else None
         expected = None

@@ -19,11 +19,11 @@ from locust.stats import RequestStats, StatsEntry
 
 from .config import Config
 from .masking import mask_secrets
-from .report import FAILING_SHARE, BudgetView, VisitTally, summarize
+from .report import BudgetView, VisitTally, summarize, target_entries, visits_failing
 
 __all__ = [
     "DEGRADED_FAIL_RATIO", "DEGRADED_P95_MS", "FAILING_FAIL_RATIO", "HEALTH_WINDOW", "RecentRate", "classify_health",
-    "last_error", "recent_counts", "status_document", "target_entries",
+    "last_error", "recent_counts", "status_document",
 ]
 
 # Health (docs/web-ui.md): over the last HEALTH_WINDOW seconds of requests (the whole run when
@@ -51,11 +51,6 @@ def classify_health(recent_requests: int, recent_failures: int, p95_ms: float | 
     if ratio >= DEGRADED_FAIL_RATIO or (p95_ms is not None and p95_ms >= DEGRADED_P95_MS):
         return "degraded"
     return "healthy"
-
-
-def target_entries(stats: RequestStats, target: str) -> list[StatsEntry]:
-    prefix = f"[{target}] "
-    return [entry for (name, _method), entry in stats.entries.items() if name.startswith(prefix)]
 
 
 def recent_counts(entries: Iterable[StatsEntry], now: float, seconds: int) -> tuple[int, int]:
@@ -118,7 +113,6 @@ def status_document(
         pace = view.paces.get(target.name, target.pace()) if view else target.pace()
         recent = recent_counts(target_entries(stats, target.name), now, HEALTH_WINDOW)
         requests, failures = recent if recent[0] else (row.requests, row.failures)
-        visits_failing = bool(row.visits_failed) and row.visits_failed >= FAILING_SHARE * (row.visits_started + row.visits_failed)
         error = last_error(stats, target.name)
         today = pace.day_of(now).isoformat()
         state = row.state if target.enabled else "disabled"
@@ -128,7 +122,7 @@ def status_document(
             "name": target.name,
             "enabled": target.enabled,
             "state": state,
-            "health": classify_health(requests, failures, row.p95_ms if row.requests else None, visits_failing),
+            "health": classify_health(requests, failures, row.p95_ms if row.requests else None, visits_failing(row.visits_started, row.visits_failed)),
             "visits_today": tally.days.get(target.name, {}).get(today, [0, 0])[0],
             "visits_started": row.visits_started,
             "visits_failed": row.visits_failed,
