@@ -22,8 +22,7 @@ from locust import LoadTestShape
 from locust.env import Environment
 
 from .backfill import EXIT_OK, BackfillOptions, SendError, UsageError, run_backfill
-from .bulk import BulkError, parse_answer
-from .bulk_sender import own_session
+from .bulk_sender import own_session, post_bulk
 from .config import Config, Target
 
 logger = logging.getLogger("trafficinator")
@@ -46,22 +45,14 @@ class LocustTransport:
     def __init__(self, environment: Environment, target: Target, timeout: float):
         self._session = own_session(environment, target, timeout)
         self._target = target
-        self._token = target.token_auth.get_secret_value() if target.token_auth else None
 
     def post(self, body: bytes, content_type: str) -> tuple[int, bytes]:
-        sent = len(json.loads(body)["requests"])
-        with self._session.post(self._target.url, data=body, headers={"Content-Type": content_type}, name=f"[{self._target.name}] bulk", catch_response=True) as response:
-            status = response.status_code or 0
-            if not status:
-                error = getattr(response, "error", None)
-                response.failure(f"no answer ({type(error).__name__})")
-                raise SendError(f"no answer from {self._target.name}: {type(error).__name__}", retryable=isinstance(error, ConnectionRefusedError))
-            data = response.content or b""
-            try:
-                parse_answer(status, data, sent, self._token)
-            except BulkError as error:
-                response.failure(str(error))  # parse_answer masks the token; backfill decides what to do
-            return status, data
+        """``content_type`` is the bulk JSON type the backfill always sends (post_bulk sets it)."""
+        posted = post_bulk(self._session, self._target, body, len(json.loads(body)["requests"]))
+        if not posted.status:
+            name = type(posted.error).__name__
+            raise SendError(f"no answer from {self._target.name}: {name}", retryable=isinstance(posted.error, ConnectionRefusedError))
+        return posted.status, posted.body  # the backfill checks the answer again and decides what to do
 
     def close(self) -> None:
         return None

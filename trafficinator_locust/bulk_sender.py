@@ -45,6 +45,34 @@ def own_session(environment: Environment, target: Target, timeout: float) -> Fas
     return session
 
 
+class Posted(NamedTuple):
+    """What one bulk request got: ``status`` 0 when no answer came (``error`` says why)."""
+
+    status: int
+    body: bytes
+    tracked: int
+    error: BaseException | None = None
+
+
+def post_bulk(session: Any, target: Target, payload: bytes, sent: int) -> Posted:
+    """One ``[<target>] bulk`` request through a Locust session; no answer, an error or a shortfall
+    (``bulk.parse_answer``, which masks the token) is marked as a failure in Locust's stats."""
+    token = target.token_auth.get_secret_value() if target.token_auth else None
+    with session.post(target.url, data=payload, headers=_HEADERS, name=f"[{target.name}] bulk", catch_response=True) as response:
+        status = response.status_code or 0
+        if not status:
+            error = getattr(response, "error", None)
+            response.failure(f"no answer ({type(error).__name__})")
+            return Posted(0, b"", 0, error)
+        body = response.content or b""
+        try:
+            tracked = parse_answer(status, body, sent, token).tracked
+        except BulkError as failed:
+            response.failure(str(failed))
+            tracked = failed.answer.tracked if failed.answer else 0
+        return Posted(status, body, tracked)
+
+
 class _Pending(NamedTuple):
     item: str
     first_of_visit: tuple[str, bool] | None  # (local day, stored by Matomo) on a visit's first hit
@@ -83,7 +111,6 @@ class BulkSender:
         self._tally = tally
         self._clock = clock
         self._token = target.token_auth.get_secret_value() if target.token_auth else None
-        self._name = f"[{target.name}] bulk"
         self._lanes = [_Lane() for _ in range(lanes)]
         self._greenlets: list[gevent.Greenlet] = []
         self._draining = False
@@ -144,17 +171,7 @@ class BulkSender:
     def _send(self, batch: list[_Pending]) -> bool:
         """One bulk request; returns whether Matomo tracked every hit of it."""
         payload = build_payload([pending.item for pending in batch], self._token)
-        tracked = 0
-        with self._session.post(self.target.url, data=payload, headers=_HEADERS, name=self._name, catch_response=True) as response:
-            status = response.status_code or 0
-            if not status:
-                response.failure(f"no answer ({type(getattr(response, 'error', None)).__name__})")
-            else:
-                try:
-                    tracked = parse_answer(status, response.content or b"", len(batch), self._token).tracked
-                except BulkError as error:
-                    response.failure(str(error))  # parse_answer masks the token
-                    tracked = error.answer.tracked if error.answer else 0
+        tracked = post_bulk(self._session, self.target, payload, len(batch)).tracked
         ok = tracked >= len(batch)
         self._tally.hits_tracked(self.target.name, tracked)
         for pending in batch:
