@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trafficinator_locust.bulk import build_payload, encode_item, parse_answer  # noqa: E402
+from trafficinator_locust.core.bulk import build_payload, encode_item, parse_answer  # noqa: E402
 
 TOKEN = "bench-bulk-token-0123"
 PATH = "/bench/matomo.php"

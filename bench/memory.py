@@ -42,7 +42,7 @@ import locust  # noqa: E402,F401  (first: gevent monkey-patching before anything
 from bench.common import (  # noqa: E402
     PLUGIN_LOCUSTFILE, Endpoint, bare_locustfile, bench_env, fmt, raise_open_files, rss_mb, start_receiver, stop, write_results,
 )
-from trafficinator_locust.report import render_table  # noqa: E402
+from trafficinator_locust.runtime.summary import render_table  # noqa: E402
 
 GOAL_MB = 60.0
 INSTANCE = "/mem"

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
-from trafficinator_locust.config import load_config
-from trafficinator_locust.tracking import TrackingEncoder
-from trafficinator_locust.visits import VisitPlanner
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.tracking import TrackingEncoder
+from trafficinator_locust.core.visits import VisitPlanner
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_MODEL = """

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.report import render_table
+from trafficinator_locust.runtime.summary import render_table
 
 CONFIG = """
 defaults:

@@ -40,7 +40,7 @@ import locust  # noqa: E402,F401  (first: gevent monkey-patching before anything
 from bench.common import (  # noqa: E402
     PLUGIN_LOCUSTFILE, Endpoint, bare_locustfile, bench_env, fmt, start_endpoint, stop, wait_for_quiet, write_results,
 )
-from trafficinator_locust.report import render_table  # noqa: E402
+from trafficinator_locust.runtime.summary import render_table  # noqa: E402
 
 GOAL_SECONDS = 3.0
 PACED_PER_DAY = 8_640_000  # 100 visits/s per target: the first permit of a fresh bucket after 10 ms

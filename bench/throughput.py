@@ -52,7 +52,7 @@ from bench.common import (  # noqa: E402
     BULK_SIZE, PLUGIN_LOCUSTFILE, Endpoint, LocustRun, bare_locustfile, bench_env, fmt, run_locust, start_endpoint,
     start_receiver, stop, wait_for_quiet, write_results,
 )
-from trafficinator_locust.report import render_table  # noqa: E402
+from trafficinator_locust.runtime.summary import render_table  # noqa: E402
 
 GOAL = 0.9
 BUSY_PERCENT = 30.0  # CPU used by other processes above which a run's figures are flagged

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Regenerate the packaged reference data in ``trafficinator_locust/catalog/*.json``.
+"""Regenerate the packaged reference data in ``trafficinator_locust/core/catalog/*.json``.
 
-Sources (see ``trafficinator_locust/catalog/SOURCES.md`` for the full story):
+Sources (see ``trafficinator_locust/core/catalog/SOURCES.md`` for the full story):
 
 * user agents with usage percentages, device type, OS and browser: the ``browsers.jsonl`` file
   packaged in PyPI ``fake-useragent`` (Apache-2.0);
@@ -40,7 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO / "trafficinator_locust" / "catalog"
+DEFAULT_OUT = REPO / "trafficinator_locust" / "core" / "catalog"
 
 FAKE_UA_REQUIREMENT = "fake-useragent==2.2.0"
 DEVICE_DETECTOR_REQUIREMENT = "device-detector==6.5.1"

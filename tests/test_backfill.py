@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trafficinator_locust import backfill as bf
+from trafficinator_locust.ops import backfill as bf
 from trafficinator_locust.cli import main
-from trafficinator_locust.config import load_config
-from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.tracking import TrackingEncoder
-from trafficinator_locust.visits import VisitPlanner
+from trafficinator_locust.core.tracking import TrackingEncoder
+from trafficinator_locust.core.visits import VisitPlanner
 
 REPO = Path(__file__).resolve().parents[1]
 CDT_RE = re.compile(r"\A\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z")

@@ -23,8 +23,8 @@ from locust import User, constant, task
 from locust.dispatch import UsersDispatcher
 from locust.env import Environment
 
-from trafficinator_locust import broker as broker_module
-from trafficinator_locust.broker import (
+from trafficinator_locust.runtime import broker as broker_module
+from trafficinator_locust.runtime.broker import (
     MAX_WAIT,
     MSG_LEASE,
     MSG_REPORT,
@@ -37,10 +37,10 @@ from trafficinator_locust.broker import (
     lease_margin,
     restore_ledger,
 )
-from trafficinator_locust.config import load_config
+from trafficinator_locust.core.config import load_config
 from trafficinator_locust.plugin import Plugin, shape_wanted, state_file_for
-from trafficinator_locust.report import BudgetView, VisitTally, summarize, target_state
-from trafficinator_locust.shape import PoolDispatcher, TrafficShape, mean_visit_seconds, pool_size
+from trafficinator_locust.runtime.summary import BudgetView, VisitTally, summarize, target_state
+from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape, mean_visit_seconds, pool_size
 
 NOON = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()
 
@@ -611,7 +611,7 @@ def test_summaries_show_cap_pace_and_state_per_target_and_day(config):
 def test_users_without_permits_send_nothing_and_stop_at_once(config):
     import time
 
-    from trafficinator_locust.users import build_user_classes, set_permits, set_timeouts
+    from trafficinator_locust.runtime.users import build_user_classes, set_permits, set_timeouts
 
     tally = VisitTally()
     classes = build_user_classes(config, tally)
@@ -644,7 +644,7 @@ def test_users_without_permits_send_nothing_and_stop_at_once(config):
 
 def test_write_atomic_replaces_whole_files_and_never_swallows_an_error(tmp_path):
     """The one atomic writer behind the state file, the backfill checkpoint and the ready file."""
-    from trafficinator_locust.files import write_atomic
+    from trafficinator_locust.core.files import write_atomic
 
     target = tmp_path / "deep" / "state.json"
     write_atomic(target, "first")

@@ -25,7 +25,7 @@ import pytest
 
 from test_webui import LocustProcess  # the real-locust launcher shared with the API tests
 from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.core.protocol import instance_path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]

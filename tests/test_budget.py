@@ -1,4 +1,4 @@
-"""Rates, daily caps, leases and persistence of ``trafficinator_locust.budget``, on a fake clock.
+"""Rates, daily caps, leases and persistence of ``trafficinator_locust.core.budget``, on a fake clock.
 
 Instants are plain unix seconds built from zone-aware datetimes; nothing sleeps.
 """
@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trafficinator_locust.budget import (
+from trafficinator_locust.core.budget import (
     DayProfile,
     Ledger,
     Pace,

@@ -16,9 +16,9 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from trafficinator_locust.bulk_sender import BulkSender
-from trafficinator_locust.config import load_config
-from trafficinator_locust.report import VisitTally
+from trafficinator_locust.runtime.bulk_sender import BulkSender
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.runtime.summary import VisitTally
 
 TOKEN = "sender-secret-token-42"
 

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from trafficinator_locust import catalog
-from trafficinator_locust.protocol import bot_user_agent
+from trafficinator_locust.core import catalog
+from trafficinator_locust.core.protocol import bot_user_agent
 
 from devicedetect import classify
 

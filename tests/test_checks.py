@@ -2,7 +2,7 @@
 
 import pytest
 
-from trafficinator_locust.checks import EXIT_CHECK_FAILED, CheckSyntaxError, Rule, evaluate, exit_code, parse_rules
+from trafficinator_locust.core.checks import EXIT_CHECK_FAILED, CheckSyntaxError, Rule, evaluate, exit_code, parse_rules
 
 FIGURES = {
     "Production": {"fail_ratio": 0.002, "p95": 640.0, "delivered": 0.991, "visits": 200, "requests": 900, "failures": 2, "p50": 120.0},

@@ -60,7 +60,7 @@ def test_the_matomo_profile_brings_a_local_matomo_the_compose_config_aims_at(tmp
     env_example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
     config_file = REPO / "config" / env_example["TRAFFIC_CONFIG_FILE"].strip()
     assert config_file.is_file() and "MATOMO_TOKEN" in env_example
-    from trafficinator_locust.config import load_config
+    from trafficinator_locust.core.config import load_config
 
     config = load_config(config_file, env={"MATOMO_TOKEN": "filled-in-by-the-user"})
     assert {target.url for target in config.enabled_targets} == {"http://matomo/matomo.php"}, "containers reach the profile's Matomo by its service name"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.config import ConfigError, load_config, slugify, tracker_url
+from trafficinator_locust.core.config import ConfigError, load_config, slugify, tracker_url
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 EXAMPLES = ["demo.yaml", "multi-client.yaml", "multi-environment.yaml", "single-target.yaml"]
@@ -481,8 +481,8 @@ def test_boolean_site_id_is_rejected(write_yaml):
 
 
 def test_distribution_round_robin_gives_equal_user_weights(write_yaml):
-    from trafficinator_locust.report import VisitTally
-    from trafficinator_locust.users import build_user_classes
+    from trafficinator_locust.runtime.summary import VisitTally
+    from trafficinator_locust.runtime.users import build_user_classes
 
     path = write_yaml("""\
         distribution: round-robin
@@ -497,8 +497,8 @@ def test_distribution_round_robin_gives_equal_user_weights(write_yaml):
 def test_distribution_random_routes_each_visit_by_weight(write_yaml):
     import random as stdlib_random
 
-    from trafficinator_locust.report import VisitTally
-    from trafficinator_locust.users import build_user_classes
+    from trafficinator_locust.runtime.summary import VisitTally
+    from trafficinator_locust.runtime.users import build_user_classes
 
     path = write_yaml("""\
         distribution: random

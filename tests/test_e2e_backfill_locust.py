@@ -15,10 +15,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from trafficinator_locust.config import load_config
+from trafficinator_locust.core.config import load_config
 from conftest import receiver_for
 from trafficinator_locust.demo import LOCUSTFILE, receiver_stats
-from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.core.protocol import instance_path
 
 CONFIG = """
 defaults:

@@ -27,10 +27,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trafficinator_locust.config import load_config
-from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.shape import mean_visit_seconds, pool_size
+from trafficinator_locust.runtime.shape import mean_visit_seconds, pool_size
 
 CONFIG = """
 defaults:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.config import load_config
+from trafficinator_locust.core.config import load_config
 
 TOKENS = {"Alpha": "e2e-alpha-token-93jd7", "Beta Shop": "e2e-beta-token-k2k2k", "Gamma": "e2e-gamma-token-zz81q"}
 

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.config import load_config
+from trafficinator_locust.core.config import load_config
 
 CONFIG = """
 seed: 11

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trafficinator_locust.config import ConfigError, load_config
-from trafficinator_locust.legacy import is_legacy_environment, legacy_config, migration_yaml, unmapped_variables
+from trafficinator_locust.core.config import ConfigError, load_config
+from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config, migration_yaml, unmapped_variables
 from trafficinator_locust.plugin import discover_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"

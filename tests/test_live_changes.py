@@ -17,9 +17,9 @@ import pytest
 from locust import User, constant, task
 from locust.env import Environment
 
-from trafficinator_locust.broker import MSG_LIMITS, PermitBroker, PermitClient, StateFile, build_budgets, default_state_path, restore_ledger, state_folder
-from trafficinator_locust.budget import Ledger, Pace, TargetBudget
-from trafficinator_locust.config import load_config
+from trafficinator_locust.runtime.broker import MSG_LIMITS, PermitBroker, PermitClient, StateFile, build_budgets, default_state_path, restore_ledger, state_folder
+from trafficinator_locust.core.budget import Ledger, Pace, TargetBudget
+from trafficinator_locust.core.config import load_config
 
 NOON = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0

@@ -19,11 +19,11 @@ import pytest
 from gevent.pywsgi import WSGIServer
 from pydantic import SecretStr
 
-from trafficinator_locust import preflight as pf
-from trafficinator_locust.config import Target, load_config
+from trafficinator_locust.ops import preflight as pf
+from trafficinator_locust.core.config import Target, load_config
 from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.preflight import PROBE_CID, Step, TargetResult, preflight, render_results
-from trafficinator_locust.sink import TRACKER_PAGE, SinkApp, SinkInstance, SinkSite, serve
+from trafficinator_locust.ops.preflight import PROBE_CID, Step, TargetResult, preflight, render_results
+from trafficinator_locust.receiver.sink import TRACKER_PAGE, SinkApp, SinkInstance, SinkSite, serve
 
 GOOD_TOKEN = "preflight-good-token-7d1e0c"
 WRONG_TOKEN = "preflight-wrong-token-55aa9f"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.presets import (
+from trafficinator_locust.web.presets import (
     PresetExists,
     PresetInvalid,
     PresetNotFound,
@@ -126,7 +126,7 @@ def test_an_unusable_file_is_a_clear_error(tmp_path: Path):
 WRITER = textwrap.dedent(
     """
     import json, sys
-    from trafficinator_locust.presets import PresetStore, StalePreset
+    from trafficinator_locust.web.presets import PresetStore, StalePreset
     store = PresetStore(sys.argv[1])
     me, rounds = sys.argv[2], int(sys.argv[3])
     retries = 0

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from trafficinator_locust import protocol as p
+from trafficinator_locust.core import protocol as p
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
 TOKEN = "tok-7f3e9a1b2c"

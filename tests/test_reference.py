@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from trafficinator_locust.config import json_schema
-from trafficinator_locust.reference import render
+from trafficinator_locust.core.config import json_schema
+from trafficinator_locust.core.reference import render
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 

@@ -17,10 +17,10 @@ from types import SimpleNamespace
 
 from locust.env import Environment
 
-from trafficinator_locust.config import load_config
+from trafficinator_locust.core.config import load_config
 from trafficinator_locust.plugin import Plugin, awaits_shipped_config
-from trafficinator_locust.shipping import PAYLOAD_OPTION, pack, received, unpack
-from trafficinator_locust.users import AwaitingConfig, build_user_classes
+from trafficinator_locust.runtime.config_shipping import PAYLOAD_OPTION, pack, received, unpack
+from trafficinator_locust.runtime.users import AwaitingConfig, build_user_classes
 
 TWO = """
 targets:

@@ -17,8 +17,8 @@ import pytest
 from pydantic import SecretStr
 from werkzeug.test import Client
 
-from trafficinator_locust import protocol as p
-from trafficinator_locust.sink import (
+from trafficinator_locust.core import protocol as p
+from trafficinator_locust.receiver.sink import (
     GIF,
     SinkApp,
     SinkInstance,

@@ -14,11 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from trafficinator_locust import catalog
-from trafficinator_locust.config import load_config
-from trafficinator_locust.protocol import bot_user_agent, check_hit
-from trafficinator_locust.tracking import TrackingEncoder
-from trafficinator_locust.visits import VisitPlanner
+from trafficinator_locust.core import catalog
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.protocol import bot_user_agent, check_hit
+from trafficinator_locust.core.tracking import TrackingEncoder
+from trafficinator_locust.core.visits import VisitPlanner
 
 N = 50_000
 SEED = 7

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust import verify as vf
-from trafficinator_locust.backfill import BackfillOptions, run_backfill
+from trafficinator_locust.ops import verify as vf
+from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
 from trafficinator_locust.cli import main
-from trafficinator_locust.config import load_config
-from trafficinator_locust.protocol import instance_path
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import free_port, receiver_stats, stop_process
 
 CONFIG = """

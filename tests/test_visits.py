@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
-from trafficinator_locust.config import load_config
-from trafficinator_locust.protocol import check_hit, classify
-from trafficinator_locust.tracking import FORM_CONTENT_TYPE, TrackingEncoder
-from trafficinator_locust.visits import VisitPlanner
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.protocol import check_hit, classify
+from trafficinator_locust.core.tracking import FORM_CONTENT_TYPE, TrackingEncoder
+from trafficinator_locust.core.visits import VisitPlanner
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 TOKEN = "tok-0a7c55e1-planner"

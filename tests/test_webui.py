@@ -24,18 +24,18 @@ from locust.argument_parser import get_parser
 from locust.env import Environment
 from locust.event import Events
 
-from trafficinator_locust.budget import Pace
-from trafficinator_locust.config import load_config
+from trafficinator_locust.core.budget import Pace
+from trafficinator_locust.core.config import load_config
 from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.plugin import Plugin, add_arguments
-from trafficinator_locust.protocol import instance_path
-from trafficinator_locust.users import build_user_classes
-from trafficinator_locust.config_writer import backup_path, render_yaml
-from trafficinator_locust.control import pending_changes
-from trafficinator_locust.masking import mask_secrets
-from trafficinator_locust.openapi import openapi_document
-from trafficinator_locust.target_status import RecentRate, classify_health
-from trafficinator_locust.webui import TAB_KEY
+from trafficinator_locust.core.protocol import instance_path
+from trafficinator_locust.runtime.users import build_user_classes
+from trafficinator_locust.web.config_writer import backup_path, render_yaml
+from trafficinator_locust.web.control import pending_changes
+from trafficinator_locust.core.masking import mask_secrets
+from trafficinator_locust.web.openapi import openapi_document
+from trafficinator_locust.web.target_status import RecentRate, classify_health
+from trafficinator_locust.web.app import TAB_KEY
 
 ALPHA_TOKEN = "alpha-token-7Hq2xZ"
 BETA_TOKEN = "beta-literal-token-P9sd"
@@ -423,7 +423,7 @@ def test_cross_site_and_rebinding_requests_are_refused(ui: Harness):
 
 
 def test_a_config_from_the_legacy_variables_is_editable_but_not_savable(config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from trafficinator_locust.legacy import legacy_config
+    from trafficinator_locust.core.legacy import legacy_config
 
     legacy = {"MATOMO_URL": "http://127.0.0.1:9/matomo.php", "MATOMO_SITE_ID": "4", "MATOMO_TOKEN_AUTH": ALPHA_TOKEN}
     for name, value in legacy.items():
@@ -523,7 +523,7 @@ FAST = 6000  # Reporting API calls per minute: the receiver has no rate limit
 @pytest.fixture(scope="module", params=[0.0, 0.05], ids=["exact", "loss"])
 def backfilled(request, tmp_path_factory):
     """A receiver (without or with a silent loss of 5 % of the hits) holding a 3-day backfill of two targets."""
-    from trafficinator_locust.backfill import BackfillOptions, run_backfill
+    from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
 
     folder = tmp_path_factory.mktemp("verify")
     port = free_port()

@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .config import Config, Target, json_schema, load_config, single_target_as_multi
-from .legacy import is_legacy_environment, legacy_config, migration_yaml
-from .plugin import exit_on_config_error
-from .report import render_table
-from .yaml_source import ConfigError, Problem
+from trafficinator_locust.core.config import Config, Target, json_schema, load_config, single_target_as_multi
+from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config, migration_yaml
+from trafficinator_locust.plugin import exit_on_config_error
+from trafficinator_locust.runtime.summary import render_table
+from trafficinator_locust.core.yaml_source import ConfigError, Problem
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--loss-seed", type=int, default=0, help="seed of which hits --loss drops (repeatable runs)")
     sink.set_defaults(handler=cmd_sink)
 
-    from . import backfill, verify  # backfill and verify define their own options
+    from trafficinator_locust.ops import backfill
+
+    from trafficinator_locust.ops import verify  # backfill and verify define their own options
 
     backfill.add_command(commands)
     verify.add_command(commands)
@@ -89,7 +91,7 @@ def _load(path: str | None) -> Config:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .preflight import DEFAULT_TIMEOUT, preflight, render_results
+    from trafficinator_locust.ops.preflight import DEFAULT_TIMEOUT, preflight, render_results
 
     online_only = [flag for flag, given in (("--timeout", args.timeout is not None), ("--probe", args.probe), ("--target", args.target is not None)) if given]
     if online_only and not args.online:
@@ -129,7 +131,7 @@ def _online_targets(config: Config, name: str | None) -> tuple[Target, ...]:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     if args.markdown:
-        from .reference import render
+        from trafficinator_locust.core.reference import render
 
         print(render(), end="")
         return 0
@@ -171,7 +173,7 @@ def migrate_yaml_file(path: str) -> str:
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
-    from . import sink
+    from trafficinator_locust.receiver import sink
 
     if args.config:
         instances = sink.instances_from_targets(load_config(args.config).targets, port=args.port)
@@ -188,7 +190,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from trafficinator_locust.demo import run_demo
 
     return run_demo(config_path=args.config, run_time=args.run_time, users=args.users, port=args.port)
 

@@ -18,9 +18,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .config import Config, load_config
-from .protocol import instance_path
-from .report import render_table
+from trafficinator_locust.core.config import Config, load_config
+from trafficinator_locust.core.protocol import instance_path
+from trafficinator_locust.runtime.summary import render_table
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_DEMO_CONFIG = Path("config/demo.yaml")

@@ -30,20 +30,20 @@ from locust.argument_parser import LocustArgumentParser, get_empty_argument_pars
 from locust.env import Environment
 from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, STATE_STOPPED, MasterRunner, Runner, WorkerRunner
 
-from .backfill import Checkpoint, UsageError, prepare
-from .backfill_locust import LocustBackfill, backfill_options
-from .broker import DEFAULT_TTL, MSG_GRANT, MSG_LIMITS, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
-from .checks import EXIT_CHECK_FAILED, METRICS, CheckSyntaxError, Rule, evaluate, parse_rules
-from .checks import exit_code as check_exit_code
-from .config import Config, load_config
-from .legacy import is_legacy_environment, legacy_config
-from .report import REPORT_KEY, BudgetView, check_figures, VisitTally, summarize, summary_table, write_report
-from .shape import PoolDispatcher, TrafficShape
-from .shipping import received, ship
-from .users import DEFAULT_TIMEOUT, AwaitingConfig, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index, start_bulk_senders, stop_bulk_senders
-from .webui import add_web_arguments
-from .webui import install as install_web_ui
-from .yaml_source import ConfigError, Problem
+from trafficinator_locust.ops.backfill import Checkpoint, UsageError, prepare
+from trafficinator_locust.runtime.backfill_locust import LocustBackfill, backfill_options
+from trafficinator_locust.runtime.broker import DEFAULT_TTL, MSG_GRANT, MSG_LIMITS, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
+from trafficinator_locust.core.checks import EXIT_CHECK_FAILED, METRICS, CheckSyntaxError, Rule, evaluate, parse_rules
+from trafficinator_locust.core.checks import exit_code as check_exit_code
+from trafficinator_locust.core.config import Config, load_config
+from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config
+from trafficinator_locust.runtime.summary import REPORT_KEY, BudgetView, check_figures, VisitTally, summarize, summary_table, write_report
+from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape
+from trafficinator_locust.runtime.config_shipping import received, ship
+from trafficinator_locust.runtime.users import DEFAULT_TIMEOUT, AwaitingConfig, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index, start_bulk_senders, stop_bulk_senders
+from trafficinator_locust.web.app import add_web_arguments
+from trafficinator_locust.web.app import install as install_web_ui
+from trafficinator_locust.core.yaml_source import ConfigError, Problem
 
 logger = logging.getLogger("trafficinator")
 

@@ -21,9 +21,9 @@ import gevent
 from locust import LoadTestShape
 from locust.env import Environment
 
-from .backfill import EXIT_OK, BackfillOptions, SendError, UsageError, run_backfill
-from .bulk_sender import own_session, post_bulk
-from .config import Config, Target
+from trafficinator_locust.ops.backfill import EXIT_OK, BackfillOptions, SendError, UsageError, run_backfill
+from trafficinator_locust.runtime.bulk_sender import own_session, post_bulk
+from trafficinator_locust.core.config import Config, Target
 
 logger = logging.getLogger("trafficinator")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from .config import Config, resolve_document
-from .yaml_source import ConfigError, ConfigPath, Problem, SourceDocument
+from trafficinator_locust.core.config import Config, resolve_document
+from trafficinator_locust.core.yaml_source import ConfigError, ConfigPath, Problem, SourceDocument
 
 LEGACY_SOURCE = "environment"
 

@@ -21,10 +21,10 @@ from typing import Any
 from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
-from .config import Config
-from .presets import PresetStore
-from .target_status import RecentRate, status_document
-from .workspace import Workspace
+from trafficinator_locust.core.config import Config
+from trafficinator_locust.web.presets import PresetStore
+from trafficinator_locust.web.target_status import RecentRate, status_document
+from trafficinator_locust.web.workspace import Workspace
 
 __all__ = ["ControlPlane", "pending_changes"]
 

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from .backfill import TokenBucket, UsageError, display_url, print_usage_error
-from .config import Config, Target
-from .masking import mask_secrets
-from .protocol import instance_path
+from trafficinator_locust.ops.backfill import TokenBucket, UsageError, display_url, print_usage_error
+from trafficinator_locust.core.config import Config, Target
+from trafficinator_locust.core.masking import mask_secrets
+from trafficinator_locust.core.protocol import instance_path
 
 __all__ = [
     "DEFAULT_CALLS_PER_MINUTE", "DEFAULT_THRESHOLD", "ApiError", "DayCheck", "ReportingApi", "SentDay",
@@ -229,7 +229,7 @@ def run_verify(
     *, out: TextIO | None = None, err: TextIO | None = None, timeout: float = 30.0,
 ) -> int:
     """Compare sent with stored for every target and day of ``report``; returns the exit code."""
-    from .report import render_table
+    from trafficinator_locust.runtime.summary import render_table
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -297,7 +297,7 @@ def add_command(commands: Any) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from trafficinator_locust.core.config import load_config
 
     config = load_config(args.config)
     try:

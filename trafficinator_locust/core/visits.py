@@ -20,9 +20,9 @@ from itertools import accumulate
 from typing import Any, NamedTuple, Sequence, TypeVar
 from urllib.parse import quote_plus, urlencode, urlsplit
 
-from . import catalog
-from .config import Target
-from .traffic import Journey, Page, Span, Step, Traffic
+from trafficinator_locust.core import catalog
+from trafficinator_locust.core.config import Target
+from trafficinator_locust.core.traffic import Journey, Page, Span, Step, Traffic
 
 T = TypeVar("T")
 _NUMBER_MASK = (1 << 128) - 1

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
-from .backfill import display_url
-from .config import Target
-from .masking import mask_secrets
-from .verify import api_url
+from trafficinator_locust.ops.backfill import display_url
+from trafficinator_locust.core.config import Target
+from trafficinator_locust.core.masking import mask_secrets
+from trafficinator_locust.ops.verify import api_url
 
 __all__ = [
     "DEFAULT_TIMEOUT", "PROBE_ACTION", "PROBE_CID", "STEP_NAMES", "Step", "TargetResult", "preflight",
@@ -418,7 +418,7 @@ class _Check:
 def render_results(results: Sequence[TargetResult], *, timeout: float, probe: bool) -> str:
     """The CLI's view: one row per target (each step ok / FAIL / - when it did not run), then the
     failed step's detail and the warnings of each target, then a verdict line."""
-    from .report import render_table
+    from trafficinator_locust.runtime.summary import render_table
 
     steps = [name for name in STEP_NAMES if probe or name != "probe"]
     rows = []

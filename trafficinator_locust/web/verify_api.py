@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .backfill import TokenBucket, UsageError, display_url
-from .config import Config, Target
-from .verify import DEFAULT_CALLS_PER_MINUTE, DEFAULT_THRESHOLD, DayCheck, ReportingApi, SentTarget, calls_limiter, day_checks, load_report, parse_report, targets_for
-from .verify import ApiError as ReportingError
-from .workspace import ApiError
+from trafficinator_locust.ops.backfill import TokenBucket, UsageError, display_url
+from trafficinator_locust.core.config import Config, Target
+from trafficinator_locust.ops.verify import DEFAULT_CALLS_PER_MINUTE, DEFAULT_THRESHOLD, DayCheck, ReportingApi, SentTarget, calls_limiter, day_checks, load_report, parse_report, targets_for
+from trafficinator_locust.ops.verify import ApiError as ReportingError
+from trafficinator_locust.web.workspace import ApiError
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_PACING_SECONDS", "MAX_TIMEOUT", "TargetVerdict", "VerifyRequest", "read_request", "run_request", "verify_targets"]
 

@@ -27,14 +27,14 @@ from flask import Blueprint, Response, jsonify, request, send_from_directory
 from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
 
-from .broker import state_folder
-from .control import ControlPlane
-from .masking import mask_secrets, mask_strings
-from .openapi import openapi_document
-from .presets import FILE_NAME, PresetError, PresetExists, PresetInvalid, PresetNotFound, PresetStore, StalePreset
-from .web_login import EXIT_CONFIG_ERROR, PASSWORD_ENV, USER_ENV, configure_login
-from .workspace import ApiError, Workspace, problems_of
-from .yaml_source import ConfigError
+from trafficinator_locust.runtime.broker import state_folder
+from trafficinator_locust.web.control import ControlPlane
+from trafficinator_locust.core.masking import mask_secrets, mask_strings
+from trafficinator_locust.web.openapi import openapi_document
+from trafficinator_locust.web.presets import FILE_NAME, PresetError, PresetExists, PresetInvalid, PresetNotFound, PresetStore, StalePreset
+from trafficinator_locust.web.login import EXIT_CONFIG_ERROR, PASSWORD_ENV, USER_ENV, configure_login
+from trafficinator_locust.web.workspace import ApiError, Workspace, problems_of
+from trafficinator_locust.core.yaml_source import ConfigError
 
 logger = logging.getLogger("trafficinator.webui")
 
@@ -43,7 +43,7 @@ TAB_COLUMNS = [
     ("name", "Target"), ("state", "State"), ("health", "Health"), ("visits", "Visits today / cap"), ("rate", "Visits/min"),
     ("expected", "Expected/min"), ("requests", "Requests"), ("failpct", "Fail %"), ("p50", "p50 ms"), ("p95", "p95 ms"), ("error", "Last error"),
 ]
-STATIC = Path(__file__).with_name("webui_static")
+STATIC = Path(__file__).with_name("static")
 LOOPBACK = "127.0.0.1"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
@@ -219,7 +219,7 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str, loopback_only: boo
 
     @route("/api/validate", ["POST"])
     def validate() -> Any:
-        from .preflight import DEFAULT_TIMEOUT, preflight
+        from trafficinator_locust.ops.preflight import DEFAULT_TIMEOUT, preflight
 
         body = _body(optional=True)
         targets = list(ws.config.targets)
@@ -239,7 +239,7 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str, loopback_only: boo
 
     @route("/api/verify", ["POST"])
     def verify() -> Any:
-        from .verify_api import read_request, run_request
+        from trafficinator_locust.web.verify_api import read_request, run_request
 
         secrets = ws.secret_values()
         checked = read_request(_body(), ws.config, ws.folder)  # the targets as now: edits during the check do not change it

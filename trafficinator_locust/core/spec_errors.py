@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ValidationError
 
-from .yaml_source import ConfigPath, Problem, SourceDocument
+from trafficinator_locust.core.yaml_source import ConfigPath, Problem, SourceDocument
 
 
 _SECRET_KEYS = {"token_auth"}

@@ -21,12 +21,12 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
-from .broker import PermitClient
-from .bulk_sender import BulkSender, own_session
-from .config import Config, Distribution, Target, Transport
-from .report import VisitTally
-from .tracking import FORM_CONTENT_TYPE, TrackingEncoder
-from .visits import PlannedVisit, VisitPlanner
+from trafficinator_locust.runtime.broker import PermitClient
+from trafficinator_locust.runtime.bulk_sender import BulkSender, own_session
+from trafficinator_locust.core.config import Config, Distribution, Target, Transport
+from trafficinator_locust.runtime.summary import VisitTally
+from trafficinator_locust.core.tracking import FORM_CONTENT_TYPE, TrackingEncoder
+from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
 
 logger = logging.getLogger("trafficinator")
 

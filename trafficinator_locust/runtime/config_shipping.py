@@ -2,7 +2,7 @@
 
 Locust ships the locustfile to workers started with ``-f -``, but not the YAML beside it, the URL
 lists that YAML names, or the environment variables that hold the tokens. So the master puts its
-resolved :class:`~trafficinator_locust.config.Config` into its parsed options under one key that is
+resolved :class:`~trafficinator_locust.core.config.Config` into its parsed options under one key that is
 not a registered argument (so it never shows in the web UI's form); Locust sends every custom option
 to every worker in each spawn message, and a worker rebuilds its user classes from it when the test
 starts (see ``Plugin._on_test_start``).
@@ -23,7 +23,7 @@ import pickle
 import zlib
 from typing import Any, NamedTuple
 
-from .config import Config
+from trafficinator_locust.core.config import Config
 
 PAYLOAD_OPTION = "trafficinator_shipped_config"
 

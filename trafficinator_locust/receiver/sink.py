@@ -5,7 +5,7 @@ bulk answers, visit grouping, a Reporting API subset) without a PHP stack, and t
 Locust on one core. The sink serves several Matomo "instances" from one loopback port, told apart
 by URL path prefix (``/dev/matomo.php``, ``/prod/matomo.php``), and counts what it stored.
 
-What a hit is and when it is rejected comes from :mod:`trafficinator_locust.protocol` (the one
+What a hit is and when it is rejected comes from :mod:`trafficinator_locust.core.protocol` (the one
 definition shared with the generator); this module adds the stateful parts: duplicate ``ec_id``,
 visit grouping (visitor id lookup, fingerprint, 30-minute, site-local midnight and campaign rules),
 pings that need an active visit, and per-site counters.
@@ -44,8 +44,8 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
 
-from trafficinator_locust.files import write_atomic
-from trafficinator_locust.protocol import (
+from trafficinator_locust.core.files import write_atomic
+from trafficinator_locust.core.protocol import (
     instance_path,
     ACTION_KINDS,
     BOT,

@@ -13,7 +13,7 @@ Rules kept here, because Matomo depends on them:
   items sent is a :class:`BulkError` carrying the counts (invalid items are skipped by Matomo,
   so the caller must stop and look, not resend).
 
-No I/O: the transport lives in :mod:`trafficinator_locust.backfill` and ``bench/bulk.py``.
+No I/O: the transport lives in :mod:`trafficinator_locust.ops.backfill` and ``bench/bulk.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import TypeVar
 from urllib.parse import quote_plus
 
-from .masking import mask_secrets
+from trafficinator_locust.core.masking import mask_secrets
 
 T = TypeVar("T")
 

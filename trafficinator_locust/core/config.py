@@ -28,11 +28,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
-from .bulk import DEFAULT_BULK_SIZE, MAX_BULK_SIZE
-from .budget import DayProfile, Pace, WeekProfile, weight_shares
-from .spec_errors import problems_from_validation
-from .traffic import Resolved, Spec, Traffic, TrafficSpec, check_http_url, resolve_traffic
-from .yaml_source import ConfigError, ConfigPath, Problem, SourceDocument, load_yaml_file
+from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, MAX_BULK_SIZE
+from trafficinator_locust.core.budget import DayProfile, Pace, WeekProfile, weight_shares
+from trafficinator_locust.core.spec_errors import problems_from_validation
+from trafficinator_locust.core.traffic import Resolved, Spec, Traffic, TrafficSpec, check_http_url, resolve_traffic
+from trafficinator_locust.core.yaml_source import ConfigError, ConfigPath, Problem, SourceDocument, load_yaml_file
 
 
 class Distribution(str, Enum):

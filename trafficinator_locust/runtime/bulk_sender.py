@@ -27,9 +27,9 @@ from gevent.event import Event
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 
-from .bulk import JSON_CONTENT_TYPE, BulkError, build_payload, parse_answer
-from .config import Target
-from .report import VisitTally
+from trafficinator_locust.core.bulk import JSON_CONTENT_TYPE, BulkError, build_payload, parse_answer
+from trafficinator_locust.core.config import Target
+from trafficinator_locust.runtime.summary import VisitTally
 
 LANES = 4
 MAX_DELAY = 1.0

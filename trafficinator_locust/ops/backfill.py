@@ -52,13 +52,13 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from .budget import Pace, round_half_up
-from .bulk import DEFAULT_BULK_SIZE, JSON_CONTENT_TYPE, MAX_BULK_SIZE, BulkAnswer, BulkError, batches, build_payload, encode_item, parse_answer
-from .config import Config, Target
-from .files import write_atomic
-from .protocol import ACTION_KINDS, classify
-from .tracking import TrackingEncoder
-from .visits import PlannedVisit, VisitPlanner
+from trafficinator_locust.core.budget import Pace, round_half_up
+from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, JSON_CONTENT_TYPE, MAX_BULK_SIZE, BulkAnswer, BulkError, batches, build_payload, encode_item, parse_answer
+from trafficinator_locust.core.config import Config, Target
+from trafficinator_locust.core.files import write_atomic
+from trafficinator_locust.core.protocol import ACTION_KINDS, classify
+from trafficinator_locust.core.tracking import TrackingEncoder
+from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
 
 __all__ = [
     "CHECKPOINT_VERSION", "DEFAULT_MAX_DAYS", "PLACEMENT_STREAM", "VISITS_PER_DAY_LIMIT",
@@ -793,7 +793,7 @@ def report_document(config: Config, options: BackfillOptions, jobs: Sequence[Tar
 
 
 def _summary(document: Mapping[str, Any]) -> str:
-    from .report import render_table
+    from trafficinator_locust.runtime.summary import render_table
 
     rows = []
     for entry in document["targets"]:
@@ -806,7 +806,7 @@ def _summary(document: Mapping[str, Any]) -> str:
 
 def dry_run(jobs: Sequence[TargetJob], now: float, out: TextIO) -> int:
     """Plan every day without sending: visits, hits and the first/last ``cdt`` per target."""
-    from .report import render_table
+    from trafficinator_locust.runtime.summary import render_table
 
     rows = []
     for job in jobs:
@@ -921,7 +921,7 @@ def add_command(commands: Any) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """``trafficinator backfill``: config errors propagate (the CLI prints them, exit 2)."""
-    from .config import load_config
+    from trafficinator_locust.core.config import load_config
 
     config = load_config(args.config)
     options = BackfillOptions(

@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from .bulk import form_encode
-from .config import Target
-from .visits import Hit, Visitor
+from trafficinator_locust.core.bulk import form_encode
+from trafficinator_locust.core.config import Target
+from trafficinator_locust.core.visits import Hit, Visitor
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 

@@ -1,6 +1,6 @@
 """Permit broker: the pure budget of :mod:`budget` enforced across Locust processes.
 
-The :class:`~trafficinator_locust.budget.Ledger` lives in one place, the master (or the local
+The :class:`~trafficinator_locust.core.budget.Ledger` lives in one place, the master (or the local
 runner). Every process that runs users holds small *leases* of permits per target and takes one
 permit before each visit. Leases travel as Locust custom messages; ``LocalRunner.send_message``
 calls the handler in the same process, so one code path serves a local run, ``--processes N`` and
@@ -48,9 +48,9 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from .budget import Ledger, Pace, TargetBudget, TargetStatus, parse_state, state_json
-from .config import Config
-from .files import write_atomic
+from trafficinator_locust.core.budget import Ledger, Pace, TargetBudget, TargetStatus, parse_state, state_json
+from trafficinator_locust.core.config import Config
+from trafficinator_locust.core.files import write_atomic
 
 logger = logging.getLogger("trafficinator.broker")
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from locust.stats import RequestStats, StatsEntry
 
-from .budget import Pace, TargetStatus
-from .config import Config, Transport
+from trafficinator_locust.core.budget import Pace, TargetStatus
+from trafficinator_locust.core.config import Config, Transport
 
 REPORT_KEY = "trafficinator_tally"
 # A target whose failed visits are at least this share of its visits (and at least one) is "failing".

@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
-from .config import Config, Target, resolve_document, single_target_as_multi
-from .config_writer import backup_path, render_yaml
-from .files import write_atomic
-from .legacy import legacy_document
-from .presets import env_reference, strip_tokens
-from .yaml_source import ConfigError, load_yaml_text
+from trafficinator_locust.core.config import Config, Target, resolve_document, single_target_as_multi
+from trafficinator_locust.web.config_writer import backup_path, render_yaml
+from trafficinator_locust.core.files import write_atomic
+from trafficinator_locust.core.legacy import legacy_document
+from trafficinator_locust.web.presets import env_reference, strip_tokens
+from trafficinator_locust.core.yaml_source import ConfigError, load_yaml_text
 
 __all__ = ["READ_ONLY_KEYS", "SECRET_PREFIX", "TOKEN_KEEP", "ApiError", "Workspace", "name_in", "problems_of"]
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from locust import LoadTestShape
 from locust.dispatch import UsersDispatcher
 
-from .broker import PermitBroker
-from .config import Target
+from trafficinator_locust.runtime.broker import PermitBroker
+from trafficinator_locust.core.config import Target
 
 if TYPE_CHECKING:
     from locust import User

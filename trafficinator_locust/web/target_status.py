@@ -17,9 +17,9 @@ from typing import Any
 
 from locust.stats import RequestStats, StatsEntry
 
-from .config import Config
-from .masking import mask_secrets
-from .report import BudgetView, VisitTally, summarize, target_entries, visits_failing
+from trafficinator_locust.core.config import Config
+from trafficinator_locust.core.masking import mask_secrets
+from trafficinator_locust.runtime.summary import BudgetView, VisitTally, summarize, target_entries, visits_failing
 
 __all__ = [
     "DEGRADED_FAIL_RATIO", "DEGRADED_P95_MS", "FAILING_FAIL_RATIO", "HEALTH_WINDOW", "RecentRate", "classify_health",

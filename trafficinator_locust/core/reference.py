@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import json_schema
+from trafficinator_locust.core.config import json_schema
 
 HEADER = """# Configuration reference
 

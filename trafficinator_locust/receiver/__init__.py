@@ -1,0 +1,1 @@
+"""The embedded Matomo-compatible receiver (imports only core)."""

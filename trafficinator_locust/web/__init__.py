@@ -1,0 +1,1 @@
+"""The web control plane on Locust's Flask app."""
