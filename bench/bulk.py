@@ -59,10 +59,23 @@ class Phase:
 
 def start_sink(workdir: Path) -> tuple[subprocess.Popen[str], int]:
     ready = workdir / "ready"
-    command = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", "0", "--instance", "/bench",
-               "--token", TOKEN, "--ready-file", str(ready)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               cwd=Path(__file__).resolve().parents[1])
+    command = [
+        sys.executable,
+        "-m",
+        "trafficinator_locust.cli",
+        "sink",
+        "--port",
+        "0",
+        "--instance",
+        "/bench",
+        "--token",
+        TOKEN,
+        "--ready-file",
+        str(ready),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     if "listening" not in line:
@@ -72,8 +85,15 @@ def start_sink(workdir: Path) -> tuple[subprocess.Popen[str], int]:
 
 
 def _hit(prefix: int, n: int) -> dict[str, str]:
-    return {"idsite": "1", "rec": "1", "send_image": "0", "cid": f"{prefix:08x}{n:08x}",
-            "url": "https://bench.example/page", "action_name": "Bench", "res": "1920x1080"}
+    return {
+        "idsite": "1",
+        "rec": "1",
+        "send_image": "0",
+        "cid": f"{prefix:08x}{n:08x}",
+        "url": "https://bench.example/page",
+        "action_name": "Bench",
+        "res": "1920x1080",
+    }
 
 
 def _worker(port: int, mode: str, bulk_size: int, deadline: float, index: int, totals: list[list[int]]) -> None:
@@ -85,7 +105,9 @@ def _worker(port: int, mode: str, bulk_size: int, deadline: float, index: int, t
             if mode == "single":
                 body = urlencode(_hit(prefix, counter)).encode()
                 counter += 1
-                connection.request("POST", PATH, body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+                connection.request(
+                    "POST", PATH, body=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+                )
                 response = connection.getresponse()
                 response.read()
                 if response.status == 204:
@@ -93,7 +115,9 @@ def _worker(port: int, mode: str, bulk_size: int, deadline: float, index: int, t
             else:
                 items = [encode_item(_hit(prefix, counter + k)) for k in range(bulk_size)]
                 counter += bulk_size
-                connection.request("POST", PATH, body=build_payload(items, TOKEN), headers={"Content-Type": "application/json"})
+                connection.request(
+                    "POST", PATH, body=build_payload(items, TOKEN), headers={"Content-Type": "application/json"}
+                )
                 response = connection.getresponse()
                 hits += parse_answer(response.status, response.read(), bulk_size, TOKEN).tracked
             requests += 1
@@ -116,7 +140,9 @@ def measure(port: int, mode: str, seconds: float, threads: int, bulk_size: int) 
     totals: list[list[int]] = [[0, 0] for _ in range(threads)]
     started = time.monotonic()
     deadline = started + seconds
-    workers = [threading.Thread(target=_worker, args=(port, mode, bulk_size, deadline, i, totals)) for i in range(threads)]
+    workers = [
+        threading.Thread(target=_worker, args=(port, mode, bulk_size, deadline, i, totals)) for i in range(threads)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -128,7 +154,9 @@ def measure(port: int, mode: str, seconds: float, threads: int, bulk_size: int) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per mode (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=4, help="client threads = keep-alive connections (default: %(default)s)")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="client threads = keep-alive connections (default: %(default)s)"
+    )
     parser.add_argument("--bulk-size", type=int, default=50, help="hits per bulk request (default: %(default)s)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bulk-bench-") as tmp:
@@ -145,13 +173,17 @@ def main() -> int:
                 sink.wait()
             if sink.stdout:
                 sink.stdout.close()
-    print(f"bulk vs single: embedded receiver on 127.0.0.1, http.client keep-alive, {args.threads} thread(s), "
-          f"{args.seconds:g} s per mode, pageviews with a unique cid, {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(
+        f"bulk vs single: embedded receiver on 127.0.0.1, http.client keep-alive, {args.threads} thread(s), "
+        f"{args.seconds:g} s per mode, pageviews with a unique cid, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
     header = f"{'mode':<22}{'requests':>10}{'hits':>10}{'stored':>10}{'hits/s':>10}{'ms/request':>12}"
     print(header)
     print("-" * len(header))
     for phase, label in ((single, "single form POST"), (bulk, f"bulk JSON x{args.bulk_size}")):
-        print(f"{label:<22}{phase.requests:>10}{phase.hits:>10}{phase.stored:>10}{phase.hits_per_second:>10.0f}{phase.ms_per_request:>12.2f}")
+        print(
+            f"{label:<22}{phase.requests:>10}{phase.hits:>10}{phase.stored:>10}{phase.hits_per_second:>10.0f}{phase.ms_per_request:>12.2f}"
+        )
     ratio = bulk.hits_per_second / single.hits_per_second if single.hits_per_second else float("nan")
     print(f"ratio bulk/single, hits/s: {ratio:.1f}x  (goal >= 5x)")
     return 0

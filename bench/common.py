@@ -33,12 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 PLUGIN_LOCUSTFILE = REPO / "trafficinator_locust" / "locustfile.py"
 FORM = "application/x-www-form-urlencoded"
-USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
 
 # A typical Matomo pageview as a hand-written Locust user would send it: the parameters a real
 # tracker sends (the same keys the plugin sends for a pageview), form-encoded per request with a
 # fresh visitor id. Formatted with {path}, {wait} (the wait_time expression) and {on_start}.
-BARE_LOCUSTFILE = '''
+BARE_LOCUSTFILE = """
 import itertools
 import random
 from urllib.parse import urlencode
@@ -69,19 +71,22 @@ class BarePageview(FastHttpUser):
     @task
     def pageview(self):
         self.client.post(PATH, data=pageview_body(), headers=HEADERS, name="pageview")
-'''
+"""
 
-SLEEPING_ON_START = '''    def on_start(self):
+SLEEPING_ON_START = """    def on_start(self):
         # Like a visitor mid-visit: one hit sent (an open keep-alive connection), then a long read.
         self.client.post(PATH, data=pageview_body(), headers=HEADERS, name="pageview")
         gevent.sleep(3600)
-'''
+"""
 
 
 def bare_locustfile(workdir: Path, path: str, *, sleeping: bool = False) -> Path:
     """Write the baseline locustfile; ``sleeping`` users send one pageview, then sleep for an hour."""
     source = BARE_LOCUSTFILE.format(
-        path=path, form=FORM, ua=USER_AGENT, wait="constant(3600)" if sleeping else "constant(0)",
+        path=path,
+        form=FORM,
+        ua=USER_AGENT,
+        wait="constant(3600)" if sleeping else "constant(0)",
         on_start=SLEEPING_ON_START if sleeping else "",
     )
     locustfile = workdir / ("bare_sleeping.py" if sleeping else "bare_locustfile.py")
@@ -210,10 +215,26 @@ def start_nginx(workdir: Path, *, access_log: bool = False) -> Endpoint | None:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = folder / "access.log"
-    (folder / "nginx.conf").write_text(NGINX_CONF.format(dir=folder, port=port, access_log=f"{log} stamp" if access_log else "off", bulk_size=BULK_SIZE))
+    (folder / "nginx.conf").write_text(
+        NGINX_CONF.format(
+            dir=folder, port=port, access_log=f"{log} stamp" if access_log else "off", bulk_size=BULK_SIZE
+        )
+    )
     process = subprocess.Popen(
-        [binary, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log"), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=raise_open_files,
+        [
+            binary,
+            "-p",
+            str(folder),
+            "-c",
+            str(folder / "nginx.conf"),
+            "-e",
+            str(folder / "error.log"),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=raise_open_files,
     )
     try:
         wait_for_port(port)
@@ -227,9 +248,26 @@ def start_receiver(workdir: Path, *, config: Path | None = None, instance: str =
     """The embedded receiver (``trafficinator sink``) on a free loopback port."""
     ready = workdir / f"receiver-{time.monotonic_ns()}.port"
     learn = ["--config", str(config)] if config else ["--instance", instance]
-    command = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", "0", *learn, "--ready-file", str(ready)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
-                               env=bench_env(workdir), preexec_fn=raise_open_files)
+    command = [
+        sys.executable,
+        "-m",
+        "trafficinator_locust.cli",
+        "sink",
+        "--port",
+        "0",
+        *learn,
+        "--ready-file",
+        str(ready),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env=bench_env(workdir),
+        preexec_fn=raise_open_files,
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     if "listening" not in line:
@@ -238,7 +276,9 @@ def start_receiver(workdir: Path, *, config: Path | None = None, instance: str =
     return Endpoint("receiver", int(ready.read_text()), f"{instance}/matomo.php", process)
 
 
-def start_endpoint(workdir: Path, choice: str, *, access_log: bool = False, receiver_config: Path | None = None) -> Endpoint:
+def start_endpoint(
+    workdir: Path, choice: str, *, access_log: bool = False, receiver_config: Path | None = None
+) -> Endpoint:
     """``choice``: "nginx" (falls back to the receiver when nginx cannot be had), or "receiver"."""
     if choice == "nginx":
         endpoint = start_nginx(workdir, access_log=access_log)
@@ -279,7 +319,13 @@ def rss_mb(pid: int) -> float:
 def machine_busy_seconds() -> float:
     """CPU seconds every core of the machine spent busy since boot (all processes, ours or not)."""
     times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    return (
+        sum(times)
+        - times.idle
+        - getattr(times, "iowait", 0.0)
+        - getattr(times, "guest", 0.0)
+        - getattr(times, "guest_nice", 0.0)
+    )
 
 
 def wait_for_quiet(max_seconds: float, busy_percent: float = 30.0) -> float:
@@ -355,27 +401,58 @@ class LocustRun:
             return {"locust": float("nan"), "endpoint": float("nan"), "machine": float("nan"), "others": float("nan")}
         first, last = inside[0], inside[-1]
         span = last.at - first.at
-        shares = {key: 100 * (getattr(last, key) - getattr(first, key)) / span for key in ("locust", "endpoint", "machine")}
+        shares = {
+            key: 100 * (getattr(last, key) - getattr(first, key)) / span for key in ("locust", "endpoint", "machine")
+        }
         shares["others"] = max(0.0, shares["machine"] - shares["locust"] - shares["endpoint"])
         return shares
 
 
-def run_locust(arguments: list[str], workdir: Path, name: str, *, timeout: float, env: dict[str, str] | None = None,
-               endpoint_pid: int | None = None) -> LocustRun:
+def run_locust(
+    arguments: list[str],
+    workdir: Path,
+    name: str,
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    endpoint_pid: int | None = None,
+) -> LocustRun:
     """Run ``python -m locust --headless ARGS`` to its end, sampling CPU; read Locust's ``--json-file``."""
     stats = workdir / f"{name}-stats"
     log = workdir / f"{name}.log"
-    command = [sys.executable, "-m", "locust", "--headless", "--only-summary", "--loglevel", "WARNING",
-               "--json-file", str(stats), *arguments]
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "--headless",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--json-file",
+        str(stats),
+        *arguments,
+    ]
     samples: list[CpuSample] = []
     with open(log, "w", encoding="utf-8") as output:
         started = time.time()
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=workdir,
-                                   env=env or bench_env(workdir), preexec_fn=raise_open_files)
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env or bench_env(workdir),
+            preexec_fn=raise_open_files,
+        )
         deadline = time.monotonic() + timeout
         while process.poll() is None:
-            samples.append(CpuSample(time.time(), tree_cpu_seconds(process.pid),
-                                     tree_cpu_seconds(endpoint_pid) if endpoint_pid else 0.0, machine_busy_seconds()))
+            samples.append(
+                CpuSample(
+                    time.time(),
+                    tree_cpu_seconds(process.pid),
+                    tree_cpu_seconds(endpoint_pid) if endpoint_pid else 0.0,
+                    machine_busy_seconds(),
+                )
+            )
             if time.monotonic() > deadline:
                 stop(process)
                 break
@@ -383,7 +460,13 @@ def run_locust(arguments: list[str], workdir: Path, name: str, *, timeout: float
         ended = time.time()
     stats_file = stats.with_name(stats.name + ".json")
     entries = json.loads(stats_file.read_text()) if stats_file.exists() else []
-    return LocustRun(process.returncode, entries, samples, log.read_text(encoding="utf-8", errors="replace")[-3000:], (started, ended))
+    return LocustRun(
+        process.returncode,
+        entries,
+        samples,
+        log.read_text(encoding="utf-8", errors="replace")[-3000:],
+        (started, ended),
+    )
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -391,8 +474,11 @@ def run_locust(arguments: list[str], workdir: Path, name: str, *, timeout: float
 
 def machine() -> dict[str, Any]:
     return {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "locust": importlib.metadata.version("locust"),
-        "platform": platform.platform(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "locust": importlib.metadata.version("locust"),
+        "platform": platform.platform(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
     }
 
 

@@ -40,7 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import locust  # noqa: E402,F401  (first: gevent monkey-patching before anything imports urllib3)
 
 from bench.common import (  # noqa: E402
-    PLUGIN_LOCUSTFILE, Endpoint, bare_locustfile, bench_env, fmt, raise_open_files, rss_mb, start_receiver, stop, write_results,
+    PLUGIN_LOCUSTFILE,
+    Endpoint,
+    bare_locustfile,
+    bench_env,
+    fmt,
+    raise_open_files,
+    rss_mb,
+    start_receiver,
+    stop,
+    write_results,
 )
 from trafficinator_locust.runtime.summary import render_table  # noqa: E402
 
@@ -77,16 +86,40 @@ def receiver_sites(endpoint: Endpoint) -> dict[str, int]:
     return {"hits": int(site.get("hits", 0)), "visits": int(site.get("visits", 0))}
 
 
-def measure(client: str, options: list[str], users: int, endpoint: Endpoint, workdir: Path, args: argparse.Namespace) -> Reading:
+def measure(
+    client: str, options: list[str], users: int, endpoint: Endpoint, workdir: Path, args: argparse.Namespace
+) -> Reading:
     """Start Locust with ``users`` users, wait until all are spawned and mid-visit, read its RSS, stop it."""
     before = receiver_sites(endpoint)["hits"]
     log = workdir / f"{client}-{users}.log"
-    command = [sys.executable, "-m", "locust", "--headless", "--only-summary", "--loglevel", "INFO", *options,
-               "-u", str(users), "-r", str(args.spawn_rate), "-t", f"{int(args.deadline) + 30}s", "--stop-timeout", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "--headless",
+        "--only-summary",
+        "--loglevel",
+        "INFO",
+        *options,
+        "-u",
+        str(users),
+        "-r",
+        str(args.spawn_rate),
+        "-t",
+        f"{int(args.deadline) + 30}s",
+        "--stop-timeout",
+        "1",
+    ]
     started = time.monotonic()
     with open(log, "w", encoding="utf-8") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=workdir, env=bench_env(workdir),
-                                   preexec_fn=raise_open_files)
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=bench_env(workdir),
+            preexec_fn=raise_open_files,
+        )
         try:
             ready = False
             hits = 0
@@ -106,8 +139,11 @@ def measure(client: str, options: list[str], users: int, endpoint: Endpoint, wor
         finally:
             stop(process)
     if not ready:
-        print(f"  note: {client} with {users} users was not ready within {args.deadline:g} s ({hits} hits stored); "
-              f"log tail:\n{log.read_text(encoding='utf-8', errors='replace')[-2000:]}", file=sys.stderr)
+        print(
+            f"  note: {client} with {users} users was not ready within {args.deadline:g} s ({hits} hits stored); "
+            f"log tail:\n{log.read_text(encoding='utf-8', errors='replace')[-2000:]}",
+            file=sys.stderr,
+        )
     return Reading(client, users, rss, hits, round(waited, 2), ready)
 
 
@@ -118,20 +154,45 @@ def per_thousand(readings: list[Reading]) -> list[dict[str, float | int | str]]:
         mine = sorted((r for r in readings if r.client == client), key=lambda r: r.users)
         base = mine[0]
         for reading in mine[1:]:
-            rows.append({"client": client, "users": reading.users, "rss_mb": reading.rss_mb, "base_mb": base.rss_mb,
-                         "mb_per_1000": (reading.rss_mb - base.rss_mb) / reading.users * 1000 if reading.users else float("nan")})
+            rows.append(
+                {
+                    "client": client,
+                    "users": reading.users,
+                    "rss_mb": reading.rss_mb,
+                    "base_mb": base.rss_mb,
+                    "mb_per_1000": (reading.rss_mb - base.rss_mb) / reading.users * 1000
+                    if reading.users
+                    else float("nan"),
+                }
+            )
         if len(mine) >= 3:
             low, high = mine[-2], mine[-1]
-            rows.append({"client": client, "users": f"{low.users}->{high.users}", "rss_mb": high.rss_mb, "base_mb": low.rss_mb,
-                         "mb_per_1000": (high.rss_mb - low.rss_mb) / (high.users - low.users) * 1000})
+            rows.append(
+                {
+                    "client": client,
+                    "users": f"{low.users}->{high.users}",
+                    "rss_mb": high.rss_mb,
+                    "base_mb": low.rss_mb,
+                    "mb_per_1000": (high.rss_mb - low.rss_mb) / (high.users - low.users) * 1000,
+                }
+            )
     return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", default="0,1000,3000", help="comma-separated user counts, the first the reference (default: %(default)s)")
+    parser.add_argument(
+        "--users",
+        default="0,1000,3000",
+        help="comma-separated user counts, the first the reference (default: %(default)s)",
+    )
     parser.add_argument("--spawn-rate", type=int, default=500, help="users started per second (default: %(default)s)")
-    parser.add_argument("--deadline", type=float, default=60.0, help="seconds a run may take to get every user mid-visit (default: %(default)s)")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=60.0,
+        help="seconds a run may take to get every user mid-visit (default: %(default)s)",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.users.split(",")]
     readings: list[Reading] = []
@@ -143,34 +204,72 @@ def main() -> int:
             # 1,000 visits per second (86.4 million a day): the permit bucket never holds a user back.
             config.write_text(CONFIG.format(url=receiver.url(), per_day=86_400_000))
             clients = {
-                "bare FastHttpUser": ["-f", str(bare_locustfile(workdir, receiver.path, sleeping=True)), "--host", receiver.host],
+                "bare FastHttpUser": [
+                    "-f",
+                    str(bare_locustfile(workdir, receiver.path, sleeping=True)),
+                    "--host",
+                    receiver.host,
+                ],
                 "trafficinator": ["-f", str(PLUGIN_LOCUSTFILE), "--traffic-config", str(config), "--traffic-state", ""],
             }
-            print(f"memory: one Locust process (local runner), users spawned at {args.spawn_rate}/s, embedded receiver on "
-                  f"{receiver.host}, {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+            print(
+                f"memory: one Locust process (local runner), users spawned at {args.spawn_rate}/s, embedded receiver on "
+                f"{receiver.host}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                flush=True,
+            )
             for users in counts:
                 for client, options in clients.items():
                     reading = measure(client, options, users, receiver, workdir, args)
                     readings.append(reading)
-                    print(f"  {client:<18} {users:>6} users: RSS {fmt(reading.rss_mb, 1)} MB "
-                          f"({reading.hits_stored} first hits stored, ready after {reading.seconds_to_ready:.1f} s)", flush=True)
+                    print(
+                        f"  {client:<18} {users:>6} users: RSS {fmt(reading.rss_mb, 1)} MB "
+                        f"({reading.hits_stored} first hits stored, ready after {reading.seconds_to_ready:.1f} s)",
+                        flush=True,
+                    )
             visits = receiver_sites(receiver)["visits"]
         finally:
             receiver.stop()
 
     print()
-    print(render_table(["client", "users", "RSS MB", "hits stored", "ready"],
-                       [[r.client, r.users, fmt(r.rss_mb, 1), r.hits_stored, "yes" if r.ready else "NO"] for r in readings]))
+    print(
+        render_table(
+            ["client", "users", "RSS MB", "hits stored", "ready"],
+            [[r.client, r.users, fmt(r.rss_mb, 1), r.hits_stored, "yes" if r.ready else "NO"] for r in readings],
+        )
+    )
     rows = per_thousand(readings)
     print()
-    print(render_table(["client", "users", "RSS MB", "reference MB", "MB per 1,000 users"],
-                       [[r["client"], r["users"], fmt(float(r["rss_mb"]), 1), fmt(float(r["base_mb"]), 1), fmt(float(r["mb_per_1000"]), 1)] for r in rows]))
+    print(
+        render_table(
+            ["client", "users", "RSS MB", "reference MB", "MB per 1,000 users"],
+            [
+                [
+                    r["client"],
+                    r["users"],
+                    fmt(float(r["rss_mb"]), 1),
+                    fmt(float(r["base_mb"]), 1),
+                    fmt(float(r["mb_per_1000"]), 1),
+                ]
+                for r in rows
+            ],
+        )
+    )
     mine = [float(r["mb_per_1000"]) for r in rows if r["client"] == "trafficinator" and isinstance(r["users"], int)]
     worst = max(mine) if mine else float("nan")
-    print(f"trafficinator: {fmt(worst, 1)} MB per 1,000 concurrent paced visitors (largest of the counts; goal <= {GOAL_MB:g}: "
-          f"{'met' if worst <= GOAL_MB else 'not met'}); the receiver stored {visits} visits from both clients")
-    path = write_results("memory", {"settings": vars(args), "goal_mb_per_1000": GOAL_MB, "readings": [asdict(r) for r in readings],
-                                    "per_1000": rows, "trafficinator_mb_per_1000": worst})
+    print(
+        f"trafficinator: {fmt(worst, 1)} MB per 1,000 concurrent paced visitors (largest of the counts; goal <= {GOAL_MB:g}: "
+        f"{'met' if worst <= GOAL_MB else 'not met'}); the receiver stored {visits} visits from both clients"
+    )
+    path = write_results(
+        "memory",
+        {
+            "settings": vars(args),
+            "goal_mb_per_1000": GOAL_MB,
+            "readings": [asdict(r) for r in readings],
+            "per_1000": rows,
+            "trafficinator_mb_per_1000": worst,
+        },
+    )
     print(f"written: {path}")
     return 0
 

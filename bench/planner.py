@@ -69,7 +69,16 @@ def best_per_call(function, batch: int = BATCH, repeats: int = REPEATS, beside=N
 
 def bare_request(offset: int, count: int) -> None:
     for n in range(offset, offset + count):
-        urlencode({"idsite": "1", "rec": "1", "url": "https://www.example.com/page", "action_name": "Page", "cid": f"{n:016x}", "send_image": "0"})
+        urlencode(
+            {
+                "idsite": "1",
+                "rec": "1",
+                "url": "https://www.example.com/page",
+                "action_name": "Page",
+                "cid": f"{n:016x}",
+                "send_image": "0",
+            }
+        )
 
 
 def main(paths: list[str]) -> int:
@@ -80,16 +89,23 @@ def main(paths: list[str]) -> int:
             default = Path(tmp) / "defaults.yaml"
             default.write_text("targets: [{name: Defaults, url: 'http://127.0.0.1:1/matomo.php', site_id: 1}]\n")
             paths = [str(default), str(REPO / "config" / "demo.yaml"), str(full)]
-        print(f"{'config':<28}{'hits/visit':>11}{'plan us/visit':>15}{'encode us/hit':>15}{'bare request us':>17}{'plan / bare':>13}")
+        print(
+            f"{'config':<28}{'hits/visit':>11}{'plan us/visit':>15}{'encode us/hit':>15}{'bare request us':>17}{'plan / bare':>13}"
+        )
         for path in paths:
             target = load_config(path).enabled_targets[0]
             planner, encoder = VisitPlanner(target, seed=1), TrackingEncoder(target)
             hits = sum(len(planner.plan(n).hits) for n in range(BATCH)) / BATCH
-            plan, bare = best_per_call(lambda offset, count: [planner.plan(n) for n in range(offset, offset + count)], beside=bare_request)
+            plan, bare = best_per_call(
+                lambda offset, count: [planner.plan(n) for n in range(offset, offset + count)], beside=bare_request
+            )
             sample = [planner.plan(n) for n in range(200)]
             now = datetime.now(timezone.utc)
             pairs = [(hit, visit.visitor) for visit in sample for hit in visit.hits][:BATCH]
-            encode = best_per_call(lambda offset, count: [encoder.body(hit, visitor, now) for hit, visitor in pairs[:count]], batch=len(pairs))
+            encode = best_per_call(
+                lambda offset, count: [encoder.body(hit, visitor, now) for hit, visitor in pairs[:count]],
+                batch=len(pairs),
+            )
             print(f"{Path(path).name:<28}{hits:>11.1f}{plan:>15.1f}{encode:>15.1f}{bare:>17.1f}{plan / bare:>13.1f}")
     print("goal: plan < 50 us per visit on average")
     return 0

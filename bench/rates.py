@@ -51,14 +51,52 @@ def main() -> int:
         config.write_text(CONFIG.format(port=port, slow_port=slow_port, closed=closed))
         env = {**os.environ, "XDG_STATE_HOME": str(workdir / "state")}
         sink = start_sink(config, port, env)
-        lagging = subprocess.Popen([sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", str(slow_port), "--instance", "/lag", "--delay", "5"],
-                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lagging = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trafficinator_locust.cli",
+                "sink",
+                "--port",
+                str(slow_port),
+                "--instance",
+                "/lag",
+                "--delay",
+                "5",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert lagging.stdout is not None and "listening" in lagging.stdout.readline()
         try:
             report_path = workdir / "report.json"
-            command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config), "--headless",
-                       "-t", f"{int(args.minutes * 60)}s", "--traffic-report", str(report_path), "--only-summary", "--exit-code-on-error", "0"]
-            subprocess.run(command, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=args.minutes * 60 + 120)
+            command = [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(LOCUSTFILE),
+                "--traffic-config",
+                str(config),
+                "--headless",
+                "-t",
+                f"{int(args.minutes * 60)}s",
+                "--traffic-report",
+                str(report_path),
+                "--only-summary",
+                "--exit-code-on-error",
+                "0",
+            ]
+            subprocess.run(
+                command,
+                env=env,
+                cwd=workdir,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=args.minutes * 60 + 120,
+            )
             stored = receiver_stats(port)
             lag_stored = receiver_stats(slow_port)
         finally:
@@ -69,14 +107,22 @@ def main() -> int:
     for entry in report["targets"]:
         name = entry["target"]
         source = lag_stored if name == "Delayed" else stored
-        site = source.get("/lag" if name == "Delayed" else f"/{name.lower()}", {}).get("sites", {}).get(str(entry["site_id"]), {})
+        site = (
+            source.get("/lag" if name == "Delayed" else f"/{name.lower()}", {})
+            .get("sites", {})
+            .get(str(entry["site_id"]), {})
+        )
         kept = site.get("visits", 0)
         expected = entry.get("expected_visits") or 0
         error = f"{100 * (kept - expected) / expected:+.2f} %" if expected else "-"
         rows.append([name, f"{expected:.1f}", entry["visits_started"], kept, error, entry["failures"], entry["state"]])
     seconds = report.get("run", {}).get("seconds", 0)
     print(f"paced run of {seconds:.0f} s; expected = the target's pace integrated over the run window")
-    print(render_table(["target", "expected", "started", "stored", "stored vs expected", "failed requests", "state"], rows))
+    print(
+        render_table(
+            ["target", "expected", "started", "stored", "stored vs expected", "failed requests", "state"], rows
+        )
+    )
     print("goal: healthy targets (Fast, Medium, Slow) within 2 % while Refusing and Delayed fail on their own")
     return 0
 

@@ -19,6 +19,8 @@ import argparse
 import csv
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,12 +30,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import re
-import shutil
-
 import psutil
 
-LOCUSTFILE = '''
+LOCUSTFILE = """
 import itertools
 import os
 import random
@@ -55,9 +54,9 @@ class Hit(FastHttpUser):
         body = ("idsite=1&rec=1&send_image=0&cid=" + cid
                 + "&url=https%3A%2F%2Fbench.example%2Fpage&action_name=Bench&res=1920x1080")
         self.client.post(PATH, data=body, headers=HEADERS, name="hit")
-'''
+"""
 
-BASELINE = '''
+BASELINE = """
 from gevent.pywsgi import WSGIServer
 
 count = 0
@@ -81,7 +80,7 @@ server = WSGIServer(("127.0.0.1", 0), app, log=None)
 server.start()
 print(f"baseline listening on http://127.0.0.1:{server.server_port}", flush=True)
 server.serve_forever()
-'''
+"""
 
 
 @dataclass
@@ -122,12 +121,33 @@ def _locust(workdir: Path, port: int, path: str, seconds: int, users: int) -> di
     prefix = workdir / f"run_{port}"
     locust = Path(sys.executable).with_name("locust")
     command = [
-        str(locust), "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
-        "-t", f"{seconds}s", "--host", f"http://127.0.0.1:{port}", "--csv", str(prefix),
-        "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "2",
+        str(locust),
+        "-f",
+        str(locustfile),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds}s",
+        "--host",
+        f"http://127.0.0.1:{port}",
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--stop-timeout",
+        "2",
     ]
-    subprocess.run(command, env={**os.environ, "BENCH_PATH": path}, check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command,
+        env={**os.environ, "BENCH_PATH": path},
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     with open(f"{prefix}_stats.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["Name"] == "Aggregated"]
     return rows[0]
@@ -149,7 +169,9 @@ def ensure_wrk() -> str:
     """Path of wrk, installing Debian's package when it is missing."""
     found = shutil.which("wrk")
     if not found:
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         found = shutil.which("wrk")
     if not found:
         raise SystemExit("wrk is not installed and apt-get could not install it; use --client locust")
@@ -159,15 +181,22 @@ def ensure_wrk() -> str:
 def _wrk(workdir: Path, port: int, path: str, seconds: int, users: int) -> dict[str, str]:
     script = workdir / "hit.lua"
     script.write_text(WRK_SCRIPT)
-    output = subprocess.run([ensure_wrk(), "-t1", f"-c{users}", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
-                            capture_output=True, text=True, check=False).stdout
+    output = subprocess.run(
+        [ensure_wrk(), "-t1", f"-c{users}", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     latency = re.search(r"Latency\s+([\d.]+)(us|ms|s)", output)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[latency.group(2)] if latency else 0.0
-    return {"Request Count": str(requests), "Failure Count": errors.group(1) if errors else "0",
-            "Requests/s": re.search(r"Requests/sec:\s+([\d.]+)", output).group(1),
-            "Average Response Time": str(float(latency.group(1)) * scale if latency else 0.0)}
+    return {
+        "Request Count": str(requests),
+        "Failure Count": errors.group(1) if errors else "0",
+        "Requests/s": re.search(r"Requests/sec:\s+([\d.]+)", output).group(1),
+        "Average Response Time": str(float(latency.group(1)) * scale if latency else 0.0),
+    }
 
 
 def _served(port: int, count_path: str) -> int:
@@ -176,8 +205,9 @@ def _served(port: int, count_path: str) -> int:
     return answer if isinstance(answer, int) else answer["sites"]["1"]["hits"]
 
 
-def _measure(name: str, command: list[str], path: str, workdir: Path, seconds: int,
-             users: int, count_path: str, client: str) -> Result:
+def _measure(
+    name: str, command: list[str], path: str, workdir: Path, seconds: int, users: int, count_path: str, client: str
+) -> Result:
     process, port = _start(command)
     try:
         cpu_before = _cpu(process)
@@ -189,18 +219,29 @@ def _measure(name: str, command: list[str], path: str, workdir: Path, seconds: i
         process.wait(timeout=10)
         if process.stdout:
             process.stdout.close()
-    return Result(name, int(row["Request Count"]), int(row["Failure Count"]),
-                  float(row["Requests/s"]), float(row["Average Response Time"]), cpu, served)
+    return Result(
+        name,
+        int(row["Request Count"]),
+        int(row["Failure Count"]),
+        float(row["Requests/s"]),
+        float(row["Average Response Time"]),
+        cpu,
+        served,
+    )
 
 
 def _table(results: list[Result], seconds: int) -> str:
-    header = (f"{'server':<14}{'client req':>11}{'fail':>6}{'req/s':>8}{'avg ms':>8}"
-              f"{'served':>9}{'CPU s':>7}{'CPU %':>7}{'served/CPU s':>14}")
+    header = (
+        f"{'server':<14}{'client req':>11}{'fail':>6}{'req/s':>8}{'avg ms':>8}"
+        f"{'served':>9}{'CPU s':>7}{'CPU %':>7}{'served/CPU s':>14}"
+    )
     lines = [header, "-" * len(header)]
     for r in results:
-        lines.append(f"{r.name:<14}{r.requests:>11}{r.failures:>6}{r.rps:>8.0f}{r.avg_ms:>8.1f}"
-                     f"{r.served:>9}{r.cpu_seconds:>7.1f}{100 * r.cpu_seconds / seconds:>7.0f}"
-                     f"{r.per_cpu_second:>14.0f}")
+        lines.append(
+            f"{r.name:<14}{r.requests:>11}{r.failures:>6}{r.rps:>8.0f}{r.avg_ms:>8.1f}"
+            f"{r.served:>9}{r.cpu_seconds:>7.1f}{100 * r.cpu_seconds / seconds:>7.0f}"
+            f"{r.per_cpu_second:>14.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -213,25 +254,47 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sink-bench-") as tmp:
         workdir = Path(tmp)
-        baseline = _measure("baseline 204", [sys.executable, "-c", BASELINE], "/matomo.php",
-                            workdir, args.seconds, args.users, "/count", args.client)
-        sink_cmd = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", "0",
-                    "--instance", "/bench", "--ready-file", str(workdir / "ready")]
-        sink = _measure("sink", sink_cmd, "/bench/matomo.php", workdir, args.seconds, args.users,
-                        "/bench/sink/stats", args.client)
+        baseline = _measure(
+            "baseline 204",
+            [sys.executable, "-c", BASELINE],
+            "/matomo.php",
+            workdir,
+            args.seconds,
+            args.users,
+            "/count",
+            args.client,
+        )
+        sink_cmd = [
+            sys.executable,
+            "-m",
+            "trafficinator_locust.cli",
+            "sink",
+            "--port",
+            "0",
+            "--instance",
+            "/bench",
+            "--ready-file",
+            str(workdir / "ready"),
+        ]
+        sink = _measure(
+            "sink", sink_cmd, "/bench/matomo.php", workdir, args.seconds, args.users, "/bench/sink/stats", args.client
+        )
     cores = psutil.cpu_count(logical=True)
     client = "wrk" if args.client == "wrk" else "Locust FastHttpUser"
-    print(f"sink capacity: {client}, {args.users} connections, {args.seconds}s each, "
-          f"form-POST pageviews, unique cid per hit, {cores} logical CPU(s), "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(
+        f"sink capacity: {client}, {args.users} connections, {args.seconds}s each, "
+        f"form-POST pageviews, unique cid per hit, {cores} logical CPU(s), "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
     print(_table([baseline, sink], args.seconds))
     ratio = sink.rps / baseline.rps if baseline.rps else float("nan")
     print(f"ratio sink/baseline, client req/s:           {ratio:.2f}")
     print(f"sink hits stored per second of its own CPU (one-core capacity): {sink.per_cpu_second:.0f}  (goal >= 3000)")
-    print(f"ratio sink/baseline, served per server CPU s: "
-          f"{sink.per_cpu_second / baseline.per_cpu_second:.2f}")
-    print("served = answered as counted by the server (sink: stored hits); CPU % near 100 means "
-          "the server was the bottleneck, otherwise the client was.")
+    print(f"ratio sink/baseline, served per server CPU s: {sink.per_cpu_second / baseline.per_cpu_second:.2f}")
+    print(
+        "served = answered as counted by the server (sink: stored hits); CPU % near 100 means "
+        "the server was the bottleneck, otherwise the client was."
+    )
     return 0
 
 

@@ -64,16 +64,28 @@ DEVICE_KIND_SOURCE = (
 
 KINDS = {"desktop": "desktop", "mobile": "smartphone", "tablet": "tablet"}
 BROWSERS = {
-    "Chrome": "Chrome", "Chrome Mobile": "Chrome", "Chrome Mobile iOS": "Chrome",
-    "Safari": "Safari", "Mobile Safari": "Safari",
-    "Firefox": "Firefox", "Firefox Mobile": "Firefox", "Firefox iOS": "Firefox",
-    "Edge": "Edge", "Edge Mobile": "Edge",
+    "Chrome": "Chrome",
+    "Chrome Mobile": "Chrome",
+    "Chrome Mobile iOS": "Chrome",
+    "Safari": "Safari",
+    "Mobile Safari": "Safari",
+    "Firefox": "Firefox",
+    "Firefox Mobile": "Firefox",
+    "Firefox iOS": "Firefox",
+    "Edge": "Edge",
+    "Edge Mobile": "Edge",
     "Samsung Internet": "Samsung Internet",
-    "Opera": "Opera", "Opera Mobile": "Opera",
+    "Opera": "Opera",
+    "Opera Mobile": "Opera",
 }
 OSES = {
-    "Windows": "Windows", "Mac OS X": "macOS", "iOS": "iOS", "Android": "Android",
-    "Linux": "Linux", "Ubuntu": "Linux", "Chrome OS": "Chrome OS",
+    "Windows": "Windows",
+    "Mac OS X": "macOS",
+    "iOS": "iOS",
+    "Android": "Android",
+    "Linux": "Linux",
+    "Ubuntu": "Linux",
+    "Chrome OS": "Chrome OS",
 }
 # Versions kept: the newest major of each (kind, browser, OS) group and the few before it.
 RECENT_MAJORS = {"Safari": 1}
@@ -90,13 +102,45 @@ SPLIT_THRESHOLD = 0.02
 # Screen sizes in CSS pixels (what ``screen.width x screen.height`` reports, Matomo's ``res``),
 # with rough weights. Curated approximations of common devices.
 RESOLUTIONS = {
-    ("desktop", "Windows"): (("1920x1080", 40), ("1366x768", 14), ("1536x864", 16), ("2560x1440", 10), ("1440x900", 5), ("1600x900", 6), ("1280x720", 4), ("1280x1024", 3), ("1680x1050", 2)),
-    ("desktop", "macOS"): (("1440x900", 20), ("1512x982", 20), ("1470x956", 15), ("1728x1117", 10), ("1920x1080", 15), ("2560x1440", 10), ("1680x1050", 10)),
+    ("desktop", "Windows"): (
+        ("1920x1080", 40),
+        ("1366x768", 14),
+        ("1536x864", 16),
+        ("2560x1440", 10),
+        ("1440x900", 5),
+        ("1600x900", 6),
+        ("1280x720", 4),
+        ("1280x1024", 3),
+        ("1680x1050", 2),
+    ),
+    ("desktop", "macOS"): (
+        ("1440x900", 20),
+        ("1512x982", 20),
+        ("1470x956", 15),
+        ("1728x1117", 10),
+        ("1920x1080", 15),
+        ("2560x1440", 10),
+        ("1680x1050", 10),
+    ),
     ("desktop", "Linux"): (("1920x1080", 50), ("2560x1440", 20), ("1366x768", 15), ("1600x900", 15)),
     ("desktop", "Chrome OS"): (("1366x768", 40), ("1536x864", 30), ("1280x800", 20), ("1920x1080", 10)),
-    ("smartphone", "iOS"): (("390x844", 25), ("393x852", 25), ("430x932", 15), ("414x896", 15), ("375x812", 10), ("375x667", 10)),
+    ("smartphone", "iOS"): (
+        ("390x844", 25),
+        ("393x852", 25),
+        ("430x932", 15),
+        ("414x896", 15),
+        ("375x812", 10),
+        ("375x667", 10),
+    ),
     ("smartphone", "Android"): (("412x915", 30), ("360x800", 25), ("384x854", 15), ("360x780", 15), ("393x873", 15)),
-    ("tablet", "iOS"): (("810x1080", 30), ("820x1180", 30), ("834x1194", 15), ("1024x1366", 10), ("768x1024", 10), ("744x1133", 5)),
+    ("tablet", "iOS"): (
+        ("810x1080", 30),
+        ("820x1180", 30),
+        ("834x1194", 15),
+        ("1024x1366", 10),
+        ("768x1024", 10),
+        ("744x1133", 5),
+    ),
     ("tablet", "Android"): (("800x1280", 60), ("1280x800", 40)),
 }
 
@@ -104,22 +148,22 @@ RESOLUTIONS = {
 # reduced "Android 10; K" form: (model, Android platformVersion, screen, weight). Curated list of
 # popular current models; every model code is known to DeviceDetector's device database.
 PHONE_MODELS = (
-    ("SM-A155F", "14.0.0", "384x832", 9),     # Samsung Galaxy A15
-    ("SM-A256B", "14.0.0", "384x832", 6),     # Samsung Galaxy A25 5G
-    ("SM-A556B", "14.0.0", "384x832", 6),     # Samsung Galaxy A55 5G
-    ("SM-S921B", "14.0.0", "360x780", 7),     # Samsung Galaxy S24
-    ("SM-S928B", "14.0.0", "384x832", 5),     # Samsung Galaxy S24 Ultra
-    ("SM-S911B", "14.0.0", "360x780", 4),     # Samsung Galaxy S23
-    ("Pixel 8", "15.0.0", "412x915", 5),      # Google Pixel 8
-    ("Pixel 7a", "14.0.0", "412x915", 4),     # Google Pixel 7a
-    ("23129RAA4G", "14.0.0", "393x873", 6),   # Xiaomi Redmi Note 13
-    ("23106RN0DA", "13.0.0", "393x873", 5),   # Xiaomi Redmi 13C
-    ("CPH2591", "14.0.0", "360x800", 3),      # OPPO A18
+    ("SM-A155F", "14.0.0", "384x832", 9),  # Samsung Galaxy A15
+    ("SM-A256B", "14.0.0", "384x832", 6),  # Samsung Galaxy A25 5G
+    ("SM-A556B", "14.0.0", "384x832", 6),  # Samsung Galaxy A55 5G
+    ("SM-S921B", "14.0.0", "360x780", 7),  # Samsung Galaxy S24
+    ("SM-S928B", "14.0.0", "384x832", 5),  # Samsung Galaxy S24 Ultra
+    ("SM-S911B", "14.0.0", "360x780", 4),  # Samsung Galaxy S23
+    ("Pixel 8", "15.0.0", "412x915", 5),  # Google Pixel 8
+    ("Pixel 7a", "14.0.0", "412x915", 4),  # Google Pixel 7a
+    ("23129RAA4G", "14.0.0", "393x873", 6),  # Xiaomi Redmi Note 13
+    ("23106RN0DA", "13.0.0", "393x873", 5),  # Xiaomi Redmi 13C
+    ("CPH2591", "14.0.0", "360x800", 3),  # OPPO A18
 )
 TABLET_MODELS = (
-    ("SM-X200", "14.0.0", "800x1280", 5),     # Samsung Galaxy Tab A8 10.5"
-    ("SM-X110", "14.0.0", "800x1340", 3),     # Samsung Galaxy Tab A9 8.7"
-    ("SM-X710", "14.0.0", "1280x800", 2),     # Samsung Galaxy Tab S9 11"
+    ("SM-X200", "14.0.0", "800x1280", 5),  # Samsung Galaxy Tab A8 10.5"
+    ("SM-X110", "14.0.0", "800x1340", 3),  # Samsung Galaxy Tab A9 8.7"
+    ("SM-X710", "14.0.0", "1280x800", 2),  # Samsung Galaxy Tab S9 11"
 )
 # platformVersion of the client hints by OS (Windows: "10.0.0" is Windows 10, >= "13.0.0" is
 # Windows 11, the way Matomo reads it). Rough current splits.
@@ -134,16 +178,28 @@ GREASE_BRAND = {"brand": "Not-A.Brand", "version": "99.0.0.0"}
 # Real crawler user agents as published by their operators (crawler documentation pages).
 BOTS = (
     ("Googlebot", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
-    ("Googlebot Smartphone", "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/135.0.7049.84 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
-    ("Bingbot", "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) Chrome/116.0.1938.76 Safari/537.36"),
+    (
+        "Googlebot Smartphone",
+        "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/135.0.7049.84 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    ),
+    (
+        "Bingbot",
+        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) Chrome/116.0.1938.76 Safari/537.36",
+    ),
     ("DuckDuckBot", "DuckDuckBot/1.1; (+http://duckduckgo.com/duckduckbot.html)"),
     ("YandexBot", "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)"),
-    ("Applebot", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.1 Safari/605.1.15 (Applebot/0.1; +http://www.apple.com/go/applebot)"),
+    (
+        "Applebot",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.1 Safari/605.1.15 (Applebot/0.1; +http://www.apple.com/go/applebot)",
+    ),
     ("AhrefsBot", "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"),
     ("Baiduspider", "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)"),
     ("SemrushBot", "Mozilla/5.0 (compatible; SemrushBot/7~bl; +http://www.semrush.com/bot.html)"),
     ("facebookexternalhit", "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"),
-    ("GPTBot", "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)"),
+    (
+        "GPTBot",
+        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)",
+    ),
 )
 
 # (ISO 3166-1 alpha-2, English name, weight, primary language tag). Weight: approximate number
@@ -190,20 +246,57 @@ COUNTRY_WEIGHT_SOURCE = (
 )
 # Special-purpose IPv4 networks (IANA registry, RFC 6890 and friends): never in a range.
 RESERVED_NETWORKS = (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24",
-    "192.88.99.0/24", "192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24",
-    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.31.196.0/24",
+    "192.52.193.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "192.175.48.0/24",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "255.255.255.255/32",
 )
 
 LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "fr": "French", "nl": "Dutch", "es": "Spanish",
-    "pt": "Portuguese", "it": "Italian", "pl": "Polish", "sv": "Swedish", "ru": "Russian",
-    "uk": "Ukrainian", "tr": "Turkish", "ar": "Arabic", "ja": "Japanese", "ko": "Korean",
-    "zh": "Chinese", "id": "Indonesian", "vi": "Vietnamese",
+    "en": "English",
+    "de": "German",
+    "fr": "French",
+    "nl": "Dutch",
+    "es": "Spanish",
+    "pt": "Portuguese",
+    "it": "Italian",
+    "pl": "Polish",
+    "sv": "Swedish",
+    "ru": "Russian",
+    "uk": "Ukrainian",
+    "tr": "Turkish",
+    "ar": "Arabic",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "zh": "Chinese",
+    "id": "Indonesian",
+    "vi": "Vietnamese",
 }
 # Second languages some browsers add (besides English) in Accept-Language.
-EXTRA_LANGUAGES = {"en-IN": "hi", "en-PH": "fil", "en-CA": "fr", "nl-BE": "fr", "de-CH": "fr", "uk-UA": "ru", "en-ZA": "af"}
+EXTRA_LANGUAGES = {
+    "en-IN": "hi",
+    "en-PH": "fil",
+    "en-CA": "fr",
+    "nl-BE": "fr",
+    "de-CH": "fr",
+    "uk-UA": "ru",
+    "en-ZA": "af",
+}
 
 # Search engines: name, referrer URL template, weight. Approximate worldwide search engine
 # shares after StatCounter (2025). Templates use the host and keyword parameter Matomo's
@@ -262,23 +355,68 @@ CAMPAIGNS = (
 )
 SEARCH_TERMS = (
     # kept from the first catalogue
-    "pricing", "widgets", "contact", "shipping", "returns", "gadget review", "opening hours", "discount code",
+    "pricing",
+    "widgets",
+    "contact",
+    "shipping",
+    "returns",
+    "gadget review",
+    "opening hours",
+    "discount code",
     # common site-search and web-search intents of a small shop / product site
-    "free shipping", "return policy", "order status", "track my order", "gift card", "size guide",
-    "warranty", "customer service", "login", "reset password", "cancel subscription", "invoice",
-    "best widgets 2025", "cheap widgets", "widget vs gadget", "gadget pro price", "widget manual pdf",
-    "how to install widget", "widget not working", "replacement parts", "student discount",
-    "black friday deals", "newsletter", "careers", "store locator", "payment methods", "paypal",
-    "delivery time", "international shipping", "bulk order", "wholesale", "api documentation",
-    "privacy policy", "terms and conditions", "compare plans", "free trial",
+    "free shipping",
+    "return policy",
+    "order status",
+    "track my order",
+    "gift card",
+    "size guide",
+    "warranty",
+    "customer service",
+    "login",
+    "reset password",
+    "cancel subscription",
+    "invoice",
+    "best widgets 2025",
+    "cheap widgets",
+    "widget vs gadget",
+    "gadget pro price",
+    "widget manual pdf",
+    "how to install widget",
+    "widget not working",
+    "replacement parts",
+    "student discount",
+    "black friday deals",
+    "newsletter",
+    "careers",
+    "store locator",
+    "payment methods",
+    "paypal",
+    "delivery time",
+    "international shipping",
+    "bulk order",
+    "wholesale",
+    "api documentation",
+    "privacy policy",
+    "terms and conditions",
+    "compare plans",
+    "free trial",
 )
 OUTLINKS = (
-    "https://github.com/", "https://en.wikipedia.org/wiki/Web_analytics", "https://matomo.org/",
-    "https://www.youtube.com/", "https://www.linkedin.com/company/example", "https://www.example.com/partner-offer",
+    "https://github.com/",
+    "https://en.wikipedia.org/wiki/Web_analytics",
+    "https://matomo.org/",
+    "https://www.youtube.com/",
+    "https://www.linkedin.com/company/example",
+    "https://www.example.com/partner-offer",
 )
 DOWNLOADS = (
-    "/files/brochure.pdf", "/files/price-list.xlsx", "/files/manual.pdf", "/files/whitepaper.pdf",
-    "/files/catalogue-2025.pdf", "/files/installer.zip", "/files/datasheet.pdf",
+    "/files/brochure.pdf",
+    "/files/price-list.xlsx",
+    "/files/manual.pdf",
+    "/files/whitepaper.pdf",
+    "/files/catalogue-2025.pdf",
+    "/files/installer.zip",
+    "/files/datasheet.pdf",
 )
 EVENTS = (
     ("Video", "Play", "Product tour"),
@@ -349,7 +487,7 @@ def write_json(path: Path, data: dict) -> None:
     def dump(value, indent: int) -> str:
         pad = " " * indent
         if isinstance(value, dict) and any(isinstance(v, (list, dict)) and v for v in value.values()):
-            items = [f'{pad} {json.dumps(k)}: {dump(v, indent + 1).lstrip()}' for k, v in value.items()]
+            items = [f"{pad} {json.dumps(k)}: {dump(v, indent + 1).lstrip()}" for k, v in value.items()]
             return pad + "{\n" + ",\n".join(items) + "\n" + pad + "}"
         if isinstance(value, list) and value:
             items = [pad + " " + json.dumps(v, ensure_ascii=False) for v in value]
@@ -447,7 +585,9 @@ def select_devices(rows: list[dict], problems_of) -> tuple[list[dict], dict]:
             if major_of(row) >= newest - window:
                 usage[row["useragent"]] += row["percent"]
                 version[row["useragent"]] = row["browser_version"]
-        picked[group] = sorted(((ua, pct, version[ua]) for ua, pct in usage.items()), key=lambda item: (-item[1], item[0]))
+        picked[group] = sorted(
+            ((ua, pct, version[ua]) for ua, pct in usage.items()), key=lambda item: (-item[1], item[0])
+        )
 
     kind_totals: dict[str, float] = defaultdict(float)
     for (kind, _, _), weight in weights.items():
@@ -461,13 +601,21 @@ def select_devices(rows: list[dict], problems_of) -> tuple[list[dict], dict]:
         chosen = picked[group][:quota]
         chosen_total = sum(pct for _, pct, _ in chosen)
         for ua, pct, browser_version in chosen:
-            entries.append({
-                "kind": kind, "browser": browser, "os": os_name, "user_agent": ua,
-                "browser_version": browser_version, "base_share": group_share * pct / chosen_total,
-            })
+            entries.append(
+                {
+                    "kind": kind,
+                    "browser": browser,
+                    "os": os_name,
+                    "user_agent": ua,
+                    "browser_version": browser_version,
+                    "base_share": group_share * pct / chosen_total,
+                }
+            )
     stats = {
         "groups": {"/".join(g): round(weights[g] / kind_totals[g[0]], 6) for g in sorted(weights) if weights[g] > 0},
-        "rejected": [f"{ua} ({reason})" for ua, reason in sorted(rejected.items(), key=lambda item: (item[1], item[0]))],
+        "rejected": [
+            f"{ua} ({reason})" for ua, reason in sorted(rejected.items(), key=lambda item: (item[1], item[0]))
+        ],
     }
     return entries, stats
 
@@ -511,7 +659,12 @@ def expand_variants(entries: list[dict], kind_shares: dict, full_versions) -> li
         if chromium_hints and os_name == "Android":
             model_match = re.search(r"Android (\d+)(?:\.\d+)*; ([^;)]+?)(?: Build/[^;)]*)?\)", ua)
             if model_match and model_match.group(2) != "K":
-                variants = [({"model": model_match.group(2), "platformVersion": f"{model_match.group(1)}.0.0"}, entry["base_share"])]
+                variants = [
+                    (
+                        {"model": model_match.group(2), "platformVersion": f"{model_match.group(1)}.0.0"},
+                        entry["base_share"],
+                    )
+                ]
             else:
                 models = PHONE_MODELS if kind == "smartphone" else TABLET_MODELS
                 variants = [
@@ -521,7 +674,9 @@ def expand_variants(entries: list[dict], kind_shares: dict, full_versions) -> li
         elif chromium_hints and os_name in PLATFORM_VERSIONS:
             variants = [
                 ({"platformVersion": version}, share)
-                for (version, _), share in split_or_pick(PLATFORM_VERSIONS[os_name], entry["base_share"], ua + "|platform")
+                for (version, _), share in split_or_pick(
+                    PLATFORM_VERSIONS[os_name], entry["base_share"], ua + "|platform"
+                )
             ]
 
         for variant, share in variants:
@@ -532,11 +687,18 @@ def expand_variants(entries: list[dict], kind_shares: dict, full_versions) -> li
                 key = ua + "|" + json.dumps(variant, sort_keys=True) + "|screen"
                 screens = [(screen, part) for (screen, _), part in split_or_pick(options, share, key)]
             for screen, part in screens:
-                devices.append({
-                    "kind": kind, "user_agent": ua, "resolution": screen, "browser": browser,
-                    "browser_version": entry["browser_version"], "os": os_name, "share": part,
-                    "uadata": uadata_for(entry, full_versions, variant),
-                })
+                devices.append(
+                    {
+                        "kind": kind,
+                        "user_agent": ua,
+                        "resolution": screen,
+                        "browser": browser,
+                        "browser_version": entry["browser_version"],
+                        "os": os_name,
+                        "share": part,
+                        "uadata": uadata_for(entry, full_versions, variant),
+                    }
+                )
     # normalise within each kind
     totals: dict[str, float] = defaultdict(float)
     for device in devices:
@@ -544,7 +706,17 @@ def expand_variants(entries: list[dict], kind_shares: dict, full_versions) -> li
     for device in devices:
         device["share"] = round(device["share"] / totals[device["kind"]], 9)
     order = {kind: index for index, kind in enumerate(kind_shares)}
-    devices.sort(key=lambda d: (order[d["kind"]], d["browser"], d["os"], -d["share"], d["user_agent"], d["resolution"], d["uadata"] or ""))
+    devices.sort(
+        key=lambda d: (
+            order[d["kind"]],
+            d["browser"],
+            d["os"],
+            -d["share"],
+            d["user_agent"],
+            d["resolution"],
+            d["uadata"] or "",
+        )
+    )
     return devices
 
 
@@ -554,8 +726,10 @@ def uadata_headers(uadata: str | None) -> dict | None:
         return None
     data = json.loads(uadata)
     return {
-        "fullVersionList": data["fullVersionList"], "platform": data["platform"],
-        "platformVersion": data["platformVersion"], "model": data["model"],
+        "fullVersionList": data["fullVersionList"],
+        "platform": data["platform"],
+        "platformVersion": data["platformVersion"],
+        "model": data["model"],
         "mobile": "?1" if data["mobile"] else "?0",
     }
 
@@ -569,7 +743,9 @@ def device_detector_checks():
     def problems_of(kind: str, browser: str, os_name: str, ua: str) -> list[str]:
         key = (kind, browser, os_name, ua)
         if key not in cache:
-            cache[key] = classification_problems(DeviceDetector, {"kind": kind, "browser": browser, "os": os_name, "user_agent": ua, "uadata": None})
+            cache[key] = classification_problems(
+                DeviceDetector, {"kind": kind, "browser": browser, "os": os_name, "user_agent": ua, "uadata": None}
+            )
         return cache[key]
 
     def check_variants(devices: list[dict]) -> tuple[list[dict], list[str]]:
@@ -597,7 +773,14 @@ DD_BROWSER_NAMES = {
     "Samsung Internet": {"Samsung Browser"},
     "Opera": {"Opera", "Opera Mobile"},
 }
-DD_OS_FAMILIES = {"Windows": "Windows", "macOS": "Mac", "iOS": "iOS", "Android": "Android", "Linux": "GNU/Linux", "Chrome OS": "Chrome OS"}
+DD_OS_FAMILIES = {
+    "Windows": "Windows",
+    "macOS": "Mac",
+    "iOS": "iOS",
+    "Android": "Android",
+    "Linux": "GNU/Linux",
+    "Chrome OS": "Chrome OS",
+}
 DD_DEVICE_TYPES = {"desktop": "desktop", "smartphone": "smartphone", "phablet": "smartphone", "tablet": "tablet"}
 
 
@@ -632,13 +815,17 @@ def locate_geoip(path_arg: str | None, workdir: Path) -> tuple[Path, str]:
     if path_arg:
         return Path(path_arg), "unknown (file given with --geoip)"
     if TOR_GEOIP_PATH.exists():
-        version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", TOR_GEOIP_PACKAGE], capture_output=True, text=True)
+        version = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", TOR_GEOIP_PACKAGE], capture_output=True, text=True
+        )
         return TOR_GEOIP_PATH, version.stdout.strip() or "unknown"
     if not shutil.which("apt-get"):
         raise SystemExit("no Tor geoip file: install the Debian package tor-geoipdb or pass --geoip PATH")
     subprocess.run(["apt-get", "download", TOR_GEOIP_PACKAGE], cwd=workdir, check=True, capture_output=True)
     deb = next(workdir.glob(f"{TOR_GEOIP_PACKAGE}_*.deb"))
-    version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     subprocess.run(["dpkg-deb", "-x", str(deb), str(workdir / "x")], check=True)
     return workdir / "x" / TOR_GEOIP_PATH.relative_to("/"), version
 
@@ -682,10 +869,15 @@ def build_countries(ranges: list[tuple[int, int, str]]) -> list[dict]:
         chosen.sort()
         if len(chosen) < 5:
             raise SystemExit(f"country {code}: only {len(chosen)} usable ranges in the geoip data")
-        countries.append({
-            "code": code, "name": name, "weight": weight, "language": language,
-            "ranges": [[str(ipaddress.IPv4Address(f)), str(ipaddress.IPv4Address(l)), f, l] for f, l in chosen],
-        })
+        countries.append(
+            {
+                "code": code,
+                "name": name,
+                "weight": weight,
+                "language": language,
+                "ranges": [[str(ipaddress.IPv4Address(f)), str(ipaddress.IPv4Address(l)), f, l] for f, l in chosen],
+            }
+        )
     return countries
 
 
@@ -714,7 +906,12 @@ def build_languages() -> list[dict]:
         weights[tag] += weight
     total = sum(weights.values())
     return [
-        {"tag": tag, "name": LANGUAGE_NAMES[tag.split("-")[0]], "accept_language": accept_language(tag), "weight": round(weights[tag] / total, 6)}
+        {
+            "tag": tag,
+            "name": LANGUAGE_NAMES[tag.split("-")[0]],
+            "accept_language": accept_language(tag),
+            "weight": round(weights[tag] / total, 6),
+        }
         for tag in sorted(weights, key=lambda t: (-weights[t], t))
     ]
 
@@ -750,8 +947,12 @@ def rerun_in_venv(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: the package's catalog folder)")
-    parser.add_argument("--geoip", help="Tor geoip file (default: /usr/share/tor/geoip, else `apt-get download tor-geoipdb`)")
-    parser.add_argument("--no-venv", action="store_true", help="use the source packages of this interpreter as they are")
+    parser.add_argument(
+        "--geoip", help="Tor geoip file (default: /usr/share/tor/geoip, else `apt-get download tor-geoipdb`)"
+    )
+    parser.add_argument(
+        "--no-venv", action="store_true", help="use the source packages of this interpreter as they are"
+    )
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(args_list)
     if not args.no_venv and not have_pinned_sources():
@@ -793,8 +994,8 @@ def main(argv: list[str] | None = None) -> int:
                 "all options, smaller ones get one option chosen by a hash of the user agent."
             ),
             "checked_with": f"device-detector {dd_version} (PyPI, MIT), Python port of Matomo's DeviceDetector: user agents "
-                            "(and client-hint variants) it does not classify as declared (device type, browser, OS family, "
-                            "not a bot) are left out",
+            "(and client-hint variants) it does not classify as declared (device type, browser, OS family, "
+            "not a bot) are left out",
             "rejected_user_agents": stats["rejected"],
             "dropped_variants": dropped,
             "group_weights": stats["groups"],
@@ -803,7 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
         "devices": devices,
         "bots": [{"name": name, "user_agent": ua} for name, ua in BOTS],
         "bots_source": "Crawler user agents as documented by their operators (Google, Microsoft Bing, DuckDuckGo, "
-                       "Yandex, Apple, Ahrefs, Baidu, Semrush, Meta, OpenAI crawler documentation pages).",
+        "Yandex, Apple, Ahrefs, Baidu, Semrush, Meta, OpenAI crawler documentation pages).",
     }
     write_json(out / "devices.json", devices_json)
 
@@ -812,63 +1013,82 @@ def main(argv: list[str] | None = None) -> int:
         geoip_path, deb_version = locate_geoip(args.geoip, Path(tmp))
         ranges, header = read_geoip(geoip_path)
     countries = build_countries(ranges)
-    write_json(out / "countries.json", {
-        "source": {
-            "package": f"Debian package {TOR_GEOIP_PACKAGE} {deb_version}, file {TOR_GEOIP_PATH} (Tor's geoip file)",
-            "data": f"{header.get('vendor', 'IPFire Project')} Location database (https://location.ipfire.org/), "
-                    "converted by Tor's geoip-db-tool",
-            "licence": header.get("license", "CC BY-SA 4.0") + " (https://creativecommons.org/licenses/by-sa/4.0/); "
-                       "this file is an adaptation and is shared under the same licence",
-            "date": header.get("generated", "unknown"),
-            "method": f"Per country the {RANGES_PER_COUNTRY} largest ranges of the file of at most {MAX_RANGE_SIZE} addresses "
-                      "(a /10; larger ones are mostly legacy military/corporate blocks), at most one per first octet, "
-                      "as listed there (start, end, start int, end int); ranges touching special-purpose networks "
-                      "(private, loopback, link-local, CGNAT, documentation, multicast, reserved) are skipped.",
-            "weights": COUNTRY_WEIGHT_SOURCE,
+    write_json(
+        out / "countries.json",
+        {
+            "source": {
+                "package": f"Debian package {TOR_GEOIP_PACKAGE} {deb_version}, file {TOR_GEOIP_PATH} (Tor's geoip file)",
+                "data": f"{header.get('vendor', 'IPFire Project')} Location database (https://location.ipfire.org/), "
+                "converted by Tor's geoip-db-tool",
+                "licence": header.get("license", "CC BY-SA 4.0")
+                + " (https://creativecommons.org/licenses/by-sa/4.0/); "
+                "this file is an adaptation and is shared under the same licence",
+                "date": header.get("generated", "unknown"),
+                "method": f"Per country the {RANGES_PER_COUNTRY} largest ranges of the file of at most {MAX_RANGE_SIZE} addresses "
+                "(a /10; larger ones are mostly legacy military/corporate blocks), at most one per first octet, "
+                "as listed there (start, end, start int, end int); ranges touching special-purpose networks "
+                "(private, loopback, link-local, CGNAT, documentation, multicast, reserved) are skipped.",
+                "weights": COUNTRY_WEIGHT_SOURCE,
+            },
+            "countries": countries,
         },
-        "countries": countries,
-    })
-    write_json(out / "languages.json", {
-        "source": "Curated: one primary language tag per country of countries.json; weight = that country's weight "
-                  "normalised over all countries; Accept-Language values in the form current browsers send.",
-        "languages": build_languages(),
-    })
+    )
+    write_json(
+        out / "languages.json",
+        {
+            "source": "Curated: one primary language tag per country of countries.json; weight = that country's weight "
+            "normalised over all countries; Accept-Language values in the form current browsers send.",
+            "languages": build_languages(),
+        },
+    )
 
     # --- referrers ---
-    write_json(out / "referrers.json", {
-        "source": {
-            "search_engines": "Curated. Hosts and keyword parameters as in Matomo's SearchEngines.yml "
-                              "(matomo-org/searchengine-and-social-list); weights: approximate worldwide search engine "
-                              "shares after StatCounter, 2025.",
-            "social_networks": "Curated. Hosts as in Matomo's Socials.yml (matomo-org/searchengine-and-social-list); "
-                               "names as Matomo reports them; weights: approximate social media referral shares after "
-                               "StatCounter, 2025.",
-            "websites": "Invented pages on RFC 2606 example domains.",
-            "campaigns": "Invented campaign names with common source/medium pairs.",
+    write_json(
+        out / "referrers.json",
+        {
+            "source": {
+                "search_engines": "Curated. Hosts and keyword parameters as in Matomo's SearchEngines.yml "
+                "(matomo-org/searchengine-and-social-list); weights: approximate worldwide search engine "
+                "shares after StatCounter, 2025.",
+                "social_networks": "Curated. Hosts as in Matomo's Socials.yml (matomo-org/searchengine-and-social-list); "
+                "names as Matomo reports them; weights: approximate social media referral shares after "
+                "StatCounter, 2025.",
+                "websites": "Invented pages on RFC 2606 example domains.",
+                "campaigns": "Invented campaign names with common source/medium pairs.",
+            },
+            "search_engines": [{"name": n, "url": u, "weight": w} for n, u, w in SEARCH_ENGINES],
+            "social_networks": [{"name": n, "url": u, "weight": w} for n, u, w in SOCIAL_NETWORKS],
+            "websites": list(WEBSITES),
+            "campaigns": [
+                {"name": n, "source": s, "medium": m, "keyword": k, "weight": w} for n, s, m, k, w in CAMPAIGNS
+            ],
         },
-        "search_engines": [{"name": n, "url": u, "weight": w} for n, u, w in SEARCH_ENGINES],
-        "social_networks": [{"name": n, "url": u, "weight": w} for n, u, w in SOCIAL_NETWORKS],
-        "websites": list(WEBSITES),
-        "campaigns": [{"name": n, "source": s, "medium": m, "keyword": k, "weight": w} for n, s, m, k, w in CAMPAIGNS],
-    })
-    write_json(out / "actions.json", {
-        "source": "Curated examples for a small shop / product site.",
-        "search_terms": list(SEARCH_TERMS),
-        "outlinks": list(OUTLINKS),
-        "downloads": list(DOWNLOADS),
-        "events": [list(event) for event in EVENTS],
-        "products": [{"sku": k, "name": n, "category": c, "price": p} for k, n, c, p in PRODUCTS],
-    })
+    )
+    write_json(
+        out / "actions.json",
+        {
+            "source": "Curated examples for a small shop / product site.",
+            "search_terms": list(SEARCH_TERMS),
+            "outlinks": list(OUTLINKS),
+            "downloads": list(DOWNLOADS),
+            "events": [list(event) for event in EVENTS],
+            "products": [{"sku": k, "name": n, "category": c, "price": p} for k, n, c, p in PRODUCTS],
+        },
+    )
 
     kinds = defaultdict(int)
     for device in devices:
         kinds[device["kind"]] += 1
-    print(f"devices: {len(devices)} entries, {len({d['user_agent'] for d in devices})} distinct user agents, {dict(kinds)}")
+    print(
+        f"devices: {len(devices)} entries, {len({d['user_agent'] for d in devices})} distinct user agents, {dict(kinds)}"
+    )
     for line in stats["rejected"]:
         print("  rejected:", line)
     for line in dropped:
         print("  dropped variant:", line)
-    print(f"countries: {len(countries)}; languages: {len(build_languages())}; geoip generated {header.get('generated')}")
+    print(
+        f"countries: {len(countries)}; languages: {len(build_languages())}; geoip generated {header.get('generated')}"
+    )
     return 0
 
 

@@ -47,7 +47,9 @@ def run_cli():
     was removed, so the developer's shell cannot change the outcome.
     """
 
-    def run(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "trafficinator_locust.cli", *map(str, args)],
             capture_output=True,

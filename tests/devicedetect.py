@@ -15,8 +15,10 @@ def _hints(uadata):
     """Matomo's uadata JSON as the client hints device_detector reads."""
     data = json.loads(uadata)
     return {
-        "fullVersionList": data["fullVersionList"], "platform": data["platform"],
-        "platformVersion": data["platformVersion"], "model": data["model"],
+        "fullVersionList": data["fullVersionList"],
+        "platform": data["platform"],
+        "platformVersion": data["platformVersion"],
+        "model": data["model"],
         "mobile": "?1" if data["mobile"] else "?0",
     }
 

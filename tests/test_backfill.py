@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trafficinator_locust.ops import backfill as bf
 from trafficinator_locust.cli import main
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.core.tracking import TrackingEncoder
 from trafficinator_locust.core.visits import VisitPlanner
+from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.ops import backfill as bf
 
 REPO = Path(__file__).resolve().parents[1]
 CDT_RE = re.compile(r"\A\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z")
@@ -32,7 +32,8 @@ FAR_FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp()
 
 
 def one_target(write_yaml, timezone_name="UTC", visits=28, extra="", name="traffic.yaml"):
-    path = write_yaml(f"""
+    path = write_yaml(
+        f"""
         seed: 5
         targets:
           - name: Site
@@ -41,7 +42,9 @@ def one_target(write_yaml, timezone_name="UTC", visits=28, extra="", name="traff
             token_auth: site-token-1234
             timezone: {timezone_name}
             visits_per_day: {visits}
-        {extra}""", name=name)
+        {extra}""",
+        name=name,
+    )
     return load_config(path).targets[0]
 
 
@@ -60,7 +63,10 @@ def test_day_counts_follow_the_cap_and_weekday_factors(write_yaml):
     assert counts == [28, 28, 28, 28, 56, 14, 14]  # 28 x 7 x w / sum(w), sum(w) = 7
     odd = one_target(write_yaml, visits=10, extra="    profile: {weekdays: [3, 1, 1, 1, 1, 1, 1]}", name="odd.yaml")
     pace = odd.pace()
-    assert [bf.day_window(pace, monday + timedelta(days=n), FAR_FUTURE).visits for n in range(2)] == [23, 8]  # 10*7*3/9 = 23.3, 10*7/9 = 7.8
+    assert [bf.day_window(pace, monday + timedelta(days=n), FAR_FUTURE).visits for n in range(2)] == [
+        23,
+        8,
+    ]  # 10*7*3/9 = 23.3, 10*7/9 = 7.8
 
 
 def test_today_gets_the_visits_due_so_far_all_before_now_and_a_later_day_is_refused(write_yaml):
@@ -104,13 +110,16 @@ def test_flat_profile_spreads_visits_over_every_hour(write_yaml):
     assert set(per_hour) == set(range(24)) and all(19 <= n <= 21 for n in per_hour.values())
 
 
-@pytest.mark.parametrize("zone, day", [
-    ("UTC", date(2025, 5, 14)),
-    ("America/New_York", date(2025, 5, 14)),
-    ("Asia/Tokyo", date(2025, 12, 31)),
-    ("Europe/Berlin", date(2025, 3, 30)),  # 23 hours
-    ("America/New_York", date(2025, 11, 2)),  # 25 hours
-])
+@pytest.mark.parametrize(
+    "zone, day",
+    [
+        ("UTC", date(2025, 5, 14)),
+        ("America/New_York", date(2025, 5, 14)),
+        ("Asia/Tokyo", date(2025, 12, 31)),
+        ("Europe/Berlin", date(2025, 3, 30)),  # 23 hours
+        ("America/New_York", date(2025, 11, 2)),  # 25 hours
+    ],
+)
 def test_every_cdt_is_utc_inside_its_local_day_and_in_time_order(write_yaml, zone, day):
     target = one_target(write_yaml, zone, visits=150, extra="    traffic: {dwell_seconds: {min: 200, max: 1500}}")
     window, visits = windows_visits(target, day)
@@ -150,12 +159,26 @@ def test_a_visit_that_would_pass_midnight_is_shifted_back_and_a_too_long_one_squ
 
 
 def test_plans_are_deterministic_with_the_seed_and_resume_mid_visit_gives_the_same_hits(write_yaml):
-    target = one_target(write_yaml, "America/New_York", visits=40, extra="    traffic: {ecommerce: {cart: 0.5, order: 0.4}}")
+    target = one_target(
+        write_yaml, "America/New_York", visits=40, extra="    traffic: {ecommerce: {cart: 0.5, order: 0.4}}"
+    )
     day = date(2025, 6, 2)
 
     def stream(seed, cursor=(0, 0)):
-        job = bf.TargetJob(target, 0, target.pace(), [day], seed, bf.run_id_for(seed, target.name), VisitPlanner(target, seed), TrackingEncoder(target, run_id=bf.run_id_for(seed, target.name)))
-        return [(item.visit, item.hit, item.query) for item in bf._items(job, bf.day_window(job.pace, day, FAR_FUTURE), cursor)]
+        job = bf.TargetJob(
+            target,
+            0,
+            target.pace(),
+            [day],
+            seed,
+            bf.run_id_for(seed, target.name),
+            VisitPlanner(target, seed),
+            TrackingEncoder(target, run_id=bf.run_id_for(seed, target.name)),
+        )
+        return [
+            (item.visit, item.hit, item.query)
+            for item in bf._items(job, bf.day_window(job.pace, day, FAR_FUTURE), cursor)
+        ]
 
     full = stream(5)
     assert full == stream(5) and full != stream(6)
@@ -236,7 +259,21 @@ def _main(capsys, *args):
 def test_missing_token_and_missing_pace_are_named_with_the_config_path(write_yaml, capsys, tmp_path):
     config = write_yaml(BAD_CONFIG)
     yesterday = date.today() - timedelta(days=2)
-    code, out, err = _main(capsys, "backfill", config, "--from", yesterday, "--to", yesterday, "--checkpoint", tmp_path / "cp.json", "--target", "NoToken", "--target", "NoPace")
+    code, out, err = _main(
+        capsys,
+        "backfill",
+        config,
+        "--from",
+        yesterday,
+        "--to",
+        yesterday,
+        "--checkpoint",
+        tmp_path / "cp.json",
+        "--target",
+        "NoToken",
+        "--target",
+        "NoPace",
+    )
     assert code == 2 and "Traceback" not in err
     assert f"{config}: targets[1] (NoToken): no token_auth" in err
     assert f"{config}: targets[2] (NoPace): no visits_per_day" in err
@@ -246,16 +283,52 @@ def test_missing_token_and_missing_pace_are_named_with_the_config_path(write_yam
 def test_a_future_day_is_refused(write_yaml, capsys, tmp_path):
     config = write_yaml(BAD_CONFIG)
     tomorrow_everywhere = date.today() + timedelta(days=2)
-    code, _, err = _main(capsys, "backfill", config, "--from", date.today() - timedelta(days=3), "--to", tomorrow_everywhere, "--target", "Good", "--checkpoint", tmp_path / "cp.json")
+    code, _, err = _main(
+        capsys,
+        "backfill",
+        config,
+        "--from",
+        date.today() - timedelta(days=3),
+        "--to",
+        tomorrow_everywhere,
+        "--target",
+        "Good",
+        "--checkpoint",
+        tmp_path / "cp.json",
+    )
     assert code == 2 and "Good" in err and "future" in err and "Asia/Tokyo" in err
 
 
 def test_a_range_over_max_days_is_refused(write_yaml, capsys, tmp_path):
     config = write_yaml(BAD_CONFIG)
     last = date.today() - timedelta(days=2)
-    code, _, err = _main(capsys, "backfill", config, "--from", last - timedelta(days=400), "--to", last, "--target", "Good", "--checkpoint", tmp_path / "cp.json")
+    code, _, err = _main(
+        capsys,
+        "backfill",
+        config,
+        "--from",
+        last - timedelta(days=400),
+        "--to",
+        last,
+        "--target",
+        "Good",
+        "--checkpoint",
+        tmp_path / "cp.json",
+    )
     assert code == 2 and "401 days" in err and "--max-days 400" in err
-    code, _, err = _main(capsys, "backfill", config, "--from", last, "--to", last - timedelta(days=1), "--target", "Good", "--checkpoint", tmp_path / "cp.json")
+    code, _, err = _main(
+        capsys,
+        "backfill",
+        config,
+        "--from",
+        last,
+        "--to",
+        last - timedelta(days=1),
+        "--target",
+        "Good",
+        "--checkpoint",
+        tmp_path / "cp.json",
+    )
     assert code == 2 and "is after --to" in err
     code, _, err = _main(capsys, "backfill", config, "--from", "2025-13-01", "--to", last)
     assert code == 2 and "--from" in err and "Traceback" not in err
@@ -264,12 +337,16 @@ def test_a_range_over_max_days_is_refused(write_yaml, capsys, tmp_path):
 def test_unknown_target_and_changed_settings_are_refused(write_yaml, capsys, tmp_path):
     config = write_yaml(BAD_CONFIG)
     day = date.today() - timedelta(days=3)
-    code, _, err = _main(capsys, "backfill", config, "--from", day, "--to", day, "--target", "Nope", "--checkpoint", tmp_path / "cp.json")
+    code, _, err = _main(
+        capsys, "backfill", config, "--from", day, "--to", day, "--target", "Nope", "--checkpoint", tmp_path / "cp.json"
+    )
     assert code == 2 and "--target Nope" in err and "Good, NoToken, NoPace" in err
     checkpoint = bf.Checkpoint(tmp_path / "cp.json")
     checkpoint.adopt("Good", "another-fingerprint", 1, "bfold")
     checkpoint.save()
-    code, _, err = _main(capsys, "backfill", config, "--from", day, "--to", day, "--target", "Good", "--checkpoint", tmp_path / "cp.json")
+    code, _, err = _main(
+        capsys, "backfill", config, "--from", day, "--to", day, "--target", "Good", "--checkpoint", tmp_path / "cp.json"
+    )
     assert code == 2 and "Good was backfilled with other settings" in err
 
 
@@ -324,7 +401,14 @@ def e2e(tmp_path_factory):
     sink = start_sink(config, port, {**__import__("os").environ})
     last = datetime.now(timezone.utc).date() - timedelta(days=2)  # past in every zone
     try:
-        yield {"folder": folder, "port": port, "config": config, "closed": closed, "first": last - timedelta(days=6), "last": last}
+        yield {
+            "folder": folder,
+            "port": port,
+            "config": config,
+            "closed": closed,
+            "first": last - timedelta(days=6),
+            "last": last,
+        }
     finally:
         stop_process(sink)
 
@@ -332,14 +416,29 @@ def e2e(tmp_path_factory):
 def _reset(port: int) -> None:
     import urllib.request
 
-    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/sink/reset", data=b"", method="POST"), timeout=10).read()
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://127.0.0.1:{port}/sink/reset", data=b"", method="POST"), timeout=10
+    ).read()
 
 
 def _backfill(e2e, *extra, config=None, name="run"):
     folder = e2e["folder"]
-    command = [sys.executable, "-m", "trafficinator_locust.cli", "backfill", str(config or e2e["config"]),
-               "--from", e2e["first"].isoformat(), "--to", e2e["last"].isoformat(),
-               "--checkpoint", str(folder / f"{name}.checkpoint.json"), "--report", str(folder / f"{name}.report.json"), *map(str, extra)]
+    command = [
+        sys.executable,
+        "-m",
+        "trafficinator_locust.cli",
+        "backfill",
+        str(config or e2e["config"]),
+        "--from",
+        e2e["first"].isoformat(),
+        "--to",
+        e2e["last"].isoformat(),
+        "--checkpoint",
+        str(folder / f"{name}.checkpoint.json"),
+        "--report",
+        str(folder / f"{name}.report.json"),
+        *map(str, extra),
+    ]
     return command
 
 
@@ -388,7 +487,9 @@ def test_three_targets_seven_days_store_exactly_the_planned_visits_per_local_day
         assert token not in (e2e["folder"] / "exact.report.json").read_text()
         assert token not in (e2e["folder"] / "exact.checkpoint.json").read_text()
     again = _run(_backfill(e2e, name="exact"))  # every day finished: nothing is sent twice
-    assert again.returncode == 0 and _stored(e2e)["Tokyo"]["hits"] == sum(v["hits"] for v in report["targets"][2]["days"].values())
+    assert again.returncode == 0 and _stored(e2e)["Tokyo"]["hits"] == sum(
+        v["hits"] for v in report["targets"][2]["days"].values()
+    )
 
 
 def _batches_planned(e2e) -> int:
@@ -423,7 +524,13 @@ def test_a_run_stopped_half_way_resumes_without_duplicates(e2e):
 def test_sigterm_stops_cleanly_and_the_rerun_completes_exactly(e2e):
     _reset(e2e["port"])
     checkpoint = e2e["folder"] / "term.checkpoint.json"
-    process = subprocess.Popen(_backfill(e2e, "--max-hits-per-second", 300, name="term"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    process = subprocess.Popen(
+        _backfill(e2e, "--max-hits-per-second", 300, name="term"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # wait for real progress, not for a fixed time
@@ -462,7 +569,18 @@ def test_a_target_on_a_closed_port_fails_alone(e2e):
 
 def test_dry_run_sends_nothing(e2e, capsys):
     _reset(e2e["port"])
-    code, out, _ = _main(capsys, "backfill", e2e["config"], "--from", e2e["first"], "--to", e2e["last"], "--dry-run", "--checkpoint", e2e["folder"] / "dry.json")
+    code, out, _ = _main(
+        capsys,
+        "backfill",
+        e2e["config"],
+        "--from",
+        e2e["first"],
+        "--to",
+        e2e["last"],
+        "--dry-run",
+        "--checkpoint",
+        e2e["folder"] / "dry.json",
+    )
     assert code == 0 and "dry run" in out and "Tokyo" in out
     assert not (e2e["folder"] / "dry.json").exists()
     assert sum(site["hits"] for site in _stored(e2e).values()) == 0
@@ -470,7 +588,16 @@ def test_dry_run_sends_nothing(e2e, capsys):
 
 def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one(write_yaml):
     target = one_target(write_yaml)
-    job = bf.TargetJob(target, 0, target.pace(), [date(2025, 1, 1), date(2025, 1, 2)], 5, "bf", VisitPlanner(target, 5), TrackingEncoder(target))
+    job = bf.TargetJob(
+        target,
+        0,
+        target.pace(),
+        [date(2025, 1, 1), date(2025, 1, 2)],
+        5,
+        "bf",
+        VisitPlanner(target, 5),
+        TrackingEncoder(target),
+    )
     plain = io.StringIO()
     progress = bf.Progress([job], plain, 1.0)
     progress.done["Site"], progress.hits["Site"] = 1, 1234

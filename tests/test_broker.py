@@ -8,7 +8,12 @@ are exact; waits are on gevent events with timeouts, never sleeps.
 
 from __future__ import annotations
 
+import gevent
 import locust  # noqa: F401  (first: gevent monkey-patching before anything imports urllib3)
+from gevent.event import Event
+from locust import User, constant, task
+from locust.dispatch import UsersDispatcher
+from locust.env import Environment
 
 import json
 import math
@@ -16,13 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
-from gevent.event import Event
-from locust import User, constant, task
-from locust.dispatch import UsersDispatcher
-from locust.env import Environment
 
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.plugin import Plugin, shape_wanted, state_file_for
 from trafficinator_locust.runtime import broker as broker_module
 from trafficinator_locust.runtime.broker import (
     MAX_WAIT,
@@ -37,10 +39,8 @@ from trafficinator_locust.runtime.broker import (
     lease_margin,
     restore_ledger,
 )
-from trafficinator_locust.core.config import load_config
-from trafficinator_locust.plugin import Plugin, shape_wanted, state_file_for
-from trafficinator_locust.runtime.summary import BudgetView, VisitTally, summarize, target_state
 from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape, mean_visit_seconds, pool_size
+from trafficinator_locust.runtime.summary import BudgetView, VisitTally, summarize, target_state
 
 NOON = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()
 
@@ -92,7 +92,9 @@ def limited(config) -> list[str]:
 class Local:
     """A local runner carrying one broker and one client, with the messages they exchanged."""
 
-    def __init__(self, config, *, paced: bool = True, state: StateFile | None = None, ttl: float = 30.0, now: float = NOON):
+    def __init__(
+        self, config, *, paced: bool = True, state: StateFile | None = None, ttl: float = 30.0, now: float = NOON
+    ):
         self.environment = Environment(user_classes=[Idle])
         self.runner = self.environment.create_local_runner()
         self.wall = Clock(now)
@@ -243,8 +245,13 @@ def test_a_client_stops_using_a_lease_a_margin_before_its_ttl(config):
 def test_a_vanished_holders_unused_permits_come_back_only_at_expiry(config):
     grants: list[dict[str, Any]] = []
     wall = Clock(NOON)
-    broker = PermitBroker(restore_ledger(build_budgets(config, False), None, NOON), send=lambda t, d, c: grants.append(d), ttl=30.0, clock=wall,
-                          alive=lambda holder: holder != "ghost")
+    broker = PermitBroker(
+        restore_ledger(build_budgets(config, False), None, NOON),
+        send=lambda t, d, c: grants.append(d),
+        ttl=30.0,
+        clock=wall,
+        alive=lambda holder: holder != "ghost",
+    )
     broker.on_lease("ghost", {"req": 1, "target": "Stress", "want": 20})
     assert grants[-1]["count"] == 20
     broker.on_report("ghost", {"broker": broker.id, "used": {grants[-1]["lease"]: 7}})
@@ -382,7 +389,12 @@ def test_master_and_workers_lease_over_messages_and_a_dead_workers_permits_come_
     monkeypatch.setattr("locust.runners.WORKER_REPORT_INTERVAL", 0.1)
     master = Environment(user_classes=[Idle]).create_master_runner("127.0.0.1", 0)
     wall = Clock(NOON)
-    broker = PermitBroker(restore_ledger(build_budgets(config, False), None, NOON), send=lambda t, d, c: master.send_message(t, d, client_id=c), ttl=30.0, clock=wall)
+    broker = PermitBroker(
+        restore_ledger(build_budgets(config, False), None, NOON),
+        send=lambda t, d, c: master.send_message(t, d, client_id=c),
+        ttl=30.0,
+        clock=wall,
+    )
     broker.attach(master)
     reported = Event()
     on_report = broker.on_report
@@ -468,12 +480,24 @@ def test_little_law_sizes_each_pool():
     assert pool_size(0.01, 30) == 2
 
 
-def _shape(config, paced: bool = True, run_time: float | None = None) -> tuple[TrafficShape, PermitBroker, Clock, dict[str, type]]:
+def _shape(
+    config, paced: bool = True, run_time: float | None = None
+) -> tuple[TrafficShape, PermitBroker, Clock, dict[str, type]]:
     wall = Clock(NOON)
-    broker = PermitBroker(restore_ledger(build_budgets(config, paced), None, NOON), send=lambda t, d, c: None, clock=wall)
+    broker = PermitBroker(
+        restore_ledger(build_budgets(config, paced), None, NOON), send=lambda t, d, c: None, clock=wall
+    )
     broker.start_run()
-    classes = {t.name: type(t.class_name, (User,), {"abstract": False, "wait_time": constant(1), "__module__": __name__}) for t in config.enabled_targets}
-    return TrafficShape(broker, config.enabled_targets, classes, run_time=lambda: run_time, clock=wall), broker, wall, classes
+    classes = {
+        t.name: type(t.class_name, (User,), {"abstract": False, "wait_time": constant(1), "__module__": __name__})
+        for t in config.enabled_targets
+    }
+    return (
+        TrafficShape(broker, config.enabled_targets, classes, run_time=lambda: run_time, clock=wall),
+        broker,
+        wall,
+        classes,
+    )
 
 
 def test_the_shape_sizes_pools_from_rates_and_sets_fixed_counts(config):
@@ -495,7 +519,9 @@ def test_the_shape_grows_a_pool_whose_permits_wait_unused(config):
     wall.advance(60)  # ... and not one permit of Paced's 600 was asked for
     shape.tick()
     assert shape.pools["Paced"] == math.ceil(before * 1.25)
-    assert shape.pools["Stress"] == pool_size(50 / 86400, mean_visit_seconds(config.enabled_targets[0]))  # on pace: unchanged
+    assert shape.pools["Stress"] == pool_size(
+        50 / 86400, mean_visit_seconds(config.enabled_targets[0])
+    )  # on pace: unchanged
     wall.advance(1)
     shape.tick()
     assert shape.pools["Paced"] == math.ceil(before * 1.25)  # at most every few seconds
@@ -533,7 +559,9 @@ def test_a_spent_run_waits_for_the_visits_in_progress_before_it_ends(write_yaml)
     assert shape.tick() is None and "budget" in shape.stop_reason
 
 
-def test_the_plugin_counts_visits_in_flight_here_and_on_workers_and_gives_up_after_the_stop_timeout(write_yaml, monkeypatch):
+def test_the_plugin_counts_visits_in_flight_here_and_on_workers_and_gives_up_after_the_stop_timeout(
+    write_yaml, monkeypatch
+):
     plugin = Plugin(config=load_config(write_yaml(CONFIG)), user_classes={})
     environment = type("Env", (), {"stop_timeout": 10.0})()
     now = [1000.0]
@@ -586,7 +614,9 @@ def test_the_tally_keeps_local_days_across_worker_reports():
 def test_summaries_show_cap_pace_and_state_per_target_and_day(config):
     from locust.stats import RequestStats
 
-    broker = PermitBroker(restore_ledger(build_budgets(config, True), None, NOON), send=lambda t, d, c: None, clock=Clock(NOON))
+    broker = PermitBroker(
+        restore_ledger(build_budgets(config, True), None, NOON), send=lambda t, d, c: None, clock=Clock(NOON)
+    )
     tally = VisitTally()
     for _ in range(3):
         tally.visit_started("Zero", False, "2026-03-10")
@@ -601,7 +631,9 @@ def test_summaries_show_cap_pace_and_state_per_target_and_day(config):
     assert paced.cap_today == 864000 and paced.expected_visits == pytest.approx(4200 * 10.0)
     assert [(d.day, d.visits_started, d.cap) for d in paced.days] == [("2026-03-10", 1, 864000)]
     assert rows["Zero"].state == "failing" and rows["Free"].state == "running" and rows["Free"].cap_today is None
-    assert rows["Stress"].state == "running" and rows["Stress"].expected_visits == pytest.approx(4200 * 50 / 86400, abs=0.01)
+    assert rows["Stress"].state == "running" and rows["Stress"].expected_visits == pytest.approx(
+        4200 * 50 / 86400, abs=0.01
+    )
     assert target_state(None, 10, 1) == "running"
 
 
@@ -618,7 +650,10 @@ def test_users_without_permits_send_nothing_and_stop_at_once(config):
     zero = classes["Target_Zero"]  # cap 0: no permit ever
     environment = Environment(user_classes=[zero], stop_timeout=10)
     runner = environment.create_local_runner()
-    broker = PermitBroker(restore_ledger(build_budgets(config, True), None, time.time()), send=lambda t, d, c: runner.send_message(t, d, client_id=c))
+    broker = PermitBroker(
+        restore_ledger(build_budgets(config, True), None, time.time()),
+        send=lambda t, d, c: runner.send_message(t, d, client_id=c),
+    )
     broker.attach(runner)
     client = PermitClient(limited(config), send=lambda t, d, c: runner.send_message(t, d))
     client.attach(runner)

@@ -22,15 +22,27 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
 from test_webui import LocustProcess  # the real-locust launcher shared with the API tests
-from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
+
 from trafficinator_locust.core.protocol import instance_path
+from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 REPO = Path(__file__).resolve().parent.parent
-TOKENS = {"DEMO_DEV_TOKEN": "browser-dev-token-1q2w", "DEMO_STAGING_TOKEN": "browser-staging-token-3e4r", "DEMO_PROD_TOKEN": "browser-prod-token-5t6y"}
+TOKENS = {
+    "DEMO_DEV_TOKEN": "browser-dev-token-1q2w",
+    "DEMO_STAGING_TOKEN": "browser-staging-token-3e4r",
+    "DEMO_PROD_TOKEN": "browser-prod-token-5t6y",
+}
 WAIT_MS = 30_000
 
 # config/demo.yaml with bare ${VAR} tokens (a preset keeps only those) and quick visits
@@ -69,7 +81,9 @@ def _browser_or_fail():
     except ImportError:
         pytest.fail("Playwright is missing: install the test extra (pip install -e '.[test]')")
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is missing ({CHROMIUM}): install it with 'apt-get install -y chromium' (.ci/run does this)")
+        pytest.fail(
+            f"Chromium is missing ({CHROMIUM}): install it with 'apt-get install -y chromium' (.ci/run does this)"
+        )
     return sync_playwright
 
 
@@ -158,7 +172,9 @@ def _operate(page, url: str, sink_port: int, shots: Path) -> None:
     assert _visits(page, "Staging") == 0
     page.get_by_role("button", name="Stop").click()
     stored = receiver_stats(sink_port)
-    site = lambda path, site_id: stored[instance_path(f"http://127.0.0.1:{sink_port}{path}")]["sites"].get(site_id, {}).get("visits", 0)  # noqa: E731
+    site = lambda path, site_id: (
+        stored[instance_path(f"http://127.0.0.1:{sink_port}{path}")]["sites"].get(site_id, {}).get("visits", 0)
+    )  # noqa: E731
     assert site("/staging/matomo.php", "2") == 0, "the receiver stored visits for the disabled target"
     assert site("/dev/matomo.php", "1") > 0 and site("/prod/matomo.php", "1") > 0
 
@@ -183,5 +199,7 @@ def _operate(page, url: str, sink_port: int, shots: Path) -> None:
     page.get_by_role("button", name="Verify").click()
     checked = page.locator('#verification tr[data-target="Staging"]')
     expect(checked.locator("td")).to_have_text(["Staging", day, "5", "0", "-", "0", "SHORT"])
-    expect(page.locator("#message")).to_contain_text(f"target Staging stored less than 99% of what was sent on 1 day(s): {day}")
+    expect(page.locator("#message")).to_contain_text(
+        f"target Staging stored less than 99% of what was sent on 1 day(s): {day}"
+    )
     page.screenshot(path=str(shots / "control-page.png"), full_page=True)

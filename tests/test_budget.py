@@ -309,7 +309,9 @@ def test_spring_forward_skips_the_missing_hour_and_fall_back_repeats_one():
     fall = Pace(2500, "America/New_York").plan(date(2026, 11, 1))
     assert [segment.hour for segment in fall.segments].count(1) == 2
     first_one_thirty = at("America/New_York", 2026, 11, 1, 1, 30)  # fold=0: EDT
-    assert Pace(2500, "America/New_York").rate(first_one_thirty) == Pace(2500, "America/New_York").rate(first_one_thirty + 3600)
+    assert Pace(2500, "America/New_York").rate(first_one_thirty) == Pace(2500, "America/New_York").rate(
+        first_one_thirty + 3600
+    )
 
 
 def test_all_weight_in_a_missing_hour_means_no_paced_traffic_that_day():
@@ -497,7 +499,9 @@ def test_restart_with_the_clock_behind_the_saved_day_fails_closed():
 def test_restore_drops_unknown_targets_leases_and_rejects_bad_state():
     state = Ledger(budgets_for_restart()).to_state()
     state["targets"]["gone"] = {"day": "2026-03-10", "granted": 5}
-    state["leases"].append({"id": "9", "holder": "w", "target": "gone", "count": 3, "day": "2026-03-10", "expires_at": 1.0})
+    state["leases"].append(
+        {"id": "9", "holder": "w", "target": "gone", "count": 3, "day": "2026-03-10", "expires_at": 1.0}
+    )
     restarted = Ledger.from_state(state, budgets_for_restart(), 0.0)
     assert restarted.targets == ("stress", "paced") and restarted.leases() == []
     with pytest.raises(ValueError):
@@ -527,7 +531,9 @@ def test_weight_shares_sum_exactly_and_follow_the_weights():
 def test_weight_shares_random_splits_are_exact_and_within_one_of_the_quota():
     rng = random.Random(7)
     for _ in range(300):
-        weights = {f"t{i}": rng.choice([0, rng.uniform(0.01, 100), rng.randint(1, 9)]) for i in range(rng.randint(1, 8))}
+        weights = {
+            f"t{i}": rng.choice([0, rng.uniform(0.01, 100), rng.randint(1, 9)]) for i in range(rng.randint(1, 8))
+        }
         if not any(weights.values()):
             weights["t0"] = 1.0
         amount = rng.randint(0, 100000)
@@ -598,7 +604,13 @@ def test_random_operations_never_exceed_a_days_cap(seed):
             granted_per_day[(name, lease.day)] = granted_per_day.get((name, lease.day), 0) + lease.count
             if lease.count:
                 leases[lease.id] = dict(
-                    target=name, holder=lease.holder, day=lease.day, count=lease.count, used=0, expires_at=lease.expires_at, open=True
+                    target=name,
+                    holder=lease.holder,
+                    day=lease.day,
+                    count=lease.count,
+                    used=0,
+                    expires_at=lease.expires_at,
+                    open=True,
                 )
         elif op < 0.7 and leases:
             lease_id = rng.choice(list(leases))
@@ -620,7 +632,9 @@ def test_random_operations_never_exceed_a_days_cap(seed):
             settled = ledger.return_lease(model["holder"], lease_id, model["used"], now)
             if model["open"]:
                 assert settled is not None
-                expected_credit = model["count"] - model["used"] if model["day"] == paces[model["target"]].day_of(now) else 0
+                expected_credit = (
+                    model["count"] - model["used"] if model["day"] == paces[model["target"]].day_of(now) else 0
+                )
                 assert settled.credited == expected_credit
             model["open"] = False
         elif op < 0.8:
@@ -629,7 +643,9 @@ def test_random_operations_never_exceed_a_days_cap(seed):
             for settled in ledger.expire(now):
                 model = leases[settled.lease.id]
                 assert model["open"] and model["expires_at"] <= now
-                expected_credit = model["count"] - model["used"] if model["day"] == paces[model["target"]].day_of(now) else 0
+                expected_credit = (
+                    model["count"] - model["used"] if model["day"] == paces[model["target"]].day_of(now) else 0
+                )
                 assert settled.credited == expected_credit
                 model["open"] = False
             assert all(m["expires_at"] > now for m in leases.values() if m["open"])
@@ -655,12 +671,26 @@ def test_random_operations_never_exceed_a_days_cap(seed):
 
 def test_a_removed_target_keeps_its_days_count_until_it_comes_back():
     t = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()
-    full = [TargetBudget("stress", Pace(100, "UTC"), paced=False), TargetBudget("gone", Pace(40, "Asia/Tokyo"), paced=False)]
+    full = [
+        TargetBudget("stress", Pace(100, "UTC"), paced=False),
+        TargetBudget("gone", Pace(40, "Asia/Tokyo"), paced=False),
+    ]
     ledger = Ledger(full)
     ledger.lease("w", "gone", 30, t, 30.0)
-    without = Ledger.from_state(parse_state(state_json(ledger)), [TargetBudget("stress", Pace(100, "UTC"), paced=False)], t + 60)
+    without = Ledger.from_state(
+        parse_state(state_json(ledger)), [TargetBudget("stress", Pace(100, "UTC"), paced=False)], t + 60
+    )
     assert without.targets == ("stress",) and without.to_state()["targets"]["gone"]["granted"] == 30  # saved again
-    back = Ledger.from_state(without.to_state(), [TargetBudget("stress", Pace(100, "UTC"), paced=False), TargetBudget("gone", Pace(40, "Asia/Tokyo"), paced=False)], t + 120)
+    back = Ledger.from_state(
+        without.to_state(),
+        [
+            TargetBudget("stress", Pace(100, "UTC"), paced=False),
+            TargetBudget("gone", Pace(40, "Asia/Tokyo"), paced=False),
+        ],
+        t + 120,
+    )
     assert back.budget("gone").granted_today(t + 120) == 30 and back.budget("gone").grant(40, t + 120) <= 10
-    much_later = Ledger.from_state(without.to_state(), [TargetBudget("stress", Pace(100, "UTC"), paced=False)], t + 3 * 86400)
+    much_later = Ledger.from_state(
+        without.to_state(), [TargetBudget("stress", Pace(100, "UTC"), paced=False)], t + 3 * 86400
+    )
     assert "gone" not in much_later.to_state()["targets"], "a count of a day that is over everywhere is not kept"

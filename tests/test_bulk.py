@@ -13,7 +13,13 @@ TOKEN = "bulk-secret-token-9f8e7d"
 
 
 def test_an_item_is_the_urlencoded_query_with_a_question_mark():
-    params = {"idsite": "3", "rec": "1", "url": "https://shop.example/a b?c=d&e", "ua": "Mozilla/5.0 (X11; Linux) ü", "cdt": "2025-03-14 09:26:53"}
+    params = {
+        "idsite": "3",
+        "rec": "1",
+        "url": "https://shop.example/a b?c=d&e",
+        "ua": "Mozilla/5.0 (X11; Linux) ü",
+        "cdt": "2025-03-14 09:26:53",
+    }
     item = encode_item(params)
     assert item == "?" + urlencode(params)
     assert dict(parse_qsl(item[1:])) == params
@@ -68,19 +74,35 @@ def test_a_shortfall_is_an_error_with_the_counts():
     with pytest.raises(BulkError) as caught:
         parse_answer(200, b'{"status":"success","tracked":47,"invalid":3,"invalid_indices":[4,9,11]}', 50)
     error = caught.value
-    assert "sent 50" in str(error) and "tracked 47" in str(error) and "invalid 3" in str(error) and "[4, 9, 11]" in str(error)
-    assert error.answer is not None and (error.answer.tracked, error.answer.invalid, error.answer.invalid_indices) == (47, 3, (4, 9, 11))
+    assert (
+        "sent 50" in str(error)
+        and "tracked 47" in str(error)
+        and "invalid 3" in str(error)
+        and "[4, 9, 11]" in str(error)
+    )
+    assert error.answer is not None and (error.answer.tracked, error.answer.invalid, error.answer.invalid_indices) == (
+        47,
+        3,
+        (4, 9, 11),
+    )
     with pytest.raises(BulkError, match="tracked 49"):
         parse_answer(200, b'{"status":"success","tracked":49,"invalid":0}', 50)
 
 
-@pytest.mark.parametrize("status, body, match", [
-    (400, json.dumps({"status": "error", "message": f"token {TOKEN} has no write access"}).encode(), "HTTP 400: token \\*\\*\\* has no write access"),
-    (500, b"<html>Internal error</html>", "HTTP 500"),
-    (200, b"GIF89a", "not Matomo's bulk JSON"),
-    (200, b'{"status":"error","message":"bad request"}', "bad request"),
-    (200, b'{"status":"success","tracked":"many"}', "not numbers"),
-])
+@pytest.mark.parametrize(
+    "status, body, match",
+    [
+        (
+            400,
+            json.dumps({"status": "error", "message": f"token {TOKEN} has no write access"}).encode(),
+            "HTTP 400: token \\*\\*\\* has no write access",
+        ),
+        (500, b"<html>Internal error</html>", "HTTP 500"),
+        (200, b"GIF89a", "not Matomo's bulk JSON"),
+        (200, b'{"status":"error","message":"bad request"}', "bad request"),
+        (200, b'{"status":"success","tracked":"many"}', "not numbers"),
+    ],
+)
 def test_a_failed_request_is_an_error_without_the_token(status, body, match):
     with pytest.raises(BulkError, match=match) as caught:
         parse_answer(status, body, 10, token=TOKEN)

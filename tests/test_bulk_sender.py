@@ -6,18 +6,18 @@ shortfall); the real end-to-end run is in test_e2e_traffic.py.
 
 from __future__ import annotations
 
+import gevent
 import locust  # noqa: F401  (first: gevent monkey-patching)
+from gevent.event import Event
 
 import json
 import time
 from urllib.parse import parse_qs
 
-import gevent
 import pytest
-from gevent.event import Event
 
-from trafficinator_locust.runtime.bulk_sender import BulkSender
 from trafficinator_locust.core.config import load_config
+from trafficinator_locust.runtime.bulk_sender import BulkSender
 from trafficinator_locust.runtime.summary import VisitTally
 
 TOKEN = "sender-secret-token-42"
@@ -32,7 +32,7 @@ class FakeResponse:
     def failure(self, message: str) -> None:
         self.failed = message
 
-    def __enter__(self) -> "FakeResponse":
+    def __enter__(self) -> FakeResponse:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -90,11 +90,19 @@ def test_full_batches_leave_at_once_in_order_with_the_token_only_at_the_top(targ
     sender = BulkSender(target, session, tally, max_delay=60, lanes=1)
     sender.start()
     for n in range(10):
-        sender.add("visitor-1", f"?idsite=2&rec=1&cid=0000000000000001&n={n}", ("2026-11-26", True) if n == 0 else None, _never_waits)
+        sender.add(
+            "visitor-1",
+            f"?idsite=2&rec=1&cid=0000000000000001&n={n}",
+            ("2026-11-26", True) if n == 0 else None,
+            _never_waits,
+        )
     _until(lambda: len(session.bodies) == 2)  # two full batches of 5, long before max_delay
     sender.stop(timeout=5)
     assert [item["n"] for body in session.bodies for item in _items(body)] == [str(n) for n in range(10)]
-    assert all(body["token_auth"] == TOKEN and all("token_auth" not in item for item in body["requests"]) for body in session.bodies)
+    assert all(
+        body["token_auth"] == TOKEN and all("token_auth" not in item for item in body["requests"])
+        for body in session.bodies
+    )
     assert session.names == {"[Bulky] bulk"}
     assert tally.started["Bulky"] == 1 and tally.hits["Bulky"] == 10 and tally.days["Bulky"]["2026-11-26"] == [1, 0]
 

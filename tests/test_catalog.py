@@ -8,11 +8,10 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 import pytest
+from devicedetect import classify
 
 from trafficinator_locust.core import catalog
 from trafficinator_locust.core.protocol import bot_user_agent
-
-from devicedetect import classify
 
 KINDS = ("desktop", "smartphone", "tablet")
 REQUIRED_BROWSERS = {"Chrome", "Safari", "Firefox", "Edge", "Samsung Internet"}
@@ -27,7 +26,14 @@ DD_BROWSER_NAMES = {
     "Samsung Internet": {"Samsung Browser"},
     "Opera": {"Opera", "Opera Mobile"},
 }
-DD_OS_FAMILIES = {"Windows": "Windows", "macOS": "Mac", "iOS": "iOS", "Android": "Android", "Linux": "GNU/Linux", "Chrome OS": "Chrome OS"}
+DD_OS_FAMILIES = {
+    "Windows": "Windows",
+    "macOS": "Mac",
+    "iOS": "iOS",
+    "Android": "Android",
+    "Linux": "GNU/Linux",
+    "Chrome OS": "Chrome OS",
+}
 
 # Domains of Matomo's Socials.yml (matomo-org/searchengine-and-social-list) per network name.
 MATOMO_SOCIAL_DOMAINS = {
@@ -41,16 +47,35 @@ MATOMO_SOCIAL_DOMAINS = {
 }
 # Host and keyword parameter per engine, as in Matomo's SearchEngines.yml.
 MATOMO_SEARCH_ENGINES = {
-    "Google": ("google.com", "q"), "Bing": ("bing.com", "q"), "DuckDuckGo": ("duckduckgo.com", "q"),
-    "Yahoo!": ("search.yahoo.com", "p"), "Yandex": ("yandex.ru", "text"), "Baidu": ("baidu.com", "wd"),
+    "Google": ("google.com", "q"),
+    "Bing": ("bing.com", "q"),
+    "DuckDuckGo": ("duckduckgo.com", "q"),
+    "Yahoo!": ("search.yahoo.com", "p"),
+    "Yandex": ("yandex.ru", "text"),
+    "Baidu": ("baidu.com", "wd"),
     "Ecosia": ("ecosia.org", "q"),
 }
 
-RESERVED = [ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-)]
+RESERVED = [
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
+]
 
 
 # --- devices -------------------------------------------------------------------------------------
@@ -174,7 +199,9 @@ def test_drawn_device_types_match_kind_shares():
 
 
 def test_pick_device_follows_custom_kind_shares_and_is_deterministic():
-    only_tablets = [catalog.pick_device(random.Random(1), {"desktop": 0, "smartphone": 0, "tablet": 1}) for _ in range(20)]
+    only_tablets = [
+        catalog.pick_device(random.Random(1), {"desktop": 0, "smartphone": 0, "tablet": 1}) for _ in range(20)
+    ]
     assert {d.kind for d in only_tablets} == {"tablet"}
     first = [catalog.pick_device(random.Random(7)) for _ in range(3)]
     again = [catalog.pick_device(random.Random(7)) for _ in range(3)]
@@ -228,7 +255,9 @@ def test_ranges_avoid_special_purpose_networks_and_do_not_overlap():
     spans = []
     for country in catalog.COUNTRIES:
         for r in country.ranges:
-            for network in ipaddress.summarize_address_range(ipaddress.IPv4Address(r.start), ipaddress.IPv4Address(r.end)):
+            for network in ipaddress.summarize_address_range(
+                ipaddress.IPv4Address(r.start), ipaddress.IPv4Address(r.end)
+            ):
                 assert network.is_global, (country.code, r)
                 assert not any(network.overlaps(reserved) for reserved in RESERVED), (country.code, r)
             spans.append((r.first, r.last, country.code))
@@ -295,7 +324,16 @@ def test_websites_and_campaigns():
 
 def test_search_terms_outlinks_downloads_events():
     assert len(catalog.SEARCH_TERMS) >= 40 and len(set(catalog.SEARCH_TERMS)) == len(catalog.SEARCH_TERMS)
-    assert {"pricing", "widgets", "contact", "shipping", "returns", "gadget review", "opening hours", "discount code"} <= set(catalog.SEARCH_TERMS)
+    assert {
+        "pricing",
+        "widgets",
+        "contact",
+        "shipping",
+        "returns",
+        "gadget review",
+        "opening hours",
+        "discount code",
+    } <= set(catalog.SEARCH_TERMS)
     assert all(url.startswith("https://") for url in catalog.OUTLINKS) and len(catalog.OUTLINKS) >= 4
     assert all(path.startswith("/files/") for path in catalog.DOWNLOADS) and len(catalog.DOWNLOADS) >= 4
     assert len(catalog.EVENTS) >= 8
@@ -304,8 +342,21 @@ def test_search_terms_outlinks_downloads_events():
 
 
 def test_everything_is_immutable_and_sourced():
-    for name in ("DEVICES", "BOTS", "LANGUAGE_SHARES", "LANGUAGES", "COUNTRIES", "SEARCH_ENGINES",
-                 "SOCIAL_NETWORKS", "WEBSITES", "CAMPAIGNS", "SEARCH_TERMS", "OUTLINKS", "DOWNLOADS", "EVENTS"):
+    for name in (
+        "DEVICES",
+        "BOTS",
+        "LANGUAGE_SHARES",
+        "LANGUAGES",
+        "COUNTRIES",
+        "SEARCH_ENGINES",
+        "SOCIAL_NETWORKS",
+        "WEBSITES",
+        "CAMPAIGNS",
+        "SEARCH_TERMS",
+        "OUTLINKS",
+        "DOWNLOADS",
+        "EVENTS",
+    ):
         assert isinstance(getattr(catalog, name), tuple), name
     assert all(isinstance(c.ranges, tuple) for c in catalog.COUNTRIES)
     with pytest.raises(TypeError):

@@ -5,22 +5,45 @@ import pytest
 from trafficinator_locust.core.checks import EXIT_CHECK_FAILED, CheckSyntaxError, Rule, evaluate, exit_code, parse_rules
 
 FIGURES = {
-    "Production": {"fail_ratio": 0.002, "p95": 640.0, "delivered": 0.991, "visits": 200, "requests": 900, "failures": 2, "p50": 120.0},
-    "Staging": {"fail_ratio": 0.05, "p95": 950.0, "delivered": None, "visits": 50, "requests": 300, "failures": 15, "p50": 300.0},
+    "Production": {
+        "fail_ratio": 0.002,
+        "p95": 640.0,
+        "delivered": 0.991,
+        "visits": 200,
+        "requests": 900,
+        "failures": 2,
+        "p50": 120.0,
+    },
+    "Staging": {
+        "fail_ratio": 0.05,
+        "p95": 950.0,
+        "delivered": None,
+        "visits": 50,
+        "requests": 300,
+        "failures": 15,
+        "p50": 300.0,
+    },
 }
 
 
 def test_parse_global_and_scoped_rules():
     rules = parse_rules(["fail_ratio<0.01, p95<=800", "production:delivered>=0.98"], known_targets=FIGURES)
-    assert rules == [Rule(None, "fail_ratio", "<", 0.01), Rule(None, "p95", "<=", 800.0), Rule("Production", "delivered", ">=", 0.98)]
+    assert rules == [
+        Rule(None, "fail_ratio", "<", 0.01),
+        Rule(None, "p95", "<=", 800.0),
+        Rule("Production", "delivered", ">=", 0.98),
+    ]
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("p95 800", "cannot read check"),
-    ("latency<5", "unknown metric 'latency'"),
-    ("Nowhere:p95<5", "unknown target 'Nowhere'"),
-    ("p95<fast", "cannot read check"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("p95 800", "cannot read check"),
+        ("latency<5", "unknown metric 'latency'"),
+        ("Nowhere:p95<5", "unknown target 'Nowhere'"),
+        ("p95<fast", "cannot read check"),
+    ],
+)
 def test_bad_rules_say_what_is_allowed(text, fragment):
     with pytest.raises(CheckSyntaxError, match=fragment):
         parse_rules([text], known_targets=FIGURES)
@@ -45,6 +68,9 @@ def test_a_missing_metric_fails_rather_than_passing_silently():
     assert not staging.passed and "actual n/a" in str(staging)
 
 
-@pytest.mark.parametrize("op, value, expected", [("<", 640, False), ("<=", 640, True), (">", 639, True), (">=", 641, False), ("==", 640, True)])
+@pytest.mark.parametrize(
+    "op, value, expected",
+    [("<", 640, False), ("<=", 640, True), (">", 639, True), (">=", 641, False), ("==", 640, True)],
+)
 def test_operators(op, value, expected):
     assert evaluate([Rule("Production", "p95", op, value)], FIGURES)[0].passed is expected

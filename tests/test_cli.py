@@ -38,89 +38,192 @@ class Bad:
 
 
 BAD = [
-    Bad("duplicate-name-case-insensitive", KEEP + """\
+    Bad(
+        "duplicate-name-case-insensitive",
+        KEEP
+        + """\
   - name: KEEP
     url: https://other.example/
     site_id: 3
-""", 10, "targets[2].name", ("duplicate target name 'KEEP'", "targets[0]")),
-    Bad("same-class-name", KEEP + """\
+""",
+        10,
+        "targets[2].name",
+        ("duplicate target name 'KEEP'", "targets[0]"),
+    ),
+    Bad(
+        "same-class-name",
+        KEEP
+        + """\
   - name: Client A
     url: https://a.example/
     site_id: 3
   - name: Client-A
     url: https://a.example/
     site_id: 4
-""", 13, "targets[3].name", ("Target_Client_A",)),
-    Bad("bad-timezone-with-hint", KEEP + """\
+""",
+        13,
+        "targets[3].name",
+        ("Target_Client_A",),
+    ),
+    Bad(
+        "bad-timezone-with-hint",
+        KEEP
+        + """\
   - name: Stockholm
     url: https://s.example/
     site_id: 3
     timezone: Europe/Stokholm
-""", 13, "targets[2].timezone", ("'Europe/Stokholm'", "did you mean 'Europe/Stockholm'")),
-    Bad("weight-zero", KEEP + """\
+""",
+        13,
+        "targets[2].timezone",
+        ("'Europe/Stokholm'", "did you mean 'Europe/Stockholm'"),
+    ),
+    Bad(
+        "weight-zero",
+        KEEP
+        + """\
   - name: Zero
     url: https://z.example/
     site_id: 3
     weight: 0
-""", 13, "targets[2].weight", ("greater than 0",)),
-    Bad("weight-negative", KEEP + """\
+""",
+        13,
+        "targets[2].weight",
+        ("greater than 0",),
+    ),
+    Bad(
+        "weight-negative",
+        KEEP
+        + """\
   - name: Negative
     weight: -2
     url: https://n.example/
     site_id: 3
-""", 11, "targets[2].weight", ("greater than 0", "-2")),
-    Bad("unknown-top-level-key", "distrbution: weighted\n" + KEEP, 1, "distrbution",
-        ("unknown key 'distrbution'", "Did you mean 'distribution'")),
-    Bad("unknown-target-key-typo", KEEP + """\
+""",
+        11,
+        "targets[2].weight",
+        ("greater than 0", "-2"),
+    ),
+    Bad(
+        "unknown-top-level-key",
+        "distrbution: weighted\n" + KEEP,
+        1,
+        "distrbution",
+        ("unknown key 'distrbution'", "Did you mean 'distribution'"),
+    ),
+    Bad(
+        "unknown-target-key-typo",
+        KEEP
+        + """\
   - name: Typo
     url: https://t.example/
     site_id: 3
     weigth: 2
-""", 13, "targets[2].weigth", ("unknown key 'weigth'", "Did you mean 'weight'")),
-    Bad("unknown-traffic-key", KEEP + """\
+""",
+        13,
+        "targets[2].weigth",
+        ("unknown key 'weigth'", "Did you mean 'weight'"),
+    ),
+    Bad(
+        "unknown-traffic-key",
+        KEEP
+        + """\
   - name: Traffic
     url: https://t.example/
     site_id: 3
     traffic:
       pageview: {min: 1, max: 2}
-""", 14, "targets[2].traffic.pageview", ("unknown key 'pageview'", "Did you mean 'pageviews'")),
-    Bad("unknown-defaults-key", "defaults:\n  timezone: UTC\n  sit_id: 4\n" + KEEP, 3, "defaults.sit_id",
-        ("unknown key 'sit_id'", "Did you mean 'site_id'")),
-    Bad("non-http-url", KEEP + """\
+""",
+        14,
+        "targets[2].traffic.pageview",
+        ("unknown key 'pageview'", "Did you mean 'pageviews'"),
+    ),
+    Bad(
+        "unknown-defaults-key",
+        "defaults:\n  timezone: UTC\n  sit_id: 4\n" + KEEP,
+        3,
+        "defaults.sit_id",
+        ("unknown key 'sit_id'", "Did you mean 'site_id'"),
+    ),
+    Bad(
+        "non-http-url",
+        KEEP
+        + """\
   - name: Ftp
     url: ftp://files.example/matomo.php
     site_id: 3
-""", 11, "targets[2].url", ("http://",)),
-    Bad("url-with-query-string", KEEP + """\
+""",
+        11,
+        "targets[2].url",
+        ("http://",),
+    ),
+    Bad(
+        "url-with-query-string",
+        KEEP
+        + """\
   - name: Query
     url: https://q.example/matomo.php?idsite=3
     site_id: 3
-""", 11, "targets[2].url", ("query string",)),
-    Bad("url-with-user-password", KEEP + """\
+""",
+        11,
+        "targets[2].url",
+        ("query string",),
+    ),
+    Bad(
+        "url-with-user-password",
+        KEEP
+        + """\
   - name: Basic
     site_id: 3
     url: https://admin:hunter2@b.example/matomo.php
-""", 12, "targets[2].url", ("user:password",)),
-    Bad("missing-env-var", KEEP + """\
+""",
+        12,
+        "targets[2].url",
+        ("user:password",),
+    ),
+    Bad(
+        "missing-env-var",
+        KEEP
+        + """\
   - name: Missing
     url: https://m.example/
     site_id: 3
     token_auth: ${TRAFFICINATOR_TEST_UNSET_TOKEN}
-""", 13, "targets[2].token_auth", ("TRAFFICINATOR_TEST_UNSET_TOKEN", "not set")),
-    Bad("yaml-syntax-error", KEEP + """\
+""",
+        13,
+        "targets[2].token_auth",
+        ("TRAFFICINATOR_TEST_UNSET_TOKEN", "not set"),
+    ),
+    Bad(
+        "yaml-syntax-error",
+        KEEP
+        + """\
   - name: Broken
     url: https://b.example/
    site_id: 3
-""", 12, "<top level>", ("YAML syntax error",)),
-    Bad("yaml-unclosed-flow-mapping", KEEP + """\
+""",
+        12,
+        "<top level>",
+        ("YAML syntax error",),
+    ),
+    Bad(
+        "yaml-unclosed-flow-mapping",
+        KEEP
+        + """\
   - name: Broken
     url: https://b.example/
     site_id: 3
     traffic:
       pageviews: {min: 1, max: 2
     weight: 2
-""", 15, "<top level>", ("YAML syntax error",)),
-    Bad("no-enabled-target", f"""\
+""",
+        15,
+        "<top level>",
+        ("YAML syntax error",),
+    ),
+    Bad(
+        "no-enabled-target",
+        f"""\
 # every target is switched off
 targets:
   - name: Keep
@@ -128,138 +231,292 @@ targets:
     site_id: 1
     token_auth: {TOKEN}
     enabled: false
-""", 2, "targets", ("no enabled target",)),
+""",
+        2,
+        "targets",
+        ("no enabled target",),
+    ),
     Bad("empty-targets-list", "# nothing yet\n\ntargets: []\n", 3, "targets", ("no enabled target",)),
     Bad("empty-file", "", None, "<top level>", ("empty",)),
     Bad("comments-only-file", f"# token_auth: {TOKEN}\n\n", None, "<top level>", ("empty",)),
-    Bad("missing-url-no-default", KEEP + """\
+    Bad(
+        "missing-url-no-default",
+        KEEP
+        + """\
   - name: NoUrl
     site_id: 3
-""", 10, "targets[2].url", ("missing 'url'",)),
-    Bad("missing-site-id", "defaults:\n  url: https://d.example/\n" + KEEP + "  - name: NoSite\n", 12, "targets[2].site_id", ("missing 'site_id'",)),
-    Bad("missing-name", KEEP + """\
+""",
+        10,
+        "targets[2].url",
+        ("missing 'url'",),
+    ),
+    Bad(
+        "missing-site-id",
+        "defaults:\n  url: https://d.example/\n" + KEEP + "  - name: NoSite\n",
+        12,
+        "targets[2].site_id",
+        ("missing 'site_id'",),
+    ),
+    Bad(
+        "missing-name",
+        KEEP
+        + """\
   - url: https://n.example/
     site_id: 3
-""", 10, "targets[2].name", ("missing",)),
-    Bad("site-id-zero", KEEP + """\
+""",
+        10,
+        "targets[2].name",
+        ("missing",),
+    ),
+    Bad(
+        "site-id-zero",
+        KEEP
+        + """\
   - name: Zero
     url: https://z.example/
     site_id: 0
-""", 12, "targets[2].site_id", ("greater than or equal to 1",)),
-    Bad("site-id-not-a-number", KEEP + """\
+""",
+        12,
+        "targets[2].site_id",
+        ("greater than or equal to 1",),
+    ),
+    Bad(
+        "site-id-not-a-number",
+        KEEP
+        + """\
   - name: Letters
     url: https://l.example/
     site_id: one
-""", 12, "targets[2].site_id", ("valid integer", "'one'")),
-    Bad("pageviews-min-above-max", KEEP + """\
+""",
+        12,
+        "targets[2].site_id",
+        ("valid integer", "'one'"),
+    ),
+    Bad(
+        "pageviews-min-above-max",
+        KEEP
+        + """\
   - name: Pages
     url: https://p.example/
     site_id: 3
     traffic:
       pageviews: {min: 7, max: 4}
-""", 14, "targets[2].traffic.pageviews", ("min (7)", "max (4)")),
-    Bad("pageviews-min-above-max-after-defaults", """\
+""",
+        14,
+        "targets[2].traffic.pageviews",
+        ("min (7)", "max (4)"),
+    ),
+    Bad(
+        "pageviews-min-above-max-after-defaults",
+        """\
 defaults:
   traffic:
     pageviews: {min: 5}
-""" + KEEP.replace("    site_id: 2\n", "    site_id: 2\n    traffic:\n      pageviews:\n        max: 3\n"),
-        13, "targets[1].traffic.pageviews", ("min (5)", "max (3)", "defaults")),
-    Bad("pageviews-min-zero", KEEP + """\
+"""
+        + KEEP.replace("    site_id: 2\n", "    site_id: 2\n    traffic:\n      pageviews:\n        max: 3\n"),
+        13,
+        "targets[1].traffic.pageviews",
+        ("min (5)", "max (3)", "defaults"),
+    ),
+    Bad(
+        "pageviews-min-zero",
+        KEEP
+        + """\
   - name: Pages
     url: https://p.example/
     site_id: 3
     traffic:
       pageviews:
         min: 0
-""", 14, "targets[2].traffic.pageviews", ("at least one pageview",)),
-    Bad("dwell-max-1800", KEEP + """\
+""",
+        14,
+        "targets[2].traffic.pageviews",
+        ("at least one pageview",),
+    ),
+    Bad(
+        "dwell-max-1800",
+        KEEP
+        + """\
   - name: Slow
     url: https://s.example/
     site_id: 3
     traffic:
       dwell_seconds: {min: 10, max: 1800}
-""", 14, "targets[2].traffic.dwell_seconds", ("1800", "30 minutes")),
-    Bad("action-share-above-one", KEEP + """\
+""",
+        14,
+        "targets[2].traffic.dwell_seconds",
+        ("1800", "30 minutes"),
+    ),
+    Bad(
+        "action-share-above-one",
+        KEEP
+        + """\
   - name: Search
     url: https://s.example/
     site_id: 3
     traffic:
       actions:
         search: 1.5
-""", 15, "targets[2].traffic.actions.search", ("less than or equal to 1",)),
-    Bad("negative-total-visits-per-day", "seed: 1\nvisits_per_day: -100\n" + KEEP, 2, "visits_per_day", ("greater than or equal to 0",)),
-    Bad("negative-target-visits-per-day", KEEP + """\
+""",
+        15,
+        "targets[2].traffic.actions.search",
+        ("less than or equal to 1",),
+    ),
+    Bad(
+        "negative-total-visits-per-day",
+        "seed: 1\nvisits_per_day: -100\n" + KEEP,
+        2,
+        "visits_per_day",
+        ("greater than or equal to 0",),
+    ),
+    Bad(
+        "negative-target-visits-per-day",
+        KEEP
+        + """\
   - name: Rate
     url: https://r.example/
     site_id: 3
     visits_per_day: -1
-""", 13, "targets[2].visits_per_day", ("greater than or equal to 0",)),
-    Bad("profile-hours-wrong-count", KEEP + """\
+""",
+        13,
+        "targets[2].visits_per_day",
+        ("greater than or equal to 0",),
+    ),
+    Bad(
+        "profile-hours-wrong-count",
+        KEEP
+        + """\
   - name: Profile
     url: https://p.example/
     site_id: 3
     profile:
       hours: [1, 2, 3]
-""", 14, "targets[2].profile.hours", ("24",)),
+""",
+        14,
+        "targets[2].profile.hours",
+        ("24",),
+    ),
     Bad("bad-distribution", KEEP + "distribution: fastest\n", 10, "distribution", ("'fastest'", "round-robin")),
-    Bad("urls-file-not-found", KEEP + """\
+    Bad(
+        "urls-file-not-found",
+        KEEP
+        + """\
   - name: Pages
     url: https://p.example/
     site_id: 3
     traffic:
       urls: pages/missing.txt
-""", 14, "targets[2].traffic.urls", ("pages/missing.txt", "not found")),
-    Bad("empty-urls-list", KEEP + """\
+""",
+        14,
+        "targets[2].traffic.urls",
+        ("pages/missing.txt", "not found"),
+    ),
+    Bad(
+        "empty-urls-list",
+        KEEP
+        + """\
   - name: Pages
     url: https://p.example/
     site_id: 3
     traffic:
       urls: []
-""", 14, "targets[2].traffic.urls", ("empty",)),
-    Bad("urls-file-without-pages", KEEP + """\
+""",
+        14,
+        "targets[2].traffic.urls",
+        ("empty",),
+    ),
+    Bad(
+        "urls-file-without-pages",
+        KEEP
+        + """\
   - name: Pages
     url: https://p.example/
     site_id: 3
     traffic:
       urls: blank.txt
-""", 14, "targets[2].traffic.urls", ("empty",), files={"blank.txt": "# only a comment\n\n"}),
-    Bad("funnels-file-not-found", KEEP + """\
+""",
+        14,
+        "targets[2].traffic.urls",
+        ("empty",),
+        files={"blank.txt": "# only a comment\n\n"},
+    ),
+    Bad(
+        "funnels-file-not-found",
+        KEEP
+        + """\
   - name: Funnels
     url: https://f.example/
     site_id: 3
     traffic:
       funnels: journeys.yaml
-""", 14, "targets[2].traffic.funnels", ("journeys.yaml", "not found")),
-    Bad("targets-not-a-list", f"""\
+""",
+        14,
+        "targets[2].traffic.funnels",
+        ("journeys.yaml", "not found"),
+    ),
+    Bad(
+        "targets-not-a-list",
+        f"""\
 seed: 3
 targets:
   name: Keep
   url: https://keep.example/matomo.php
   site_id: 1
   token_auth: {TOKEN}
-""", 2, "targets", ("valid list",)),
+""",
+        2,
+        "targets",
+        ("valid list",),
+    ),
     Bad("target-not-a-mapping", KEEP + "  - just-a-name\n", 10, "targets[2]", ("dictionary",)),
-    Bad("duplicate-yaml-key", KEEP + """\
+    Bad(
+        "duplicate-yaml-key",
+        KEEP
+        + """\
   - name: Twice
     url: https://t.example/
     site_id: 3
     site_id: 4
-""", 13, "targets[2].site_id", ("duplicate key 'site_id'",)),
-    Bad("top-level-is-a-list", f"""\
+""",
+        13,
+        "targets[2].site_id",
+        ("duplicate key 'site_id'",),
+    ),
+    Bad(
+        "top-level-is-a-list",
+        f"""\
 - name: Keep
   url: https://keep.example/matomo.php
   site_id: 1
   token_auth: {TOKEN}
-""", 1, "<top level>", ("mapping",)),
-    Bad("yaml-merge-key", KEEP + """\
+""",
+        1,
+        "<top level>",
+        ("mapping",),
+    ),
+    Bad(
+        "yaml-merge-key",
+        KEEP
+        + """\
   - <<: {url: 'https://m.example/', site_id: 3}
     name: Merged
-""", 10, "targets[2]", ("merge keys",)),
-    Bad("name-with-brackets", KEEP + """\
+""",
+        10,
+        "targets[2]",
+        ("merge keys",),
+    ),
+    Bad(
+        "name-with-brackets",
+        KEEP
+        + """\
   - name: "[prod]"
     url: https://p.example/
     site_id: 3
-""", 10, "targets[2].name", ("square brackets",)),
+""",
+        10,
+        "targets[2].name",
+        ("square brackets",),
+    ),
 ]
 
 
@@ -386,7 +643,9 @@ targets:
 
 
 def test_duplicate_name_reported_together_with_schema_errors(run_cli, write_yaml):
-    path = write_yaml(KEEP + """\
+    path = write_yaml(
+        KEEP
+        + """\
   - name: keep
     url: https://k.example/
     site_id: 3
@@ -394,7 +653,8 @@ def test_duplicate_name_reported_together_with_schema_errors(run_cli, write_yaml
     url: https://o.example/
     site_id: 4
     timezone: Nowhere/Land
-""")
+"""
+    )
     result = run_cli("validate", path, env=TOKEN_ENV)
     assert_clean_failure(result, TOKEN, ENV_TOKEN)
     assert f"{path}:16: targets[3].timezone: " in result.stderr
@@ -485,8 +745,18 @@ targets:
     assert cells["Stage"][4] == "500"
     dev, prod = int(cells["Dev"][4]), int(cells["Prod"][4])
     assert dev + prod == 8500 and abs(dev - 8500 * 2 / 7) < 1 and abs(prod - 8500 * 5 / 7) < 1
-    assert {n: c[5] for n, c in cells.items()} == {"Dev": "Asia/Tokyo", "Stage": "UTC", "Prod": "America/New_York", "Paused": "UTC"}
-    assert {n: c[6:] for n, c in cells.items()} == {"Dev": ["yes", "yes"], "Stage": ["yes", "yes"], "Prod": ["no", "yes"], "Paused": ["no", "no"]}
+    assert {n: c[5] for n, c in cells.items()} == {
+        "Dev": "Asia/Tokyo",
+        "Stage": "UTC",
+        "Prod": "America/New_York",
+        "Paused": "UTC",
+    }
+    assert {n: c[6:] for n, c in cells.items()} == {
+        "Dev": ["yes", "yes"],
+        "Stage": ["yes", "yes"],
+        "Prod": ["no", "yes"],
+        "Paused": ["no", "no"],
+    }
     assert cells["Prod"][1] == "https://m.example/matomo.php" and cells["Prod"][2] == "1"
 
 
@@ -592,12 +862,15 @@ def test_validate_online_target_picks_one_even_disabled_and_probe_sends_one_hit(
     assert TOKEN not in paused.stdout + paused.stderr + probed.stdout + probed.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--probe",), "--probe only work(s) with --online"),
-    (("--timeout", "5", "--target", "Good"), "--timeout, --target only work(s) with --online"),
-    (("--online", "--timeout", "0"), "--timeout 0: must be > 0 and <= 600 seconds"),
-    (("--online", "--target", "Nope"), "--target: no target named 'Nope'; the config has: Good, Paused"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--probe",), "--probe only work(s) with --online"),
+        (("--timeout", "5", "--target", "Good"), "--timeout, --target only work(s) with --online"),
+        (("--online", "--timeout", "0"), "--timeout 0: must be > 0 and <= 600 seconds"),
+        (("--online", "--target", "Nope"), "--target: no target named 'Nope'; the config has: Good, Paused"),
+    ],
+)
 def test_validate_online_usage_errors_exit_2(run_cli, online, args, message):
     result = run_cli("validate", online["good"], *args)
     assert_clean_failure(result, TOKEN)

@@ -182,8 +182,13 @@ def test_load_config_reads_os_environ_by_default(write_yaml, monkeypatch):
 def test_relative_files_resolve_against_the_yaml_folder(tmp_path, write_yaml, monkeypatch):
     folder = tmp_path / "conf" / "nested"
     (folder / "pages").mkdir(parents=True)
-    (folder / "pages" / "list.txt").write_text("# comment\n/a\tPage A\n\n/b/c-d\nhttps://other.example/x\tX\n", encoding="utf-8")
-    (folder / "funnels.yaml").write_text("journeys:\n  - name: Signup\n    share: 0.1\n    steps:\n      - {type: pageview, url: /signup}\n", encoding="utf-8")
+    (folder / "pages" / "list.txt").write_text(
+        "# comment\n/a\tPage A\n\n/b/c-d\nhttps://other.example/x\tX\n", encoding="utf-8"
+    )
+    (folder / "funnels.yaml").write_text(
+        "journeys:\n  - name: Signup\n    share: 0.1\n    steps:\n      - {type: pageview, url: /signup}\n",
+        encoding="utf-8",
+    )
     (folder / "events.yaml").write_text("- {category: Video, action: Play}\n", encoding="utf-8")
     path = write_yaml(
         """\
@@ -347,7 +352,13 @@ def test_without_total_targets_without_rate_stay_unpaced(write_yaml):
 
 @pytest.mark.parametrize(
     ("name", "slug"),
-    [("Client A", "Client_A"), ("Production", "Production"), ("dev-eu 2", "dev_eu_2"), ("Café Zürich", "Cafe_Zurich"), ("  x..y  ".strip(), "x_y")],
+    [
+        ("Client A", "Client_A"),
+        ("Production", "Production"),
+        ("dev-eu 2", "dev_eu_2"),
+        ("Café Zürich", "Cafe_Zurich"),
+        ("  x..y  ".strip(), "x_y"),
+    ],
 )
 def test_slugs_and_class_names(write_yaml, name, slug):
     assert slugify(name) == slug
@@ -400,7 +411,9 @@ def test_fingerprint_changes_with_the_token_but_never_shows_it(write_yaml):
 
 def test_fingerprint_changes_with_traffic_settings(write_yaml):
     base = load_config(write_yaml(SECRET_YAML, name="a.yaml"), env={"TOK": TOKEN})
-    changed = load_config(write_yaml(SECRET_YAML.replace("site_id: 2", "site_id: 3"), name="b.yaml"), env={"TOK": TOKEN})
+    changed = load_config(
+        write_yaml(SECRET_YAML.replace("site_id: 2", "site_id: 3"), name="b.yaml"), env={"TOK": TOKEN}
+    )
     assert base.fingerprint() != changed.fingerprint()
 
 
@@ -414,7 +427,15 @@ def test_token_never_in_repr_str_or_json(write_yaml):
     config = load_config(write_yaml(SECRET_YAML), env={"TOK": TOKEN})
     t = config.targets[0]
     assert t.token_auth.get_secret_value() == TOKEN
-    for text in (repr(config), str(config), repr(t), str(t), config.model_dump_json(), t.model_dump_json(), json.dumps(config.model_dump(mode="json"))):
+    for text in (
+        repr(config),
+        str(config),
+        repr(t),
+        str(t),
+        config.model_dump_json(),
+        t.model_dump_json(),
+        json.dumps(config.model_dump(mode="json")),
+    ):
         assert TOKEN not in text
 
 
@@ -434,7 +455,13 @@ def test_single_target_layout_is_one_target_named_default(write_yaml):
     """)
     config = load_config(path, env={"TOK": TOKEN})
     (t,) = config.targets
-    assert (t.name, t.url, t.site_id, t.timezone, t.visits_per_day) == ("Default", "https://one.example/matomo.php", 5, "Asia/Tokyo", 300)
+    assert (t.name, t.url, t.site_id, t.timezone, t.visits_per_day) == (
+        "Default",
+        "https://one.example/matomo.php",
+        5,
+        "Asia/Tokyo",
+        300,
+    )
     assert t.token_auth.get_secret_value() == TOKEN
     assert (t.traffic.pageviews.min, t.traffic.pageviews.max) == (1, 2)
     assert config.enabled_targets == (t,)
@@ -510,7 +537,9 @@ def test_distribution_random_routes_each_visit_by_weight(write_yaml):
     stdlib_random.seed(5)
     routed = [classes["Target_A"].route().target.name for _ in range(20_000)]
     assert abs(routed.count("B") / len(routed) - 0.75) < 0.01, "a user of A's class sends 3 of 4 visits to B"
-    weighted = build_user_classes(load_config(path.parent / path.name, env={}).model_copy(update={"distribution": "weighted"}), VisitTally())
+    weighted = build_user_classes(
+        load_config(path.parent / path.name, env={}).model_copy(update={"distribution": "weighted"}), VisitTally()
+    )
     assert weighted["Target_A"].route() is weighted["Target_A"]
 
 

@@ -21,11 +21,18 @@ def _demo_tokens() -> list[str]:
 def test_demo_prints_three_healthy_targets_and_no_token():
     result = subprocess.run(
         [sys.executable, "-m", "trafficinator_locust.cli", "demo", "--run-time", "5s", "--users", "12"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    rows = [line for line in result.stdout.splitlines() if line.split()[:1] and line.split()[0] in {"Development", "Staging", "Production"}]
+    rows = [
+        line
+        for line in result.stdout.splitlines()
+        if line.split()[:1] and line.split()[0] in {"Development", "Staging", "Production"}
+    ]
     assert len(rows) == 3, result.stdout
     for row in rows:
         cells = row.split()

@@ -14,11 +14,11 @@ import sys
 from datetime import date, timedelta
 
 import pytest
+from conftest import receiver_for
 
 from trafficinator_locust.core.config import load_config
-from conftest import receiver_for
-from trafficinator_locust.demo import LOCUSTFILE, receiver_stats
 from trafficinator_locust.core.protocol import instance_path
+from trafficinator_locust.demo import LOCUSTFILE, receiver_stats
 
 CONFIG = """
 defaults:
@@ -36,14 +36,37 @@ def setup(tmp_path):
 
 
 def _locust(tmp_path, config_path, env, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--headless", "--only-summary", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--traffic-config",
+        str(config_path),
+        "--headless",
+        "--only-summary",
+        *extra,
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
 
 def test_a_backfill_inside_locust_stores_the_planned_days_and_shows_in_the_stats(setup):
     tmp_path, port, config_path, env = setup
     first, last = date.today() - timedelta(days=5), date.today() - timedelta(days=3)
-    result = _locust(tmp_path, config_path, env, "--traffic-backfill", f"{first}:{last}", "--traffic-report", "report.json", "--csv", "run", "-t", "90s")
+    result = _locust(
+        tmp_path,
+        config_path,
+        env,
+        "--traffic-backfill",
+        f"{first}:{last}",
+        "--traffic-report",
+        "report.json",
+        "--csv",
+        "run",
+        "-t",
+        "90s",
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "backfill complete: 2 target(s), 3 day(s)" in output and "Shape test stopping" in output
@@ -57,8 +80,22 @@ def test_a_backfill_inside_locust_stores_the_planned_days_and_shows_in_the_stats
     assert set(rows) == {"[Alpha] bulk", "[Beta] bulk", "Aggregated"}
     assert all(int(row["Failure Count"]) == 0 and int(row["Request Count"]) > 0 for row in rows.values())
     assert "bfl-alpha-token-1" not in output and "bfl-alpha-token-1" not in (tmp_path / "run_stats.csv").read_text()
-    verify = subprocess.run([sys.executable, "-m", "trafficinator_locust.cli", "verify", str(config_path), "--report", str(tmp_path / "report.json")],
-                            env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    verify = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trafficinator_locust.cli",
+            "verify",
+            str(config_path),
+            "--report",
+            str(tmp_path / "report.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 

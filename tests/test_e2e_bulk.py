@@ -12,11 +12,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import receiver_for
 
 from trafficinator_locust.core.config import load_config
-from conftest import receiver_for
-from trafficinator_locust.demo import LOCUSTFILE, receiver_stats
 from trafficinator_locust.core.protocol import instance_path
+from trafficinator_locust.demo import LOCUSTFILE, receiver_stats
 
 CONFIG = """
 defaults:
@@ -36,9 +36,29 @@ CAPS = {"Single": 120, "Bulk Token": 150, "Bulk Plain": 90}
 def run(request, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp(f"bulk-{request.param}")
     with receiver_for(tmp_path, CONFIG) as (port, config_path, env, _):
-        command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--headless",
-                   "--traffic-pacing", "stress", "-u", "30", "-r", "30", "-t", "60s", "--only-summary",
-                   "--traffic-report", str(tmp_path / "report.json"), "--csv", str(tmp_path / "run")]
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--traffic-config",
+            str(config_path),
+            "--headless",
+            "--traffic-pacing",
+            "stress",
+            "-u",
+            "30",
+            "-r",
+            "30",
+            "-t",
+            "60s",
+            "--only-summary",
+            "--traffic-report",
+            str(tmp_path / "report.json"),
+            "--csv",
+            str(tmp_path / "run"),
+        ]
         if request.param == "processes":
             command += ["--processes", "2"]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
@@ -67,7 +87,9 @@ def test_bulk_hits_travel_in_batches_and_are_counted_as_hits(run):
     mode, sites, report, requests, _ = run
     for name in ("Bulk Token", "Bulk Plain"):
         batches, hits = requests[f"[{name}] bulk"], sites[name]["hits"]
-        assert not any(key.startswith(f"[{name}] ") and key != f"[{name}] bulk" for key in requests), "a bulk target sent single hits"
+        assert not any(key.startswith(f"[{name}] ") and key != f"[{name}] bulk" for key in requests), (
+            "a bulk target sent single hits"
+        )
         assert hits > 3 * batches, f"{name}: {hits} hits in {batches} requests"
         if mode == "local":  # the CSV is written before the last batches of the stop flush; the report after
             assert report[name]["hits"] == hits and report[name]["requests"] >= batches

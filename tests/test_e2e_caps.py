@@ -73,8 +73,26 @@ class Receiver:
         self.env.pop("TRAFFICINATOR_CONFIG", None)
         self.process = None
 
-    def start(self, alpha: int, beta: int, gamma: int, dwell: tuple[float, float] = (0.01, 0.05), zones: tuple[str, str] = ("UTC", "America/New_York"), pv_min: int = 1) -> None:
-        text = CONFIG.format(port=self.port, alpha=alpha, beta=beta, gamma=gamma, dwell_min=dwell[0], dwell_max=dwell[1], alpha_zone=zones[0], beta_zone=zones[1], pv_min=pv_min)
+    def start(
+        self,
+        alpha: int,
+        beta: int,
+        gamma: int,
+        dwell: tuple[float, float] = (0.01, 0.05),
+        zones: tuple[str, str] = ("UTC", "America/New_York"),
+        pv_min: int = 1,
+    ) -> None:
+        text = CONFIG.format(
+            port=self.port,
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+            dwell_min=dwell[0],
+            dwell_max=dwell[1],
+            alpha_zone=zones[0],
+            beta_zone=zones[1],
+            pv_min=pv_min,
+        )
         self.config_path.write_text(text, encoding="utf-8")
         self.process = start_sink(self.config_path, self.port, self.env)
 
@@ -85,21 +103,41 @@ class Receiver:
         return {t.name: stats[instance_path(t.url)]["sites"][str(t.site_id)]["visits"] for t in config.enabled_targets}
 
     def command(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(self.config_path), *extra]
+        return [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--traffic-config",
+            str(self.config_path),
+            *extra,
+        ]
 
     def run(self, *extra: str, timeout: float = RUN_TIMEOUT) -> tuple[subprocess.CompletedProcess[str], float]:
         began = time.monotonic()
-        result = subprocess.run(self.command(*extra), env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.tmp_path)
+        result = subprocess.run(
+            self.command(*extra), env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.tmp_path
+        )
         return result, time.monotonic() - began
 
     def spawn(self, *extra: str, log: str) -> subprocess.Popen[str]:
         handle = open(self.tmp_path / log, "w", encoding="utf-8")
-        return subprocess.Popen(self.command(*extra), env=self.env, stdout=handle, stderr=subprocess.STDOUT, text=True, cwd=self.tmp_path)
+        return subprocess.Popen(
+            self.command(*extra), env=self.env, stdout=handle, stderr=subprocess.STDOUT, text=True, cwd=self.tmp_path
+        )
 
     def spawn_bare(self, *args: str, log: str) -> subprocess.Popen[str]:
         """``locust`` with only ``args``: no locustfile or traffic config of ours."""
         handle = open(self.tmp_path / log, "w", encoding="utf-8")
-        return subprocess.Popen([sys.executable, "-m", "locust", *args], env=self.env, stdout=handle, stderr=subprocess.STDOUT, text=True, cwd=self.tmp_path)
+        return subprocess.Popen(
+            [sys.executable, "-m", "locust", *args],
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.tmp_path,
+        )
 
     def log(self, name: str) -> str:
         return (self.tmp_path / name).read_text(encoding="utf-8", errors="replace")
@@ -122,10 +160,22 @@ def _report(receiver: Receiver) -> dict[str, dict]:
     return {row["target"]: row for row in document["targets"]}
 
 
-def _master_and_workers(receiver: Receiver, master_args: tuple[str, ...], workers: int = 2, shipped: bool = False) -> tuple[subprocess.Popen[str], list[subprocess.Popen[str]]]:
+def _master_and_workers(
+    receiver: Receiver, master_args: tuple[str, ...], workers: int = 2, shipped: bool = False
+) -> tuple[subprocess.Popen[str], list[subprocess.Popen[str]]]:
     """A master and its workers; ``shipped``: workers started as ``locust -f - --worker`` with no config at all."""
     port = free_port()
-    master = receiver.spawn("--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", str(workers), *master_args, log="master.log")
+    master = receiver.spawn(
+        "--master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+        "--expect-workers",
+        str(workers),
+        *master_args,
+        log="master.log",
+    )
     worker_args = ("--worker", "--master-host", "127.0.0.1", "--master-port", str(port))
     if shipped:  # one `locust -f - --worker --processes N`: forked workers, none with the YAML
         return master, [receiver.spawn_bare("-f", "-", *worker_args, "--processes", str(workers), log="worker0.log")]
@@ -179,7 +229,10 @@ def test_caps_are_stored_exactly_with_a_master_and_two_worker_processes(receiver
 def test_a_worker_killed_mid_run_never_pushes_a_target_past_its_cap(receiver: Receiver):
     # Longer visits so the run lasts a few seconds and the kill lands mid-run.
     receiver.start(alpha=200, beta=50, gamma=0, dwell=(0.2, 0.4))
-    master, workers = _master_and_workers(receiver, ("--headless", "--traffic-pacing", "stress", "-u", "40", "-r", "40", "-t", "90s", "--traffic-lease-ttl", "6"))
+    master, workers = _master_and_workers(
+        receiver,
+        ("--headless", "--traffic-pacing", "stress", "-u", "40", "-r", "40", "-t", "90s", "--traffic-lease-ttl", "6"),
+    )
     try:
         deadline = time.monotonic() + 60
         while receiver.stored()["Alpha"] < 40:
@@ -204,7 +257,9 @@ def test_a_worker_killed_mid_run_never_pushes_a_target_past_its_cap(receiver: Re
 def test_a_restarted_master_continues_the_days_count(receiver: Receiver):
     # Visits of 2-3 pageviews 0.5 s apart (about 1.5 s each): 30 users store about 35 in 3 s, far from 100.
     receiver.start(alpha=100, beta=0, gamma=0, dwell=(0.5, 0.5), pv_min=2)
-    first, _ = receiver.run("--headless", "--traffic-pacing", "stress", "-u", "30", "-r", "30", "-t", "3s", "--only-summary")
+    first, _ = receiver.run(
+        "--headless", "--traffic-pacing", "stress", "-u", "30", "-r", "30", "-t", "3s", "--only-summary"
+    )
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     after_first = receiver.stored()["Alpha"]
     assert 0 < after_first < 100, f"the first run should stop early, it stored {after_first}"
@@ -222,7 +277,15 @@ def test_a_restarted_master_continues_the_days_count(receiver: Receiver):
 
 def _daytime_zones(count: int) -> list[str]:
     """Zones where it is now between 02:00 and 22:00, so no local midnight falls inside a test."""
-    candidates = ["UTC", "America/New_York", "Asia/Tokyo", "Europe/Stockholm", "America/Los_Angeles", "Australia/Sydney", "Asia/Kolkata"]
+    candidates = [
+        "UTC",
+        "America/New_York",
+        "Asia/Tokyo",
+        "Europe/Stockholm",
+        "America/Los_Angeles",
+        "Australia/Sydney",
+        "Asia/Kolkata",
+    ]
     chosen = [zone for zone in candidates if 2 <= datetime.now(ZoneInfo(zone)).hour < 22]
     return chosen[:count]
 
@@ -236,7 +299,10 @@ def test_a_paced_run_gets_users_from_the_shape_and_keeps_the_pace(receiver: Rece
     assert result.returncode == 0, output[-3000:]
     assert "--run-time limit reached" in output and elapsed < 30
     config = load_config(receiver.config_path, env=receiver.env)
-    expected_users = {t.class_name: pool_size(t.visits_per_day / 86400, mean_visit_seconds(t)) if t.visits_per_day else 1 for t in config.enabled_targets}
+    expected_users = {
+        t.class_name: pool_size(t.visits_per_day / 86400, mean_visit_seconds(t)) if t.visits_per_day else 1
+        for t in config.enabled_targets
+    }
     spawned = json.loads(re.search(r"All users spawned: (\{.*?\})", output).group(1))
     assert spawned == expected_users
     stored, rows = receiver.stored(), _report(receiver)
@@ -257,7 +323,15 @@ def test_the_shape_ends_a_paced_run_when_the_rest_of_the_day_is_spent(receiver: 
     receiver.start(alpha=864000, beta=432000, gamma=0, zones=(zones[0], zones[1]))
     state_path = receiver.tmp_path / "budget.json"
     days = {name: datetime.now(ZoneInfo(zone)).date().isoformat() for name, zone in zip(("Alpha", "Beta Shop"), zones)}
-    state = {"version": 1, "next_lease": 500, "leases": [], "targets": {"Alpha": {"day": days["Alpha"], "granted": 864000 - 12}, "Beta Shop": {"day": days["Beta Shop"], "granted": 432000 - 6}}}
+    state = {
+        "version": 1,
+        "next_lease": 500,
+        "leases": [],
+        "targets": {
+            "Alpha": {"day": days["Alpha"], "granted": 864000 - 12},
+            "Beta Shop": {"day": days["Beta Shop"], "granted": 432000 - 6},
+        },
+    }
     state_path.write_text(json.dumps(state))
     result, elapsed = receiver.run("--headless", "-t", "60s", "--traffic-state", str(state_path), "--only-summary")
     output = result.stdout + result.stderr
@@ -279,6 +353,10 @@ def test_a_target_that_refuses_connections_fails_alone(receiver: Receiver):
     assert result.returncode == 0, output[-3000:]
     stored, rows = receiver.stored(), _report(receiver)
     assert (stored["Alpha"], stored["Beta Shop"], stored["Gamma"]) == (120, 40, 0)
-    assert rows["Gamma"]["state"] == "failing" and rows["Gamma"]["visits_failed"] == 5 and rows["Gamma"]["visits_started"] == 0
+    assert (
+        rows["Gamma"]["state"] == "failing"
+        and rows["Gamma"]["visits_failed"] == 5
+        and rows["Gamma"]["visits_started"] == 0
+    )
     assert rows["Alpha"]["failures"] == 0 and rows["Alpha"]["state"] == "capped"
     assert elapsed < 45

@@ -37,9 +37,30 @@ def test_mirror_sends_identical_visits_to_every_target(tmp_path):
     sink = start_sink(config, port, env, "--record-hits")
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config), "--headless",
-             "--traffic-pacing", "stress", "-u", "30", "-r", "30", "-t", "60s", "--only-summary"],
-            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(LOCUSTFILE),
+                "--traffic-config",
+                str(config),
+                "--headless",
+                "--traffic-pacing",
+                "stress",
+                "-u",
+                "30",
+                "-r",
+                "30",
+                "-t",
+                "60s",
+                "--only-summary",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
         )
         stored = receiver_stats(port)
     finally:
@@ -76,9 +97,28 @@ def test_random_draws_each_visits_target_by_weight(tmp_path):
     sink = start_sink(config, port, env)
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config), "--headless",
-             "-u", "2", "-r", "2", "-t", "5s", "--only-summary"],
-            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(LOCUSTFILE),
+                "--traffic-config",
+                str(config),
+                "--headless",
+                "-u",
+                "2",
+                "-r",
+                "2",
+                "-t",
+                "5s",
+                "--only-summary",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
         )
         stored = receiver_stats(port)
     finally:

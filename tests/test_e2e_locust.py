@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.core.config import load_config
 
 TOKENS = {"Alpha": "e2e-alpha-token-93jd7", "Beta Shop": "e2e-beta-token-k2k2k", "Gamma": "e2e-gamma-token-zz81q"}
 
@@ -64,8 +64,18 @@ def setup(tmp_path: Path):
 
 def _locust(config_path: Path, workdir: Path, env: dict[str, str], *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path),
-        "--traffic-report", str(workdir / "report.json"), "--csv", str(workdir / "run"), *extra,
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--traffic-config",
+        str(config_path),
+        "--traffic-report",
+        str(workdir / "report.json"),
+        "--csv",
+        str(workdir / "run"),
+        *extra,
     ]
 
 
@@ -83,9 +93,15 @@ def _check_run(config_path: Path, port: int, workdir: Path, env: dict[str, str],
         sent = rows[target.name]
         assert sent["failures"] == 0, sent
         assert sent["visits_started"] > 0
-        assert site["visits"] == sent["visits_started"], f"{target.name}: receiver stored {site['visits']} visits, generator started {sent['visits_started']}"
-        assert site["unique_visitors"] == sent["visits_started"], f"{target.name}: visitors collapsed into {site['unique_visitors']} of {sent['visits_started']}"
-        assert site["hits"] == sent["requests"], f"{target.name}: receiver stored {site['hits']} of {sent['requests']} hits"
+        assert site["visits"] == sent["visits_started"], (
+            f"{target.name}: receiver stored {site['visits']} visits, generator started {sent['visits_started']}"
+        )
+        assert site["unique_visitors"] == sent["visits_started"], (
+            f"{target.name}: visitors collapsed into {site['unique_visitors']} of {sent['visits_started']}"
+        )
+        assert site["hits"] == sent["requests"], (
+            f"{target.name}: receiver stored {site['hits']} of {sent['requests']} hits"
+        )
         assert site["invalid"] == {}, site["invalid"]
         assert site["actions"]["pageview"] > 0
     everything = output + "".join(p.read_text(errors="replace") for p in workdir.iterdir() if p.is_file())
@@ -103,8 +119,21 @@ def test_headless_run_three_targets(setup, tmp_path: Path):
     assert "Trafficinator per-target summary" in result.stdout + result.stderr
     _check_run(config_path, port, workdir, env, result.stdout + result.stderr)
     # the run's own report, checked against what the receiver's Reporting API says it stored
-    verify = subprocess.run([sys.executable, "-m", "trafficinator_locust.cli", "verify", str(config_path), "--report", str(workdir / "report.json")],
-                            env=env, capture_output=True, text=True, timeout=60)
+    verify = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trafficinator_locust.cli",
+            "verify",
+            str(config_path),
+            "--report",
+            str(workdir / "report.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert not any(token in verify.stdout + verify.stderr for token in TOKENS.values())
 
@@ -115,13 +144,51 @@ def test_master_and_two_workers(setup, tmp_path: Path):
     workdir.mkdir()
     master_port = free_port()
     master = subprocess.Popen(
-        _locust(config_path, workdir, env, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
-                "--expect-workers", "2", "-u", "15", "-r", "15", "-t", "8s"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
+        _locust(
+            config_path,
+            workdir,
+            env,
+            "--headless",
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+            "--expect-workers",
+            "2",
+            "-u",
+            "15",
+            "-r",
+            "15",
+            "-t",
+            "8s",
+        ),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=workdir,
     )
-    worker_command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--worker",
-                      "--master-host", "127.0.0.1", "--master-port", str(master_port)]
-    workers = [subprocess.Popen(worker_command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir) for _ in range(2)]
+    worker_command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--traffic-config",
+        str(config_path),
+        "--worker",
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        str(master_port),
+    ]
+    workers = [
+        subprocess.Popen(
+            worker_command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir
+        )
+        for _ in range(2)
+    ]
     try:
         output, _ = master.communicate(timeout=120)
         worker_output = "".join(w.communicate(timeout=60)[0] for w in workers)
@@ -136,15 +203,46 @@ def test_master_and_two_workers(setup, tmp_path: Path):
 def test_traffic_checks_set_the_exit_code(setup, tmp_path: Path):
     """CI thresholds per target: a passing rule keeps 0, a failing one gives 3 and names the target, a typo gives 2."""
     config_path, port, env = setup
-    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--headless", "-u", "6", "-r", "6", "-t", "2s"]
-    passing = subprocess.run(base + ["--traffic-check", "fail_ratio<0.01,Alpha:requests>0"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    base = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--traffic-config",
+        str(config_path),
+        "--headless",
+        "-u",
+        "6",
+        "-r",
+        "6",
+        "-t",
+        "2s",
+    ]
+    passing = subprocess.run(
+        base + ["--traffic-check", "fail_ratio<0.01,Alpha:requests>0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert passing.returncode == 0, passing.stderr[-2000:]
-    failing = subprocess.run(base + ["--traffic-check", "Beta Shop:requests<1", "--traffic-report", str(tmp_path / "r.json")], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    failing = subprocess.run(
+        base + ["--traffic-check", "Beta Shop:requests<1", "--traffic-report", str(tmp_path / "r.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert failing.returncode == 3, failing.stderr[-2000:]
     assert "FAIL [Beta Shop] requests<1" in failing.stdout + failing.stderr
     checks = json.loads((tmp_path / "r.json").read_text())["run"]["checks"]
     assert [(c["target"], c["passed"]) for c in checks] == [("Beta Shop", False)]
-    typo = subprocess.run(base + ["--traffic-check", "latency<5"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    typo = subprocess.run(
+        base + ["--traffic-check", "latency<5"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert typo.returncode == 2 and "unknown metric 'latency'" in typo.stderr and "Traceback" not in typo.stderr
 
 
@@ -155,13 +253,55 @@ def test_master_refuses_a_worker_with_another_config(setup, tmp_path: Path):
     other.write_text(config_path.read_text().replace("weight: 5", "weight: 6"))
     master_port = free_port()
     master = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--headless", "--master",
-         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port), "--expect-workers", "1", "-u", "3", "-r", "3", "-t", "30s"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--traffic-config",
+            str(config_path),
+            "--headless",
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+            "--expect-workers",
+            "1",
+            "-u",
+            "3",
+            "-r",
+            "3",
+            "-t",
+            "30s",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(other), "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--traffic-config",
+            str(other),
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(master_port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
     )
     try:
         output, _ = master.communicate(timeout=60)

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
+from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.core.config import load_config
 
 CONFIG = """
 seed: 11
@@ -65,8 +65,24 @@ def run(tmp_path_factory):
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     sink = start_sink(config_path, port, env)
     try:
-        command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path), "--headless",
-                   "-u", "12", "-r", "12", "-t", "6s", "--traffic-report", str(tmp_path / "report.json")]
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--traffic-config",
+            str(config_path),
+            "--headless",
+            "-u",
+            "12",
+            "-r",
+            "12",
+            "-t",
+            "6s",
+            "--traffic-report",
+            str(tmp_path / "report.json"),
+        ]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
         stored = receiver_stats(port)
     finally:
@@ -82,7 +98,11 @@ def test_each_target_gets_its_own_traffic_model(run):
     report, sites, output = run
     for name, site in sites.items():
         assert site["invalid"] == {}, (name, site["invalid"])
-        assert site["visits"] == report[name]["visits_started"] > 10, (name, site["visits"], report[name]["visits_started"])
+        assert site["visits"] == report[name]["visits_started"] > 10, (
+            name,
+            site["visits"],
+            report[name]["visits_started"],
+        )
         assert site["hits"] == report[name]["requests"], name
     shop, blog, docs = sites["Shop"]["actions"], sites["Blog"]["actions"], sites["Docs"]["actions"]
     assert shop["order"] > 0 and shop["cart"] > shop["order"] and shop["product_view"] > 0 and shop["goal"] > 0

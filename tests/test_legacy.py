@@ -64,7 +64,9 @@ def test_legacy_urls_file_is_relative_to_the_cwd(tmp_path, monkeypatch):
 
 
 def test_only_one_event_variable_is_its_share():
-    config = legacy_config({"MATOMO_URL": "https://a.example/", "MATOMO_SITE_ID": "1", "RANDOM_EVENTS_PROBABILITY": "0.2"})
+    config = legacy_config(
+        {"MATOMO_URL": "https://a.example/", "MATOMO_SITE_ID": "1", "RANDOM_EVENTS_PROBABILITY": "0.2"}
+    )
     assert config.targets[0].traffic.actions.event == pytest.approx(0.2)
 
 
@@ -107,7 +109,10 @@ def test_missing_site_id_names_its_variable():
     assert problem.path == "MATOMO_SITE_ID"
 
 
-@pytest.mark.parametrize(("low", "high", "value"), [("PAGEVIEWS_MIN", "PAGEVIEWS_MAX", "9"), ("PAUSE_BETWEEN_PVS_MIN", "PAUSE_BETWEEN_PVS_MAX", "5")])
+@pytest.mark.parametrize(
+    ("low", "high", "value"),
+    [("PAGEVIEWS_MIN", "PAGEVIEWS_MAX", "9"), ("PAUSE_BETWEEN_PVS_MIN", "PAUSE_BETWEEN_PVS_MAX", "5")],
+)
 def test_range_error_names_the_variables(legacy_env, low, high, value):
     with pytest.raises(ConfigError) as info:
         legacy_config({**legacy_env, low: value})
@@ -154,7 +159,14 @@ def test_migration_refuses_an_invalid_environment(legacy_env):
 
 
 def test_unmapped_variables_are_listed_as_comments(legacy_env):
-    env = {**legacy_env, "CONCURRENCY": "50", "AUTO_STOP_AFTER_HOURS": "4", "ECOMMERCE_ORDER_PROBABILITY": "0.05", "BACKFILL_DAYS": "7", "UNRELATED": "1"}
+    env = {
+        **legacy_env,
+        "CONCURRENCY": "50",
+        "AUTO_STOP_AFTER_HOURS": "4",
+        "ECOMMERCE_ORDER_PROBABILITY": "0.05",
+        "BACKFILL_DAYS": "7",
+        "UNRELATED": "1",
+    }
     notes = unmapped_variables(env)
     assert set(notes) == {"CONCURRENCY", "AUTO_STOP_AFTER_HOURS", "ECOMMERCE_ORDER_PROBABILITY", "BACKFILL_DAYS"}
     text = migration_yaml(env)
@@ -183,7 +195,12 @@ def test_cli_migrate_from_environment(run_cli, legacy_env, tmp_path):
     path = tmp_path / "out.yaml"
     path.write_text(result.stdout, encoding="utf-8")
     (t,) = load_config(path, env={"MATOMO_TOKEN_AUTH": SECRET}).targets
-    assert (t.url, t.site_id, t.visits_per_day, t.timezone) == ("https://analytics.example.com/matomo.php", 1, 20000, "CET")
+    assert (t.url, t.site_id, t.visits_per_day, t.timezone) == (
+        "https://analytics.example.com/matomo.php",
+        1,
+        20000,
+        "CET",
+    )
     assert t.token_auth.get_secret_value() == SECRET
 
 
@@ -257,7 +274,9 @@ def test_cli_validate_legacy_environment(run_cli, legacy_env, tmp_path):
 
 
 def test_discover_from_command_line_option(legacy_env):
-    config = discover_config(["-f", "locustfile.py", "--traffic-config", str(CONFIG_DIR / "multi-client.yaml"), "--headless"], env=legacy_env)
+    config = discover_config(
+        ["-f", "locustfile.py", "--traffic-config", str(CONFIG_DIR / "multi-client.yaml"), "--headless"], env=legacy_env
+    )
     assert [t.name for t in config.targets] == ["Client A", "Client B"]  # the file wins over legacy variables
 
 
@@ -273,7 +292,11 @@ def test_discover_option_wins_over_variable():
 
 
 def test_discover_from_environment_variable(legacy_env):
-    env = {**legacy_env, "TRAFFICINATOR_CONFIG": str(CONFIG_DIR / "multi-environment.yaml"), "MATOMO_PROD_TOKEN": SECRET}
+    env = {
+        **legacy_env,
+        "TRAFFICINATOR_CONFIG": str(CONFIG_DIR / "multi-environment.yaml"),
+        "MATOMO_PROD_TOKEN": SECRET,
+    }
     config = discover_config([], env=env)
     assert [t.name for t in config.targets] == ["Development", "Staging", "Production"]
     assert config.targets[2].token_auth.get_secret_value() == SECRET  # interpolated from the given env

@@ -7,6 +7,8 @@ whose messages loop back synchronously. Nothing sleeps.
 from __future__ import annotations
 
 import locust  # noqa: F401  (first: gevent monkey-patching before anything imports urllib3)
+from locust import User, constant, task
+from locust.env import Environment
 
 import json
 from datetime import datetime, timezone
@@ -14,12 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from locust import User, constant, task
-from locust.env import Environment
 
-from trafficinator_locust.runtime.broker import MSG_LIMITS, PermitBroker, PermitClient, StateFile, build_budgets, default_state_path, restore_ledger, state_folder
 from trafficinator_locust.core.budget import Ledger, Pace, TargetBudget
 from trafficinator_locust.core.config import load_config
+from trafficinator_locust.runtime.broker import (
+    MSG_LIMITS,
+    PermitBroker,
+    PermitClient,
+    StateFile,
+    build_budgets,
+    default_state_path,
+    restore_ledger,
+    state_folder,
+)
 
 NOON = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0

@@ -2,7 +2,10 @@
 what is not a Matomo: each failure named by its step and reason, nothing tracked without probe,
 exactly one named hit with it, the token never shown, and the answer bounded by the timeout."""
 
+import gevent
+import gevent.event
 import locust  # noqa: F401  (gevent monkey-patching before anything imports urllib3/requests)
+from gevent.pywsgi import WSGIServer
 
 import json
 import os
@@ -13,15 +16,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import gevent
-import gevent.event
 import pytest
-from gevent.pywsgi import WSGIServer
 from pydantic import SecretStr
 
-from trafficinator_locust.ops import preflight as pf
 from trafficinator_locust.core.config import Target, load_config
 from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.ops import preflight as pf
 from trafficinator_locust.ops.preflight import PROBE_CID, Step, TargetResult, preflight, render_results
 from trafficinator_locust.receiver.sink import TRACKER_PAGE, SinkApp, SinkInstance, SinkSite, serve
 
@@ -59,7 +59,9 @@ def _target(base: Target, **update) -> Target:
 
 
 def _reset(port: int) -> None:
-    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/sink/reset", data=b"", method="POST"), timeout=10).read()
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://127.0.0.1:{port}/sink/reset", data=b"", method="POST"), timeout=10
+    ).read()
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,9 @@ def wsgi():
     servers = []
 
     def start(app, ssl_context=None) -> int:
-        server = WSGIServer(("127.0.0.1", 0), app, log=None, error_log=None, **({"ssl_context": ssl_context} if ssl_context else {}))
+        server = WSGIServer(
+            ("127.0.0.1", 0), app, log=None, error_log=None, **({"ssl_context": ssl_context} if ssl_context else {})
+        )
         server.start()
         servers.append(server)
         return server.server_port
@@ -154,9 +158,14 @@ def test_each_target_passes_or_fails_with_its_own_reason_concurrently_within_the
     token = _failed(results["Wrong token"])
     assert token.name == "token" and token.detail.startswith("token_auth rejected")
     site = _failed(results["Wrong site"])
-    assert site.name == "site" and site.detail.startswith("site 99 not found or not visible to this token (it sees sites: 1)")
+    assert site.name == "site" and site.detail.startswith(
+        "site 99 not found or not visible to this token (it sees sites: 1)"
+    )
     refused = _failed(results["Closed port"])
-    assert (refused.name, refused.detail) == ("tcp", f"connection refused on 127.0.0.1:{closed} (nothing listens on that port)")
+    assert (refused.name, refused.detail) == (
+        "tcp",
+        f"connection refused on 127.0.0.1:{closed} (nothing listens on that port)",
+    )
     slow = _failed(results["Slow"])
     assert slow.name == "tracker" and slow.detail.startswith("timed out after 2 s waiting for GET http://127.0.0.1:")
     # The slow receiver answers only after 5 s: returning before proves nobody waited for it.
@@ -188,23 +197,38 @@ def test_targets_are_checked_with_their_own_instance(receiver):
 
 
 def test_a_view_only_token_fails_the_write_check_and_a_write_token_passes(in_process, receiver):
-    port = in_process(SinkInstance("/dev", {1: SinkSite(1, "Europe/Stockholm")}, {GOOD_TOKEN},
-                                   roles={VIEW_TOKEN: "view", WRITE_TOKEN: "write"}))
+    port = in_process(
+        SinkInstance(
+            "/dev", {1: SinkSite(1, "Europe/Stockholm")}, {GOOD_TOKEN}, roles={VIEW_TOKEN: "view", WRITE_TOKEN: "write"}
+        )
+    )
     url = f"http://127.0.0.1:{port}/dev/matomo.php"
     good = _target(receiver["config"].targets[0], url=url)
-    results = _by_name(preflight([
-        _target(good, name="View", token_auth=VIEW_TOKEN), _target(good, name="Write", token_auth=WRITE_TOKEN), good,
-    ], timeout=5))
+    results = _by_name(
+        preflight(
+            [
+                _target(good, name="View", token_auth=VIEW_TOKEN),
+                _target(good, name="Write", token_auth=WRITE_TOKEN),
+                good,
+            ],
+            timeout=5,
+        )
+    )
     view = _failed(results["View"])
-    assert view.name == "access" and view.detail.startswith("the token has only view access to site 1; tracking needs write or admin access")
+    assert view.name == "access" and view.detail.startswith(
+        "the token has only view access to site 1; tracking needs write or admin access"
+    )
     assert [s.name for s in results["View"].steps] == STEPS_WITH_TOKEN  # it could read the site, not write to it
     assert results["Write"].ok and results["Write"].steps[-1].detail == "write access to site 1"
     assert results["Good"].ok and results["Good"].steps[-1].detail == "admin access to site 1"
 
 
 def test_time_zone_currency_and_ecommerce_differences_are_warnings_not_failures(in_process, write_yaml):
-    port = in_process(SinkInstance("/shop", {4: SinkSite(4, "America/New_York", "EUR", ecommerce=False, name="Shop")}, {GOOD_TOKEN}))
-    config = load_config(write_yaml(f"""
+    port = in_process(
+        SinkInstance("/shop", {4: SinkSite(4, "America/New_York", "EUR", ecommerce=False, name="Shop")}, {GOOD_TOKEN})
+    )
+    config = load_config(
+        write_yaml(f"""
         targets:
           - name: Shop
             url: http://127.0.0.1:{port}/shop/matomo.php
@@ -217,7 +241,8 @@ def test_time_zone_currency_and_ecommerce_differences_are_warnings_not_failures(
             site_id: 4
             token_auth: {GOOD_TOKEN}
             timezone: America/New_York
-    """))
+    """)
+    )
     shop, plain = preflight(config.targets, timeout=5)
     assert shop.ok and len(shop.warnings) == 3
     zone, money, ecommerce = shop.warnings
@@ -240,12 +265,20 @@ def test_a_path_without_a_tracker_and_another_application_fail_the_tracker_step(
 
     port = wsgi(other_app)
     good = receiver["config"].targets[0]
-    missing, other = preflight([
-        _target(good, name="Missing", url=f"http://127.0.0.1:{receiver['port']}/nowhere/matomo.php"),
-        _target(good, name="Other", url=f"http://127.0.0.1:{port}/matomo.php"),
-    ], timeout=5)
-    assert _failed(missing).name == "tracker" and "answered HTTP 404: no Matomo tracker at this path" in _failed(missing).detail
-    assert _failed(other).name == "tracker" and "answered HTTP 200 without Matomo's tracker page" in _failed(other).detail
+    missing, other = preflight(
+        [
+            _target(good, name="Missing", url=f"http://127.0.0.1:{receiver['port']}/nowhere/matomo.php"),
+            _target(good, name="Other", url=f"http://127.0.0.1:{port}/matomo.php"),
+        ],
+        timeout=5,
+    )
+    assert (
+        _failed(missing).name == "tracker"
+        and "answered HTTP 404: no Matomo tracker at this path" in _failed(missing).detail
+    )
+    assert (
+        _failed(other).name == "tracker" and "answered HTTP 200 without Matomo's tracker page" in _failed(other).detail
+    )
 
 
 def test_a_redirect_is_reported_with_where_it_leads(receiver, wsgi):
@@ -253,9 +286,13 @@ def test_a_redirect_is_reported_with_where_it_leads(receiver, wsgi):
         start_response("301 Moved Permanently", [("Location", "https://analytics.example/matomo.php")])
         return [b""]
 
-    [result] = preflight([_target(receiver["config"].targets[0], url=f"http://127.0.0.1:{wsgi(redirect)}/matomo.php")], timeout=5)
-    assert _failed(result).detail.endswith("answered HTTP 301, a redirect to https://analytics.example/matomo.php: "
-                                           "put the final URL in the config (tracking POSTs are not redirected)")
+    [result] = preflight(
+        [_target(receiver["config"].targets[0], url=f"http://127.0.0.1:{wsgi(redirect)}/matomo.php")], timeout=5
+    )
+    assert _failed(result).detail.endswith(
+        "answered HTTP 301, a redirect to https://analytics.example/matomo.php: "
+        "put the final URL in the config (tracking POSTs are not redirected)"
+    )
 
 
 def test_a_reporting_api_that_is_not_matomo_fails_the_api_step(receiver, wsgi):
@@ -266,9 +303,15 @@ def test_a_reporting_api_that_is_not_matomo_fails_the_api_step(receiver, wsgi):
         start_response("404 Not Found", [("Content-Type", "text/html")])
         return [b"not here"]
 
-    [result] = preflight([_target(receiver["config"].targets[0], url=f"http://127.0.0.1:{wsgi(tracker_only)}/m/matomo.php")], timeout=5)
+    [result] = preflight(
+        [_target(receiver["config"].targets[0], url=f"http://127.0.0.1:{wsgi(tracker_only)}/m/matomo.php")], timeout=5
+    )
     step = _failed(result)
-    assert step.name == "api" and "/m/index.php (API.getMatomoVersion) answered HTTP 404 without JSON: not Matomo's Reporting API" in step.detail
+    assert (
+        step.name == "api"
+        and "/m/index.php (API.getMatomoVersion) answered HTTP 404 without JSON: not Matomo's Reporting API"
+        in step.detail
+    )
 
 
 # --- secrets -----------------------------------------------------------------------------------------
@@ -290,12 +333,16 @@ def test_the_token_is_never_in_a_result_even_when_a_server_echoes_it(receiver, w
 
     port = wsgi(echo)
     good = receiver["config"].targets[0]
-    results = preflight([
-        _target(good, name="Echo", url=f"http://127.0.0.1:{port}/e/matomo.php", token_auth=WRONG_TOKEN),
-        _target(good, name="Wrong", token_auth=WRONG_TOKEN),
-        _target(good, name="View", token_auth=VIEW_TOKEN),
-        good,
-    ], timeout=5, probe=True)
+    results = preflight(
+        [
+            _target(good, name="Echo", url=f"http://127.0.0.1:{port}/e/matomo.php", token_auth=WRONG_TOKEN),
+            _target(good, name="Wrong", token_auth=WRONG_TOKEN),
+            _target(good, name="View", token_auth=VIEW_TOKEN),
+            good,
+        ],
+        timeout=5,
+        probe=True,
+    )
     echoed = _failed(results[0])
     assert echoed.name == "site" and "token_auth=***" in echoed.detail
     text = json.dumps([result.as_dict() for result in results]) + render_results(results, timeout=5, probe=True)
@@ -319,7 +366,9 @@ def test_a_lookup_that_never_answers_still_gives_an_answer_at_the_timeout(receiv
     monkeypatch.setattr(socket, "getaddrinfo", stuck)
     good = receiver["config"].targets[0]
     try:
-        stuck_result, fine = preflight([_target(good, name="Stuck", url="http://stuck.example/matomo.php"), good], timeout=1)
+        stuck_result, fine = preflight(
+            [_target(good, name="Stuck", url="http://stuck.example/matomo.php"), good], timeout=1
+        )
         assert not release.is_set()
     finally:
         release.set()
@@ -337,11 +386,16 @@ def test_a_name_that_does_not_resolve_fails_the_dns_step(receiver, monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
     [result] = preflight([_target(receiver["config"].targets[0], url="https://matomo.invalid/matomo.php")], timeout=5)
-    assert (_failed(result).name, _failed(result).detail) == ("dns", "cannot resolve matomo.invalid: Name or service not known")
+    assert (_failed(result).name, _failed(result).detail) == (
+        "dns",
+        "cannot resolve matomo.invalid: Name or service not known",
+    )
 
 
 def test_https_to_a_plain_http_port_fails_the_tls_step(receiver):
-    [result] = preflight([_target(receiver["config"].targets[0], url=f"https://127.0.0.1:{receiver['port']}/dev/matomo.php")], timeout=5)
+    [result] = preflight(
+        [_target(receiver["config"].targets[0], url=f"https://127.0.0.1:{receiver['port']}/dev/matomo.php")], timeout=5
+    )
     step = _failed(result)
     assert step.name == "tls" and step.detail.startswith(f"TLS handshake with 127.0.0.1:{receiver['port']} failed (")
     assert step.detail.endswith("): is it an https port?")
@@ -352,9 +406,29 @@ def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 (openssl), and its key."""
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return {"cert": str(cert), "context": context}
@@ -370,7 +444,9 @@ def test_https_checks_the_certificate_and_then_talks_tls_to_matomo(certificate, 
     monkeypatch.setenv("SSL_CERT_FILE", certificate["cert"])  # trust it, as a company CA would be
     [trusted] = preflight([target], timeout=5, probe=True)
     assert trusted.ok and [s.name for s in trusted.steps] == ["dns", "tcp", "tls", *STEPS_WITH_TOKEN[2:], "probe"]
-    assert trusted.steps[2].detail.startswith("TLSv1.") and trusted.steps[2].detail.endswith("certificate valid for 127.0.0.1")
+    assert trusted.steps[2].detail.startswith("TLSv1.") and trusted.steps[2].detail.endswith(
+        "certificate valid for 127.0.0.1"
+    )
     assert app.stats("/tls")["sites"]["1"]["hits"] == 1
 
 
@@ -378,20 +454,39 @@ def test_https_checks_the_certificate_and_then_talks_tls_to_matomo(certificate, 
 def test_results_as_dicts_are_json_ready():
     result = TargetResult("A", False, (Step("dns", True, "a"), Step("tcp", False, "refused")), ("w",), 0.12345)
     assert json.loads(json.dumps(result.as_dict())) == {
-        "target": "A", "ok": False, "seconds": 0.123, "warnings": ["w"],
+        "target": "A",
+        "ok": False,
+        "seconds": 0.123,
+        "warnings": ["w"],
         "steps": [{"name": "dns", "ok": True, "detail": "a"}, {"name": "tcp", "ok": False, "detail": "refused"}],
     }
 
 
 def test_render_results_marks_each_step_and_explains_failures_and_warnings():
     results = [
-        TargetResult("Good", True, tuple(Step(name, True, "") for name in STEPS_WITH_TOKEN), ("site 1 is in time zone X",), 0.05),
-        TargetResult("Closed", False, (Step("dns", True, ""), Step("tcp", False, "connection refused on 127.0.0.1:9")), (), 0.01),
+        TargetResult(
+            "Good", True, tuple(Step(name, True, "") for name in STEPS_WITH_TOKEN), ("site 1 is in time zone X",), 0.05
+        ),
+        TargetResult(
+            "Closed", False, (Step("dns", True, ""), Step("tcp", False, "connection refused on 127.0.0.1:9")), (), 0.01
+        ),
     ]
     text = render_results(results, timeout=10, probe=False)
     lines = text.splitlines()
     assert lines[0] == "Preflight of 2 target(s), 10 s each, no tracking data sent:"
-    assert lines[1].split() == ["target", "dns", "tcp", "tls", "tracker", "api", "token", "site", "access", "result", "seconds"]
+    assert lines[1].split() == [
+        "target",
+        "dns",
+        "tcp",
+        "tls",
+        "tracker",
+        "api",
+        "token",
+        "site",
+        "access",
+        "result",
+        "seconds",
+    ]
     assert lines[3].split() == ["Good", "ok", "ok", "-", "ok", "ok", "ok", "ok", "ok", "ok", "0.05"]
     assert lines[4].split() == ["Closed", "ok", "FAIL", "-", "-", "-", "-", "-", "-", "FAIL", "0.01"]
     assert lines[5:] == [

@@ -150,8 +150,15 @@ def test_two_concurrent_writers_lose_no_update_and_keep_the_file_intact(tmp_path
     path = tmp_path / "presets.sqlite3"
     PresetStore(path).create("shared", {"targets": [{"name": "A", "traffic": {"log": []}}]})
     rounds = 100
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(rounds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for name in ("one", "two")]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), name, str(rounds)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("one", "two")
+    ]
     outputs = [w.communicate(timeout=120) for w in writers]
     for writer, (out, err) in zip(writers, outputs):
         assert writer.returncode == 0, err

@@ -14,8 +14,7 @@ TOKEN = "tok-7f3e9a1b2c"
 
 
 def check(params: dict[str, str], **overrides):
-    options = dict(site_exists=True, token_valid=False, token_given=False, goal_ids={1, 2, 3},
-                   now_utc=NOW)
+    options = dict(site_exists=True, token_valid=False, token_given=False, goal_ids={1, 2, 3}, now_utc=NOW)
     options.update(overrides)
     return p.check_hit({"idsite": "1", "rec": "1", **params}, **options)
 
@@ -53,22 +52,21 @@ def test_plain_pageview_is_valid():
 @pytest.mark.parametrize("rec", [None, "", "0"])
 def test_missing_rec_is_ignored_not_invalid(rec):
     params = {"idsite": "1"} if rec is None else {"idsite": "1", "rec": rec}
-    outcome = p.check_hit(params, site_exists=True, token_valid=False, token_given=False,
-                          goal_ids=None, now_utc=NOW)
+    outcome = p.check_hit(params, site_exists=True, token_valid=False, token_given=False, goal_ids=None, now_utc=NOW)
     assert outcome.reason == p.NO_REC and outcome.ignored and outcome.status == 200
 
 
 def test_missing_rec_wins_over_other_problems():
-    outcome = p.check_hit({"cid": "nope"}, site_exists=False, token_valid=False,
-                          token_given=False, goal_ids=None, now_utc=NOW)
+    outcome = p.check_hit(
+        {"cid": "nope"}, site_exists=False, token_valid=False, token_given=False, goal_ids=None, now_utc=NOW
+    )
     assert outcome.reason == p.NO_REC
 
 
 @pytest.mark.parametrize("idsite", [None, "", "abc", "0", "-1"])
 def test_missing_or_malformed_idsite_is_400(idsite):
     params = {"rec": "1"} if idsite is None else {"rec": "1", "idsite": idsite}
-    outcome = p.check_hit(params, site_exists=False, token_valid=False, token_given=False,
-                          goal_ids=None, now_utc=NOW)
+    outcome = p.check_hit(params, site_exists=False, token_valid=False, token_given=False, goal_ids=None, now_utc=NOW)
     assert (outcome.reason, outcome.status, outcome.ignored) == (p.MISSING_IDSITE, 400, False)
 
 
@@ -89,14 +87,17 @@ def test_good_or_empty_cid_passes(cid):
 
 
 # --- events ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("params", [
-    {"e_c": "Video"},
-    {"e_a": "Play"},
-    {"e_n": "Intro"},
-    {"e_v": "3"},
-    {"e_c": "", "e_a": "Play"},
-    {"e_c": "Video", "e_a": " "},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"e_c": "Video"},
+        {"e_a": "Play"},
+        {"e_n": "Intro"},
+        {"e_v": "3"},
+        {"e_c": "", "e_a": "Play"},
+        {"e_c": "Video", "e_a": " "},
+    ],
+)
 def test_incomplete_event_is_400(params):
     outcome = check(params)
     assert (outcome.reason, outcome.status) == (p.EVENT_INCOMPLETE, 400)
@@ -121,10 +122,13 @@ def test_recent_cdt_needs_no_token():
     assert check({"cdt": cdt_text(NOW - timedelta(hours=23, minutes=59))}) is None
 
 
-@pytest.mark.parametrize("value", [
-    cdt_text(NOW - timedelta(hours=24, seconds=1)),
-    str(int((NOW - timedelta(days=3)).timestamp())),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        cdt_text(NOW - timedelta(hours=24, seconds=1)),
+        str(int((NOW - timedelta(days=3)).timestamp())),
+    ],
+)
 def test_old_cdt_needs_a_token(value):
     outcome = check({"cdt": value})
     assert (outcome.reason, outcome.status) == (p.CDT_NEEDS_TOKEN, 400)
@@ -192,7 +196,10 @@ def test_revenue_must_add_up_when_all_parts_are_given():
 
 def test_revenue_check_tolerates_one_cent_and_skips_partial_orders():
     assert check(order(revenue="115.51", ec_st="100.00", ec_tx="20.00", ec_sh="5.50", ec_dt="10.00")) is None
-    assert reason(order(revenue="115.53", ec_st="100.00", ec_tx="20.00", ec_sh="5.50", ec_dt="10.00")) == p.REVENUE_MISMATCH
+    assert (
+        reason(order(revenue="115.53", ec_st="100.00", ec_tx="20.00", ec_sh="5.50", ec_dt="10.00"))
+        == p.REVENUE_MISMATCH
+    )
     assert check(order(revenue="999", ec_st="100")) is None
 
 
@@ -200,67 +207,84 @@ def items(value) -> dict[str, str]:
     return order(ec_items=value if isinstance(value, str) else json.dumps(value))
 
 
-@pytest.mark.parametrize("value", [
-    "not json",
-    {"sku": "A"},
-    [["SKU1", "Shoe", "Shoes", 10.5]],
-    [["SKU1", "Shoe", "Shoes", 10.5, 1, "extra"]],
-    [["", "Shoe", "Shoes", 10.5, 1]],
-    [["SKU1", "Shoe", "Shoes", "cheap", 1]],
-    [["SKU1", "Shoe", "Shoes", 10.5, 1.5]],
-    [["SKU1", "Shoe", 3, 10.5, 1]],
-    ["SKU1"],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not json",
+        {"sku": "A"},
+        [["SKU1", "Shoe", "Shoes", 10.5]],
+        [["SKU1", "Shoe", "Shoes", 10.5, 1, "extra"]],
+        [["", "Shoe", "Shoes", 10.5, 1]],
+        [["SKU1", "Shoe", "Shoes", "cheap", 1]],
+        [["SKU1", "Shoe", "Shoes", 10.5, 1.5]],
+        [["SKU1", "Shoe", 3, 10.5, 1]],
+        ["SKU1"],
+    ],
+)
 def test_malformed_ec_items_is_400(value):
     outcome = check(items(value))
     assert (outcome.reason, outcome.status) == (p.BAD_EC_ITEMS, 400)
 
 
-@pytest.mark.parametrize("value", [
-    [],
-    [["SKU1", "Shoe", "Shoes", 10.5, 1], ["SKU2", "Sock", ["Clothes", "Socks"], "2.99", "3"]],
-    [["SKU1", "", "", 0, 0]],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        [],
+        [["SKU1", "Shoe", "Shoes", 10.5, 1], ["SKU2", "Sock", ["Clothes", "Socks"], "2.99", "3"]],
+        [["SKU1", "", "", 0, 0]],
+    ],
+)
 def test_well_formed_ec_items_pass(value):
     assert check(items(value)) is None
 
 
 # --- classification --------------------------------------------------------------------------------
-@pytest.mark.parametrize("params, kind", [
-    ({"url": "https://x/"}, "pageview"),
-    ({"ping": "1", "e_c": "a", "e_a": "b", "idgoal": "1"}, "ping"),
-    ({"idgoal": "0", "ec_id": "A1", "e_c": "a", "e_a": "b"}, "order"),
-    ({"idgoal": "0"}, "cart"),
-    ({"idgoal": "0", "ec_id": ""}, "cart"),
-    ({"idgoal": "3", "search": "shoes"}, "goal"),
-    ({"e_c": "a", "e_a": "b", "search": "q", "link": "https://y/"}, "event"),
-    ({"search": "q", "link": "https://y/"}, "search"),
-    ({"link": "https://y/", "download": "https://y/f.pdf"}, "outlink"),
-    ({"download": "https://y/f.pdf", "_pks": "SKU"}, "download"),
-    ({"_pks": "SKU1", "_pkn": "Shoe", "url": "https://x/p"}, "product_view"),
-    ({"_pkp": "10.00"}, "product_view"),
-    ({"ping": "0"}, "pageview"),
-])
+@pytest.mark.parametrize(
+    "params, kind",
+    [
+        ({"url": "https://x/"}, "pageview"),
+        ({"ping": "1", "e_c": "a", "e_a": "b", "idgoal": "1"}, "ping"),
+        ({"idgoal": "0", "ec_id": "A1", "e_c": "a", "e_a": "b"}, "order"),
+        ({"idgoal": "0"}, "cart"),
+        ({"idgoal": "0", "ec_id": ""}, "cart"),
+        ({"idgoal": "3", "search": "shoes"}, "goal"),
+        ({"e_c": "a", "e_a": "b", "search": "q", "link": "https://y/"}, "event"),
+        ({"search": "q", "link": "https://y/"}, "search"),
+        ({"link": "https://y/", "download": "https://y/f.pdf"}, "outlink"),
+        ({"download": "https://y/f.pdf", "_pks": "SKU"}, "download"),
+        ({"_pks": "SKU1", "_pkn": "Shoe", "url": "https://x/p"}, "product_view"),
+        ({"_pkp": "10.00"}, "product_view"),
+        ({"ping": "0"}, "pageview"),
+    ],
+)
 def test_classify_precedence(params, kind):
     assert p.classify(params) == kind
     assert kind in p.HIT_KINDS
 
 
 # --- bots and campaigns ----------------------------------------------------------------------------
-@pytest.mark.parametrize("ua", [
-    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
-    "Some Crawler 1.0", "friendly-spider", "Mozilla/5.0 (compatible; YandexBot/3.0)",
-])
+@pytest.mark.parametrize(
+    "ua",
+    [
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+        "Some Crawler 1.0",
+        "friendly-spider",
+        "Mozilla/5.0 (compatible; YandexBot/3.0)",
+    ],
+)
 def test_bot_user_agents(ua):
     assert p.bot_user_agent(ua)
 
 
-@pytest.mark.parametrize("ua", [
-    "",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
-])
+@pytest.mark.parametrize(
+    "ua",
+    [
+        "",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    ],
+)
 def test_browser_user_agents_are_not_bots(ua):
     assert not p.bot_user_agent(ua)
 
@@ -272,11 +296,14 @@ def test_campaign_from_params_or_url():
     assert p.campaign_of({"url": "https://x/?q=1"}) == ""
 
 
-@pytest.mark.parametrize("url, path", [
-    ("http://127.0.0.1:8765/dev/matomo.php", "/dev"),
-    ("https://analytics.example.com/matomo.php", ""),
-    ("https://x.example/a/b/piwik.php", "/a/b"),
-    ("https://x.example/matomo/", "/matomo"),
-])
+@pytest.mark.parametrize(
+    "url, path",
+    [
+        ("http://127.0.0.1:8765/dev/matomo.php", "/dev"),
+        ("https://analytics.example.com/matomo.php", ""),
+        ("https://x.example/a/b/piwik.php", "/a/b"),
+        ("https://x.example/matomo/", "/matomo"),
+    ],
+)
 def test_instance_path_of_a_tracker_url(url, path):
     assert p.instance_path(url) == path

@@ -18,8 +18,12 @@ def _keys(schema: dict) -> set[str]:
 def test_every_schema_key_is_documented():
     text = DOC.read_text(encoding="utf-8")
     missing = sorted(key for key in _keys(json_schema()) if f"| `{key}` |" not in text)
-    assert not missing, f"keys missing from docs/configuration.md: {missing}; run `trafficinator schema --markdown > docs/configuration.md`"
+    assert not missing, (
+        f"keys missing from docs/configuration.md: {missing}; run `trafficinator schema --markdown > docs/configuration.md`"
+    )
 
 
 def test_configuration_md_is_the_current_rendering():
-    assert DOC.read_text(encoding="utf-8") == render(), "regenerate with `trafficinator schema --markdown > docs/configuration.md`"
+    assert DOC.read_text(encoding="utf-8") == render(), (
+        "regenerate with `trafficinator schema --markdown > docs/configuration.md`"
+    )

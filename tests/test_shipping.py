@@ -9,13 +9,12 @@ config swapping classes and budgets while each target's count for its day carrie
 from __future__ import annotations
 
 import locust  # noqa: F401  (first: gevent monkey-patching)
+from locust.env import Environment
 
 import argparse
 import time
 from pathlib import Path
 from types import SimpleNamespace
-
-from locust.env import Environment
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.plugin import Plugin, awaits_shipped_config
@@ -48,7 +47,9 @@ def test_only_a_worker_given_no_config_waits_for_the_masters():
     assert awaits_shipped_config([], env={"LOCUST_MODE_WORKER": "true"})
     assert not awaits_shipped_config(["--worker", "--traffic-config", "x.yaml"], env={})
     assert not awaits_shipped_config(["--worker"], env={"TRAFFICINATOR_CONFIG": "x.yaml"})
-    assert not awaits_shipped_config(["--worker"], env={"MATOMO_URL": "http://127.0.0.1:9/matomo.php", "MATOMO_SITE_ID": "1"})
+    assert not awaits_shipped_config(
+        ["--worker"], env={"MATOMO_URL": "http://127.0.0.1:9/matomo.php", "MATOMO_SITE_ID": "1"}
+    )
     assert not awaits_shipped_config(["--headless"], env={})
 
 
@@ -62,7 +63,9 @@ class FakeWorker:
 
 def test_a_worker_without_config_adopts_the_shipped_one_and_says_hello(write_yaml):
     config = _config(write_yaml, TWO)
-    environment = SimpleNamespace(user_classes=[AwaitingConfig], runner=FakeWorker(), parsed_options=argparse.Namespace())
+    environment = SimpleNamespace(
+        user_classes=[AwaitingConfig], runner=FakeWorker(), parsed_options=argparse.Namespace()
+    )
     plugin = Plugin(config=None, user_classes={AwaitingConfig.__name__: AwaitingConfig})
     setattr(environment.parsed_options, PAYLOAD_OPTION, pack(config, 0))
     plugin._adopt_shipped(environment)  # type: ignore[arg-type]
@@ -112,7 +115,13 @@ def test_a_staged_config_swaps_classes_and_budgets_and_keeps_the_days_counts(wri
     two, three = _config(write_yaml, TWO), _config(write_yaml, THREE, name="three.yaml")
     plugin = Plugin(config=two, user_classes={})
     plugin.user_classes = build_user_classes(two, plugin.tally)
-    options = argparse.Namespace(traffic_state=str(tmp_path / "state.json"), traffic_pacing="stress", traffic_shape=False, traffic_check=None, num_users=10)
+    options = argparse.Namespace(
+        traffic_state=str(tmp_path / "state.json"),
+        traffic_pacing="stress",
+        traffic_shape=False,
+        traffic_check=None,
+        num_users=10,
+    )
     environment = Environment(user_classes=list(plugin.user_classes.values()), parsed_options=options)
     environment.create_local_runner()
     plugin.register(environment)
@@ -136,7 +145,9 @@ def test_the_end_of_run_grace_restarts_when_budgets_come_back(write_yaml, tmp_pa
     config = _config(write_yaml, TWO)
     plugin = Plugin(config=config, user_classes={})
     plugin.user_classes = build_user_classes(config, plugin.tally)
-    options = argparse.Namespace(traffic_state="", traffic_pacing="stress", traffic_shape=False, traffic_check=None, num_users=10)
+    options = argparse.Namespace(
+        traffic_state="", traffic_pacing="stress", traffic_shape=False, traffic_check=None, num_users=10
+    )
     environment = Environment(user_classes=list(plugin.user_classes.values()), parsed_options=options)
     runner = environment.create_local_runner()
     plugin.register(environment)

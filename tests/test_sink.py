@@ -66,21 +66,26 @@ class Sink:
         """Form-POST one hit (idsite=1, rec=1 unless overridden)."""
         data = {"idsite": "1", "rec": "1", **params}
         data = {k: v for k, v in data.items() if v is not None}
-        return self._keep(self.client.post(
-            f"{self.prefix}/matomo.php", data=data, headers=self._headers(headers),
-            environ_base={"REMOTE_ADDR": remote},
-        ))
+        return self._keep(
+            self.client.post(
+                f"{self.prefix}/matomo.php",
+                data=data,
+                headers=self._headers(headers),
+                environ_base={"REMOTE_ADDR": remote},
+            )
+        )
 
     def get_hit(self, **params: str):
         query = {k: v for k, v in {"idsite": "1", "rec": "1", **params}.items() if v is not None}
-        return self._keep(self.client.get(f"{self.prefix}/matomo.php", query_string=query,
-                                          headers=self._headers(None)))
+        return self._keep(self.client.get(f"{self.prefix}/matomo.php", query_string=query, headers=self._headers(None)))
 
     def bulk(self, payload, raw: bool = False):
         body = payload if raw else json.dumps(payload)
-        return self._keep(self.client.post(f"{self.prefix}/matomo.php", data=body,
-                                           content_type="application/json",
-                                           headers=self._headers(None)))
+        return self._keep(
+            self.client.post(
+                f"{self.prefix}/matomo.php", data=body, content_type="application/json", headers=self._headers(None)
+            )
+        )
 
     def api(self, method: str, token: str | None = TOKEN, **params: str):
         data = {"module": "API", "format": "JSON", "method": method, **params}
@@ -127,27 +132,31 @@ def test_piwik_php_alias_and_unknown_paths(sink):
 
 
 def test_optional_delay_still_answers_and_records():
-    app = SinkApp([SinkInstance("/dev", {1: SinkSite(1)}, set())], clock=FakeClock(),
-                  delay_seconds=0.001)
+    app = SinkApp([SinkInstance("/dev", {1: SinkSite(1)}, set())], clock=FakeClock(), delay_seconds=0.001)
     assert Client(app).get("/dev/matomo.php?idsite=1&rec=1").status_code == 200
     assert app.stats("/dev")["sites"]["1"]["hits"] == 1
 
 
-@pytest.mark.parametrize("params, reason", [
-    ({"cid": "xyz"}, p.BAD_CID),
-    ({"e_c": "Video"}, p.EVENT_INCOMPLETE),
-    ({"e_a": "Play", "e_c": ""}, p.EVENT_INCOMPLETE),
-    ({"cip": "203.0.113.9"}, p.OVERRIDE_NEEDS_TOKEN),
-    ({"country": "se", "token_auth": "wrong-token"}, p.OVERRIDE_NEEDS_TOKEN),
-    ({"lat": "59.3"}, p.OVERRIDE_NEEDS_TOKEN),
-    ({"cdt": old_cdt(25)}, p.CDT_NEEDS_TOKEN),
-    ({"cdt": "tomorrow-ish"}, p.BAD_CDT),
-    ({"idgoal": "9"}, p.UNKNOWN_GOAL),
-    ({"idgoal": "0", "ec_id": "A1", "revenue": "10.999"}, p.BAD_MONEY),
-    ({"idgoal": "0", "ec_id": "A1", "revenue": "50", "ec_st": "40", "ec_tx": "5", "ec_sh": "5",
-      "ec_dt": "1"}, p.REVENUE_MISMATCH),
-    ({"idgoal": "0", "ec_id": "A1", "ec_items": "[[\"SKU\", \"Shoe\"]]"}, p.BAD_EC_ITEMS),
-])
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        ({"cid": "xyz"}, p.BAD_CID),
+        ({"e_c": "Video"}, p.EVENT_INCOMPLETE),
+        ({"e_a": "Play", "e_c": ""}, p.EVENT_INCOMPLETE),
+        ({"cip": "203.0.113.9"}, p.OVERRIDE_NEEDS_TOKEN),
+        ({"country": "se", "token_auth": "wrong-token"}, p.OVERRIDE_NEEDS_TOKEN),
+        ({"lat": "59.3"}, p.OVERRIDE_NEEDS_TOKEN),
+        ({"cdt": old_cdt(25)}, p.CDT_NEEDS_TOKEN),
+        ({"cdt": "tomorrow-ish"}, p.BAD_CDT),
+        ({"idgoal": "9"}, p.UNKNOWN_GOAL),
+        ({"idgoal": "0", "ec_id": "A1", "revenue": "10.999"}, p.BAD_MONEY),
+        (
+            {"idgoal": "0", "ec_id": "A1", "revenue": "50", "ec_st": "40", "ec_tx": "5", "ec_sh": "5", "ec_dt": "1"},
+            p.REVENUE_MISMATCH,
+        ),
+        ({"idgoal": "0", "ec_id": "A1", "ec_items": '[["SKU", "Shoe"]]'}, p.BAD_EC_ITEMS),
+    ],
+)
 def test_each_receiver_rule_answers_400_and_counts_its_reason(sink, params, reason):
     response = sink.hit(**params)
     assert response.status_code == 400
@@ -156,11 +165,14 @@ def test_each_receiver_rule_answers_400_and_counts_its_reason(sink, params, reas
     assert site["hits"] == 0 and site["visits"] == 0 and site["ignored"] == {}
 
 
-@pytest.mark.parametrize("params, reason", [
-    ({"idsite": None}, p.MISSING_IDSITE),
-    ({"idsite": "abc"}, p.MISSING_IDSITE),
-    ({"idsite": "99"}, p.UNKNOWN_SITE),
-])
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        ({"idsite": None}, p.MISSING_IDSITE),
+        ({"idsite": "abc"}, p.MISSING_IDSITE),
+        ({"idsite": "99"}, p.UNKNOWN_SITE),
+    ],
+)
 def test_hits_naming_no_known_site_are_400_and_counted_on_the_instance(sink, params, reason):
     assert sink.hit(**params).status_code == 400
     stats = sink.stats()
@@ -212,8 +224,9 @@ def test_duplicate_ec_id_is_400_per_site(sink):
 
 
 def test_query_string_wins_over_form_body(sink):
-    response = sink.client.post("/dev/matomo.php?idsite=1", data={"idsite": "99", "rec": "1"},
-                                headers={"User-Agent": UA})
+    response = sink.client.post(
+        "/dev/matomo.php?idsite=1", data={"idsite": "99", "rec": "1"}, headers={"User-Agent": UA}
+    )
     assert response.status_code == 200 and sink.site()["hits"] == 1
 
 
@@ -251,17 +264,19 @@ def test_get_form_post_and_bulk_record_the_same():
 
 
 def test_bulk_counts_tracked_and_invalid_and_applies_the_top_level_token(sink):
-    answer = sink.bulk({
-        "token_auth": TOKEN,
-        "requests": [
-            "?idsite=1&rec=1&cid=" + CID_A,
-            "?idsite=1&rec=1&cip=198.51.100.7",            # allowed by the top-level token
-            {"idsite": 1, "rec": 1, "cdt": old_cdt(30)},   # allowed by the top-level token
-            "?idsite=1&rec=1&cid=short",
-            "?idsite=77&rec=1",
-            "?idsite=1",                                      # no rec: ignored, counted as tracked
-        ],
-    })
+    answer = sink.bulk(
+        {
+            "token_auth": TOKEN,
+            "requests": [
+                "?idsite=1&rec=1&cid=" + CID_A,
+                "?idsite=1&rec=1&cip=198.51.100.7",  # allowed by the top-level token
+                {"idsite": 1, "rec": 1, "cdt": old_cdt(30)},  # allowed by the top-level token
+                "?idsite=1&rec=1&cid=short",
+                "?idsite=77&rec=1",
+                "?idsite=1",  # no rec: ignored, counted as tracked
+            ],
+        }
+    )
     assert answer.status_code == 200
     assert answer.json == {"status": "success", "tracked": 4, "invalid": 2}
     stats = sink.stats()
@@ -274,14 +289,17 @@ def test_bulk_items_without_token_are_checked_one_by_one(sink):
     assert answer == {"status": "success", "tracked": 1, "invalid": 1}
 
 
-@pytest.mark.parametrize("body", [
-    "{not json",
-    json.dumps({"token_auth": TOKEN}),
-    json.dumps({"requests": "?idsite=1&rec=1"}),
-    json.dumps({"requests": ["?idsite=1&rec=1", 42]}),
-    json.dumps({"requests": [], "token_auth": 5}),
-    "[1, 2]",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{not json",
+        json.dumps({"token_auth": TOKEN}),
+        json.dumps({"requests": "?idsite=1&rec=1"}),
+        json.dumps({"requests": ["?idsite=1&rec=1", 42]}),
+        json.dumps({"requests": [], "token_auth": 5}),
+        "[1, 2]",
+    ],
+)
 def test_malformed_bulk_fails_the_whole_batch(sink, body):
     response = sink.bulk(body, raw=True)
     assert response.status_code == 400 and response.json["status"] == "error"
@@ -341,7 +359,7 @@ def test_site_local_midnight_splits_a_visit_in_its_time_zone():
     for sink in (tokyo, utc):
         sink.clock.now = datetime(2026, 11, 25, 14, 50, tzinfo=timezone.utc).timestamp()  # 23:50 JST
         sink.hit(cid=CID_A)
-        sink.clock.advance(20)                                                           # 00:10 JST
+        sink.clock.advance(20)  # 00:10 JST
         sink.hit(cid=CID_A)
     assert tokyo.site()["visits"] == 2
     assert tokyo.site()["visits_by_day"] == {"2026-11-25": 1, "2026-11-26": 1}
@@ -350,8 +368,8 @@ def test_site_local_midnight_splits_a_visit_in_its_time_zone():
 
 def test_campaign_change_starts_a_new_visit(sink):
     sink.hit(cid=CID_A, url="https://example.org/?mtm_campaign=spring")
-    sink.hit(cid=CID_A, url="https://example.org/next")           # no campaign: same visit
-    sink.hit(cid=CID_A, _rcn="spring")                             # same campaign: same visit
+    sink.hit(cid=CID_A, url="https://example.org/next")  # no campaign: same visit
+    sink.hit(cid=CID_A, _rcn="spring")  # same campaign: same visit
     assert sink.site()["visits"] == 1
     sink.hit(cid=CID_A, url="https://example.org/?pk_campaign=autumn")
     assert sink.site()["visits"] == 2
@@ -363,10 +381,10 @@ def test_ping_never_creates_a_visit_but_extends_one(sink):
     sink.hit(cid=CID_A)
     sink.clock.advance(20)
     sink.hit(cid=CID_A, ping="1")
-    sink.clock.advance(20)                     # 40 min after the page, 20 after the ping
+    sink.clock.advance(20)  # 40 min after the page, 20 after the ping
     sink.hit(cid=CID_A)
     sink.clock.advance(31)
-    sink.hit(cid=CID_A, ping="1")              # the visit has ended: ignored
+    sink.hit(cid=CID_A, ping="1")  # the visit has ended: ignored
     site = sink.site()
     assert site["visits"] == 1 and site["actions"]["ping"] == 1 and site["actions"]["pageview"] == 2
     assert site["ignored"] == {p.PING_WITHOUT_VISIT: 2}
@@ -382,8 +400,8 @@ def test_uid_is_a_visitor_id_lookup(sink):
 
 def test_cdt_sets_the_hit_time(sink):
     sink.hit(cid=CID_A, cdt=old_cdt(3))
-    sink.hit(cid=CID_A, cdt=old_cdt(2))       # an hour later: a new visit
-    sink.hit(cid=CID_A, cdt=old_cdt(1.9))     # six minutes later: same visit
+    sink.hit(cid=CID_A, cdt=old_cdt(2))  # an hour later: a new visit
+    sink.hit(cid=CID_A, cdt=old_cdt(1.9))  # six minutes later: same visit
     assert sink.site()["visits"] == 2
 
 
@@ -406,7 +424,16 @@ def test_stats_shape_and_reset(sink):
     stats = sink.stats()
     assert stats["instance"] == "/dev" and set(stats["sites"]) == {"1", "2"}
     site = stats["sites"]["1"]
-    assert set(site) == {"visits", "unique_visitors", "actions", "hits", "ip_overrides", "invalid", "ignored", "visits_by_day"}
+    assert set(site) == {
+        "visits",
+        "unique_visitors",
+        "actions",
+        "hits",
+        "ip_overrides",
+        "invalid",
+        "ignored",
+        "visits_by_day",
+    }
     assert set(site["actions"]) == set(p.HIT_KINDS)
     assert site["visits_by_day"] == {"2026-11-25": 1}
     assert site["invalid"] == {p.BAD_CID: 1} and site["ignored"] == {p.NO_REC: 1}
@@ -419,13 +446,18 @@ def test_stats_shape_and_reset(sink):
 
 
 def test_several_instances_are_independent():
-    app = SinkApp([
-        SinkInstance("/dev", {1: SinkSite(1)}, {"dev-token"}),
-        SinkInstance("/prod", {1: SinkSite(1)}, {"prod-token"}),
-    ], clock=FakeClock())
+    app = SinkApp(
+        [
+            SinkInstance("/dev", {1: SinkSite(1)}, {"dev-token"}),
+            SinkInstance("/prod", {1: SinkSite(1)}, {"prod-token"}),
+        ],
+        clock=FakeClock(),
+    )
     client = Client(app)
     client.post("/dev/matomo.php", data={"idsite": "1", "rec": "1", "cip": "1.2.3.4", "token_auth": "dev-token"})
-    response = client.post("/prod/matomo.php", data={"idsite": "1", "rec": "1", "cip": "1.2.3.4", "token_auth": "dev-token"})
+    response = client.post(
+        "/prod/matomo.php", data={"idsite": "1", "rec": "1", "cip": "1.2.3.4", "token_auth": "dev-token"}
+    )
     assert response.status_code == 400
     everything = client.get("/sink/stats").json
     assert everything["/dev"]["sites"]["1"]["hits"] == 1
@@ -439,14 +471,22 @@ def test_api_version_needs_some_view_access_like_matomo(sink):
     assert sink.api("API.getMatomoVersion") == {"value": "5.2.0"}
     for token in (None, "wrong-token"):
         answer = sink.api("API.getMatomoVersion", token=token)
-        assert answer == {"result": "error", "message": "You can't access this resource as it requires 'view' access for at least one website."}
+        assert answer == {
+            "result": "error",
+            "message": "You can't access this resource as it requires 'view' access for at least one website.",
+        }
     response = sink.client.get("/dev/index.php?module=API&method=API.getMatomoVersion&format=JSON")
     assert response.status_code == 200 and response.json["result"] == "error"
 
 
 def test_api_site_from_id(sink):
     assert sink.api("SitesManager.getSiteFromId", idSite="1") == {
-        "idsite": "1", "name": "Main", "timezone": "UTC", "currency": "USD", "ecommerce": 1}
+        "idsite": "1",
+        "name": "Main",
+        "timezone": "UTC",
+        "currency": "USD",
+        "ecommerce": 1,
+    }
     unknown = sink.api("SitesManager.getSiteFromId", idSite="9")
     assert unknown["result"] == "error" and "website id" in unknown["message"]
 
@@ -460,8 +500,7 @@ def test_api_methods_need_a_valid_token(sink, token, method):
 
 
 def test_api_errors_are_status_200_like_matomo(sink):
-    response = sink.client.post("/dev/index.php", data={"module": "API", "method": "Nope.nothing",
-                                                        "token_auth": TOKEN})
+    response = sink.client.post("/dev/index.php", data={"module": "API", "method": "Nope.nothing", "token_auth": TOKEN})
     assert response.status_code == 200 and response.json["result"] == "error"
     week = sink.api("VisitsSummary.get", idSite="1", period="week", date="2026-11-25")
     assert week["result"] == "error"
@@ -482,8 +521,9 @@ def test_visits_summary_uses_the_site_local_day():
 
 
 def test_api_token_in_query_string_also_works(sink):
-    query = urllib.parse.urlencode({"module": "API", "method": "SitesManager.getSiteFromId",
-                                    "idSite": "2", "format": "JSON", "token_auth": TOKEN})
+    query = urllib.parse.urlencode(
+        {"module": "API", "method": "SitesManager.getSiteFromId", "idSite": "2", "format": "JSON", "token_auth": TOKEN}
+    )
     assert sink.client.get(f"/dev/index.php?{query}").json["idsite"] == "2"
 
 
@@ -493,15 +533,30 @@ VIEW, WRITE, ADMIN = "view-only-token-1", "write-token-2", "admin-token-3"
 def roles_sink() -> Sink:
     """Sites 1 and 2; TOKEN (from ``tokens``) is admin, the others have the role they are named after."""
     sink = Sink()
-    sink.app = SinkApp([SinkInstance("/dev", {1: SinkSite(1, name="Main"), 2: SinkSite(2)}, {TOKEN},
-                                     roles={VIEW: "view", WRITE: "write", ADMIN: "admin"})], clock=sink.clock)
+    sink.app = SinkApp(
+        [
+            SinkInstance(
+                "/dev",
+                {1: SinkSite(1, name="Main"), 2: SinkSite(2)},
+                {TOKEN},
+                roles={VIEW: "view", WRITE: "write", ADMIN: "admin"},
+            )
+        ],
+        clock=sink.clock,
+    )
     sink.client = Client(sink.app)
     return sink
 
 
-@pytest.mark.parametrize(("token", "view", "write", "admin"), [
-    (TOKEN, [], [], [1, 2]), (ADMIN, [], [], [1, 2]), (WRITE, [], [1, 2], []), (VIEW, [1, 2], [], []),
-])
+@pytest.mark.parametrize(
+    ("token", "view", "write", "admin"),
+    [
+        (TOKEN, [], [], [1, 2]),
+        (ADMIN, [], [], [1, 2]),
+        (WRITE, [], [1, 2], []),
+        (VIEW, [1, 2], [], []),
+    ],
+)
 def test_each_role_lists_its_sites_like_matomos_sites_manager(token, view, write, admin):
     sink = roles_sink()
     assert sink.api("SitesManager.getSitesIdWithAtLeastViewAccess", token=token) == [1, 2]
@@ -527,8 +582,17 @@ def test_an_unknown_role_is_refused_with_its_name():
 
 
 def test_site_from_id_tells_time_zone_currency_and_ecommerce():
-    app = SinkApp([SinkInstance("/shop", {4: SinkSite(4, "Europe/Berlin", "EUR", ecommerce=False, name="Shop")}, {TOKEN})])
-    answer = Client(app).post("/shop/index.php", data={"module": "API", "method": "SitesManager.getSiteFromId", "idSite": "4", "token_auth": TOKEN}).json
+    app = SinkApp(
+        [SinkInstance("/shop", {4: SinkSite(4, "Europe/Berlin", "EUR", ecommerce=False, name="Shop")}, {TOKEN})]
+    )
+    answer = (
+        Client(app)
+        .post(
+            "/shop/index.php",
+            data={"module": "API", "method": "SitesManager.getSiteFromId", "idSite": "4", "token_auth": TOKEN},
+        )
+        .json
+    )
     assert answer == {"idsite": "4", "name": "Shop", "timezone": "Europe/Berlin", "currency": "EUR", "ecommerce": 0}
 
 
@@ -596,8 +660,7 @@ def test_default_instances_match_the_demo_config():
 
 
 def test_root_instance_serves_matomo_php_at_the_root():
-    app = SinkApp(instances_from_targets([target("Root", "http://127.0.0.1:8765/matomo.php", 1)]),
-                  clock=FakeClock())
+    app = SinkApp(instances_from_targets([target("Root", "http://127.0.0.1:8765/matomo.php", 1)]), clock=FakeClock())
     client = Client(app)
     assert client.get("/matomo.php?idsite=1&rec=1").status_code == 200
     assert client.get("/sink/stats").json[""]["sites"]["1"]["hits"] == 1
@@ -636,9 +699,25 @@ def test_serve_refuses_non_loopback_hosts():
 def test_standalone_sink_writes_ready_file_and_stops_on_sigterm(tmp_path):
     ready = tmp_path / "port"
     process = subprocess.Popen(
-        [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", "0", "--ready-file", str(ready),
-         "--instance", "/dev", "--instance", "/prod", "--token", TOKEN],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "trafficinator_locust.cli",
+            "sink",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--instance",
+            "/dev",
+            "--instance",
+            "/prod",
+            "--token",
+            TOKEN,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         line = process.stdout.readline()
@@ -653,7 +732,6 @@ def test_standalone_sink_writes_ready_file_and_stops_on_sigterm(tmp_path):
             process.kill()
             process.wait()
         process.stdout.close()
-
 
 
 def test_ip_overrides_are_counted_only_with_a_valid_token():
@@ -673,7 +751,10 @@ def _lossy(loss: float, seed: int) -> tuple[SinkApp, Client]:
 def _lost_visits(loss: float, seed: int, count: int = 400) -> tuple[int, dict]:
     app, client = _lossy(loss, seed)
     for n in range(count):
-        response = client.post("/dev/matomo.php", data={"idsite": "1", "rec": "1", "send_image": "0", "cid": f"{n:016x}", "url": f"https://e.example/{n}"})
+        response = client.post(
+            "/dev/matomo.php",
+            data={"idsite": "1", "rec": "1", "send_image": "0", "cid": f"{n:016x}", "url": f"https://e.example/{n}"},
+        )
         assert response.status_code == 204  # answered like a stored hit
     site = app.stats("/dev")["sites"]["1"]
     return site["lost"], site
@@ -684,9 +765,19 @@ def test_loss_drops_a_seeded_share_of_valid_hits_but_answers_them_as_stored():
     assert 60 <= lost <= 140 and site["visits"] == site["hits"] == 400 - lost
     assert site["invalid"] == {} and site["ignored"] == {}
     assert _lost_visits(0.25, seed=1)[0] == lost  # same hits, same seed: same choice
-    assert _lost_visits(0.25, seed=2)[1]["visits"] != site["visits"] or _lost_visits(0.25, seed=3)[1]["visits"] != site["visits"]
+    assert (
+        _lost_visits(0.25, seed=2)[1]["visits"] != site["visits"]
+        or _lost_visits(0.25, seed=3)[1]["visits"] != site["visits"]
+    )
     app, client = _lossy(0.25, seed=1)
-    bulk = json.dumps({"requests": [f"?idsite=1&rec=1&send_image=0&cid={n:016x}&url=https%3A%2F%2Fe.example%2F{n}" for n in range(400)], "token_auth": TOKEN})
+    bulk = json.dumps(
+        {
+            "requests": [
+                f"?idsite=1&rec=1&send_image=0&cid={n:016x}&url=https%3A%2F%2Fe.example%2F{n}" for n in range(400)
+            ],
+            "token_auth": TOKEN,
+        }
+    )
     answer = client.post("/dev/matomo.php", data=bulk, content_type="application/json").json
     assert answer == {"status": "success", "tracked": 400, "invalid": 0}
     assert app.stats("/dev")["sites"]["1"]["lost"] == lost  # the token does not change the choice
@@ -710,7 +801,10 @@ def test_tracking_failures_list_rejected_hits_per_site_and_reason(sink):
     sink.hit(idsite="9")
     failures = sink.api("CoreAdminHome.getTrackingFailures")
     assert [(f["idsite"], f["problem"], f["count"]) for f in failures] == [
-        ("1", p.BAD_CID, 2), ("1", p.CDT_NEEDS_TOKEN, 1), ("", p.UNKNOWN_SITE, 1)]
+        ("1", p.BAD_CID, 2),
+        ("1", p.CDT_NEEDS_TOKEN, 1),
+        ("", p.UNKNOWN_SITE, 1),
+    ]
     assert all(f["request_url"] == "" for f in failures)
     denied = sink.api("CoreAdminHome.getTrackingFailures", token="wrong")
     assert denied["result"] == "error" and "view" in denied["message"]
@@ -736,6 +830,10 @@ def test_json_answers_on_a_keep_alive_connection_are_not_held_back_by_nagle():
 
 
 def test_sink_command_refuses_a_loss_outside_0_to_1():
-    result = subprocess.run([sys.executable, "-m", "trafficinator_locust.cli", "sink", "--loss", "1.5", "--port", "0"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--loss", "1.5", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "--loss" in result.stderr and "Traceback" not in result.stderr

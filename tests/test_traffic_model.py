@@ -150,8 +150,12 @@ def test_returning_and_logged_in_shares(visits):
     assert len({v.visitor.cid for v in returning}) <= 500
     by_cid: dict[str, set[tuple[str, str, str]]] = {}
     for visit in returning:
-        by_cid.setdefault(visit.visitor.cid, set()).add((visit.visitor.user_agent, visit.visitor.language, visit.visitor.country))
-    assert all(len(identities) == 1 for identities in by_cid.values()), "a returning visitor keeps device, language and country"
+        by_cid.setdefault(visit.visitor.cid, set()).add(
+            (visit.visitor.user_agent, visit.visitor.language, visit.visitor.country)
+        )
+    assert all(len(identities) == 1 for identities in by_cid.values()), (
+        "a returning visitor keeps device, language and country"
+    )
     new_cids = [v.visitor.cid for v in visits if not v.visitor.returning]
     assert len(set(new_cids)) == len(new_cids), "every new visitor has its own cid"
 
@@ -211,10 +215,18 @@ def test_orders_add_up_to_the_cent(visits, target):
 def test_order_ids_unique_across_targets_and_runs(visits, target, tmp_path):
     first, second = TrackingEncoder(target), TrackingEncoder(target)
     now = datetime.now(timezone.utc)
-    ids = [enc.params(h, v.visitor, now)["ec_id"] for enc in (first, second) for v in visits for h in v.hits if h.kind == "order"]
+    ids = [
+        enc.params(h, v.visitor, now)["ec_id"]
+        for enc in (first, second)
+        for v in visits
+        for h in v.hits
+        if h.kind == "order"
+    ]
     assert len(ids) == len(set(ids)), "two runs of the same seeded plan must not repeat an order id"
     other = target.model_copy(update={"name": "Other", "slug": "Other"})
-    other_ids = {h.params["ec_id"] for n in range(N) for h in VisitPlanner(other, SEED).plan(n).hits if h.kind == "order"}
+    other_ids = {
+        h.params["ec_id"] for n in range(N) for h in VisitPlanner(other, SEED).plan(n).hits if h.kind == "order"
+    }
     assert not other_ids & {h.params["ec_id"] for v in visits for h in v.hits if h.kind == "order"}
 
 
@@ -224,14 +236,22 @@ def test_journey_shares_and_steps(visits):
     assert abs(share(counts["Docs"]) - 0.12) < TOLERANCE
     for visit in visits:
         if visit.journey == "Signup":
-            marks = [h.params["url"].split("?")[0] if h.kind == "pageview" else h.kind for h in visit.hits
-                     if h.kind == "pageview" or (h.kind == "event" and h.params.get("e_n") == "Signup" and h.params["e_c"] == "CTA") or (h.kind == "goal" and h.params["idgoal"] == "5")]
+            marks = [
+                h.params["url"].split("?")[0] if h.kind == "pageview" else h.kind
+                for h in visit.hits
+                if h.kind == "pageview"
+                or (h.kind == "event" and h.params.get("e_n") == "Signup" and h.params["e_c"] == "CTA")
+                or (h.kind == "goal" and h.params["idgoal"] == "5")
+            ]
             steps = ["https://stats.example/pricing", "event", "https://stats.example/signup", "goal"]
             remaining = iter(marks)
             assert all(step in remaining for step in steps), marks  # the steps, in order (add-ons may sit between)
             assert marks[0] == steps[0] and [m for m in marks if m.startswith("http")][:2] == [steps[0], steps[2]]
             pages = [h for h in visit.hits if h.kind == "pageview"]
-            assert [p.params["url"].split("?")[0] for p in pages[:2]] == ["https://stats.example/pricing", "https://stats.example/signup"]
+            assert [p.params["url"].split("?")[0] for p in pages[:2]] == [
+                "https://stats.example/pricing",
+                "https://stats.example/signup",
+            ]
             assert 5 <= pages[1].wait_before <= 6
             shop_pages = sum(1 for h in pages if h.params.get("_pks") or h.params["url"].endswith("/checkout"))
             assert len(pages) == 2 + shop_pages, "Signup does not continue browsing"
@@ -242,7 +262,10 @@ def test_journey_shares_and_steps(visits):
 
 def test_pageviews_per_visit(visits, target):
     free = [v for v in visits if v.journey is None]
-    counts = [sum(1 for h in v.hits if h.kind == "pageview" and "_pks" not in h.params and "/checkout" not in h.params["url"]) for v in free]
+    counts = [
+        sum(1 for h in v.hits if h.kind == "pageview" and "_pks" not in h.params and "/checkout" not in h.params["url"])
+        for v in free
+    ]
     assert set(counts) == {2, 3, 4, 5, 6}
     assert abs(sum(counts) / len(counts) - 4.0) < 0.05
 
@@ -252,9 +275,15 @@ def test_pages_follow_zipf_and_sections(target, visits):
     ranked = [landing[p.url] for p in target.traffic.pages]
     assert ranked == sorted(ranked, reverse=True), "earlier pages in the list are more popular"
     assert 1.8 < ranked[0] / ranked[1] < 2.2, "exponent 1: page 1 is about twice as popular as page 2"
-    planner = VisitPlanner(target.model_copy(update={"traffic": target.traffic.model_copy(update={"section_stickiness": 1.0})}), SEED)
+    planner = VisitPlanner(
+        target.model_copy(update={"traffic": target.traffic.model_copy(update={"section_stickiness": 1.0})}), SEED
+    )
     for n in range(2000):
-        pages = [h.params["url"].split("?")[0] for h in planner.plan(n).hits if h.kind == "pageview" and "/products/" not in h.params["url"] and "/checkout" not in h.params["url"]]
+        pages = [
+            h.params["url"].split("?")[0]
+            for h in planner.plan(n).hits
+            if h.kind == "pageview" and "/products/" not in h.params["url"] and "/checkout" not in h.params["url"]
+        ]
         sections = [urlsplit(u).path.strip("/").split("/")[0] for u in pages]
         if sections and sections[0] in ("a", "b"):
             assert set(sections) == {sections[0]}, "with stickiness 1 a visit stays in its section"
@@ -270,7 +299,11 @@ def test_bots(target):
     assert not any(bot_user_agent(v.visitor.user_agent) for v in planned if not v.visitor.bot)
     assert all(not v.stored_by_matomo and "bots" not in v.hits[0].params for v in flagged)
     with_param = VisitPlanner(target.model_copy(update={"traffic": bots.model_copy(update={"bots_param": True})}), SEED)
-    assert all(v.hits[0].params["bots"] == "1" and v.stored_by_matomo for v in (with_param.plan(n) for n in range(2000)) if v.visitor.bot)
+    assert all(
+        v.hits[0].params["bots"] == "1" and v.stored_by_matomo
+        for v in (with_param.plan(n) for n in range(2000))
+        if v.visitor.bot
+    )
 
 
 def test_cip_only_with_a_token(target, visits):
@@ -291,12 +324,19 @@ def test_every_hit_is_valid_for_matomo(target, visits):
     for visit in visits[:5000]:
         for hit in visit.hits:
             params = {**encoder.params(hit, visit.visitor, now), "idsite": "4", "rec": "1"}
-            assert check_hit(params, site_exists=True, token_valid=True, token_given=True, goal_ids=goal_ids, now_utc=now) is None, params
+            assert (
+                check_hit(params, site_exists=True, token_valid=True, token_given=True, goal_ids=goal_ids, now_utc=now)
+                is None
+            ), params
 
 
 def test_same_seed_same_plans_other_seed_other_plans(target):
-    assert [VisitPlanner(target, SEED).plan(n) for n in range(300)] == [VisitPlanner(target, SEED).plan(n) for n in range(300)]
-    assert [VisitPlanner(target, SEED).plan(n) for n in range(50)] != [VisitPlanner(target, SEED + 1).plan(n) for n in range(50)]
+    assert [VisitPlanner(target, SEED).plan(n) for n in range(300)] == [
+        VisitPlanner(target, SEED).plan(n) for n in range(300)
+    ]
+    assert [VisitPlanner(target, SEED).plan(n) for n in range(50)] != [
+        VisitPlanner(target, SEED + 1).plan(n) for n in range(50)
+    ]
 
 
 def test_the_example_in_docs_traffic_md_loads(tmp_path):
@@ -320,6 +360,8 @@ def test_planned_devices_classified_by_matomo_device_detector(target, visits):
     from devicedetect import classify
 
     counts = Counter(classify(v.visitor.user_agent, v.visitor.uadata)[0] for v in visits[:20_000])
-    assert not any(classify(v.visitor.user_agent, v.visitor.uadata)[3] for v in visits[:20_000]), "no bot unless the bot share is set"
+    assert not any(classify(v.visitor.user_agent, v.visitor.uadata)[3] for v in visits[:20_000]), (
+        "no bot unless the bot share is set"
+    )
     for kind, expected in normalised(target.traffic.devices).items():
         assert abs(counts[kind] / 20_000 - expected) < 0.03, (kind, counts[kind] / 20_000, expected)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.ops import verify as vf
-from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
 from trafficinator_locust.cli import main
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import free_port, receiver_stats, stop_process
+from trafficinator_locust.ops import verify as vf
+from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
 
 CONFIG = """
 seed: 77
@@ -43,7 +43,17 @@ targets:
 
 
 def _start_sink(config: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", str(port), "--config", str(config), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "trafficinator_locust.cli",
+        "sink",
+        "--port",
+        str(port),
+        "--config",
+        str(config),
+        *extra,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -73,7 +83,9 @@ def sent(request, tmp_path_factory):
     try:
         last = datetime.now(timezone.utc).date() - timedelta(days=2)
         report = folder / "report.json"
-        options = BackfillOptions(first=last - timedelta(days=3), last=last, checkpoint=folder / "cp.json", report=report, progress_every=0.2)
+        options = BackfillOptions(
+            first=last - timedelta(days=3), last=last, checkpoint=folder / "cp.json", report=report, progress_every=0.2
+        )
         with open(os.devnull, "w") as quiet:
             assert run_backfill(load_config(config_path), options, out=quiet, err=quiet) == 0
         yield {"loss": request.param, "config": config_path, "report": report, "port": port, "folder": folder}
@@ -100,7 +112,9 @@ def test_verify_against_the_receiver(sent, capsys):
         site = stats[instance_path(target.url)]["sites"][str(target.site_id)]
         assert site["lost"] > 0 and site["invalid"] == {}
         days = next(entry["days"] for entry in report["targets"] if entry["target"] == target.name)
-        short = [day for day, counts in sorted(days.items()) if _stored_actions(sent, target, day) < 0.99 * counts["actions"]]
+        short = [
+            day for day, counts in sorted(days.items()) if _stored_actions(sent, target, day) < 0.99 * counts["actions"]
+        ]
         line = next((line for line in err.splitlines() if f"target {target.name} stored less" in line), None)
         if short:
             named_any = True
@@ -114,14 +128,32 @@ def _stored_actions(sent, target, day) -> int:
     import urllib.parse
     import urllib.request
 
-    form = urllib.parse.urlencode({"module": "API", "format": "JSON", "method": "VisitsSummary.get", "idSite": target.site_id, "period": "day", "date": day, "token_auth": target.token_auth.get_secret_value()}).encode()
+    form = urllib.parse.urlencode(
+        {
+            "module": "API",
+            "format": "JSON",
+            "method": "VisitsSummary.get",
+            "idSite": target.site_id,
+            "period": "day",
+            "date": day,
+            "token_auth": target.token_auth.get_secret_value(),
+        }
+    ).encode()
     with urllib.request.urlopen(vf.api_url(target.url), data=form, timeout=10) as response:
         return json.load(response)["nb_actions"]
 
 
 def test_a_run_report_without_actions_is_checked_on_visits(sent, capsys):
     report = json.loads(sent["report"].read_text())
-    slim = {"targets": [{"target": t["target"], "days": {d: {"visits": v["visits"], "hits": v["hits"]} for d, v in t["days"].items()}} for t in report["targets"]]}
+    slim = {
+        "targets": [
+            {
+                "target": t["target"],
+                "days": {d: {"visits": v["visits"], "hits": v["hits"]} for d, v in t["days"].items()},
+            }
+            for t in report["targets"]
+        ]
+    }
     path = sent["folder"] / "slim.json"
     path.write_text(json.dumps(slim))
     code, out, err = _main(capsys, "verify", sent["config"], "--report", path, "--calls-per-minute", 6000)
@@ -164,9 +196,24 @@ def test_check_day_compares_visits_and_actions_when_known():
 
 
 def test_report_format_is_targets_with_days():
-    parsed = vf.parse_report({"targets": [{"target": "A", "extra": 1, "days": {"2025-01-02": {"visits": 3, "hits": 9, "x": 0}, "2025-01-01": {"visits": 1}}}]}, "r.json")
+    parsed = vf.parse_report(
+        {
+            "targets": [
+                {
+                    "target": "A",
+                    "extra": 1,
+                    "days": {"2025-01-02": {"visits": 3, "hits": 9, "x": 0}, "2025-01-01": {"visits": 1}},
+                }
+            ]
+        },
+        "r.json",
+    )
     assert parsed == [vf.SentTarget("A", (vf.SentDay("2025-01-01", 1, 0), vf.SentDay("2025-01-02", 3, 9)))]
-    for bad, where in [({}, "targets"), ({"targets": [{"target": "A"}]}, r"targets\[0\]"), ({"targets": [{"target": "A", "days": {"Jan 1": {"visits": 1}}}]}, "date")]:
+    for bad, where in [
+        ({}, "targets"),
+        ({"targets": [{"target": "A"}]}, r"targets\[0\]"),
+        ({"targets": [{"target": "A", "days": {"Jan 1": {"visits": 1}}}]}, "date"),
+    ]:
         with pytest.raises(vf.UsageError, match=where):
             vf.parse_report(bad, "r.json")
 

@@ -51,7 +51,9 @@ def target(write_yaml):
 
 @pytest.fixture
 def shares_target(write_yaml):
-    return make_target(write_yaml, "      actions: {search: 0.3, outlink: 0.1, download: 0, event: 0.55}", name="Shares")
+    return make_target(
+        write_yaml, "      actions: {search: 0.3, outlink: 0.1, download: 0, event: 0.55}", name="Shares"
+    )
 
 
 def pageviews(visit):
@@ -118,8 +120,14 @@ def test_pageviews_per_visit_cover_the_range_with_the_midpoint_mean(target):
 
 
 def test_single_pageview_range(write_yaml):
-    target = make_target(write_yaml, "      actions: {search: 1, outlink: 1, download: 1, event: 1}", name="One", extra="")
-    target = target.model_copy(update={"traffic": target.traffic.model_copy(update={"pageviews": type(target.traffic.pageviews)(min=1, max=1)})})
+    target = make_target(
+        write_yaml, "      actions: {search: 1, outlink: 1, download: 1, event: 1}", name="One", extra=""
+    )
+    target = target.model_copy(
+        update={
+            "traffic": target.traffic.model_copy(update={"pageviews": type(target.traffic.pageviews)(min=1, max=1)})
+        }
+    )
     planner = VisitPlanner(target, SEED)
     for n in range(200):
         visit = planner.plan(n)
@@ -262,8 +270,18 @@ def test_body_is_exactly_urlencode_of_the_params_token_last(target, write_yaml):
     for number in range(300):
         visit = planner.plan(number)
         for hit in visit.hits:
-            expected = urlencode({"idsite": str(target.site_id), "rec": "1", "apiv": "1", "send_image": "0", **encoder.params(hit, visit.visitor, NOON_UTC)})
-            assert encoder.body(hit, visit.visitor, NOON_UTC) == expected + (f"&{urlencode({'token_auth': token})}" if token else "")
+            expected = urlencode(
+                {
+                    "idsite": str(target.site_id),
+                    "rec": "1",
+                    "apiv": "1",
+                    "send_image": "0",
+                    **encoder.params(hit, visit.visitor, NOON_UTC),
+                }
+            )
+            assert encoder.body(hit, visit.visitor, NOON_UTC) == expected + (
+                f"&{urlencode({'token_auth': token})}" if token else ""
+            )
 
 
 def test_body_is_form_encoded_with_fixed_visitor_and_time_params(target):
@@ -348,7 +366,9 @@ def test_every_planned_hit_passes_the_protocol_check(write_yaml, token):
         visit = planner.plan(n)
         for hit in visit.hits:
             params = decode(encoder.body(hit, visit.visitor, now))
-            rejection = check_hit(params, site_exists=True, token_valid=token, token_given=token, goal_ids=set(), now_utc=now)
+            rejection = check_hit(
+                params, site_exists=True, token_valid=token, token_given=token, goal_ids=set(), now_utc=now
+            )
             assert rejection is None, (hit, rejection)
             assert classify(params) == hit.kind
             kinds[hit.kind] += 1

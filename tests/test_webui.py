@@ -9,6 +9,9 @@ that cannot apply live says so and waits for the next test start.
 from __future__ import annotations
 
 import locust  # noqa: F401  (first: gevent monkey-patching before anything imports urllib3)
+from locust.argument_parser import get_parser
+from locust.env import Environment
+from locust.event import Events
 
 import os
 import subprocess
@@ -20,22 +23,19 @@ from typing import Any
 
 import pytest
 import yaml
-from locust.argument_parser import get_parser
-from locust.env import Environment
-from locust.event import Events
 
 from trafficinator_locust.core.budget import Pace
 from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.masking import mask_secrets
+from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.plugin import Plugin, add_arguments
-from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.runtime.users import build_user_classes
+from trafficinator_locust.web.app import TAB_KEY
 from trafficinator_locust.web.config_writer import backup_path, render_yaml
 from trafficinator_locust.web.control import pending_changes
-from trafficinator_locust.core.masking import mask_secrets
 from trafficinator_locust.web.openapi import openapi_document
 from trafficinator_locust.web.target_status import RecentRate, classify_health
-from trafficinator_locust.web.app import TAB_KEY
 
 ALPHA_TOKEN = "alpha-token-7Hq2xZ"
 BETA_TOKEN = "beta-literal-token-P9sd"
@@ -72,7 +72,15 @@ def _no_secret(text: str) -> None:
 class Harness:
     """A local runner with the plugin registered and the web UI built (not serving), in this process."""
 
-    def __init__(self, config_path: Path | None, presets: Path, *extra: str, base_path: str = "", web_login: bool = False, config: Any = None):
+    def __init__(
+        self,
+        config_path: Path | None,
+        presets: Path,
+        *extra: str,
+        base_path: str = "",
+        web_login: bool = False,
+        config: Any = None,
+    ):
         self.config_path = config_path
         config = config if config is not None else load_config(config_path)
         self.plugin = Plugin(config=config, user_classes={})
@@ -80,9 +88,13 @@ class Harness:
         parser = get_parser()
         add_arguments(parser)
         self.options = parser.parse_args(["--traffic-state", "", "--traffic-presets", str(presets), *extra])
-        self.environment = Environment(user_classes=list(self.plugin.user_classes.values()), parsed_options=self.options, events=Events())
+        self.environment = Environment(
+            user_classes=list(self.plugin.user_classes.values()), parsed_options=self.options, events=Events()
+        )
         self.runner = self.environment.create_local_runner()
-        self.web_ui = self.environment.create_web_ui("127.0.0.1", 0, web_base_path=base_path or None, web_login=web_login, delayed_start=True)
+        self.web_ui = self.environment.create_web_ui(
+            "127.0.0.1", 0, web_base_path=base_path or None, web_login=web_login, delayed_start=True
+        )
         self.plugin.register(self.environment)
         self.client = self.web_ui.app.test_client()
         self.base = base_path
@@ -150,7 +162,11 @@ def test_targets_are_listed_as_written_with_tokens_write_only(ui: Harness):
 
 
 def test_adding_a_target_is_validated_like_the_file_and_staged_for_the_next_start(ui: Harness):
-    status, body = ui.call("POST", "/api/targets", {"name": "Delta", "url": "http://127.0.0.1:9/d", "site_id": 4, "token_auth": "${ALPHA_TOKEN}"})
+    status, body = ui.call(
+        "POST",
+        "/api/targets",
+        {"name": "Delta", "url": "http://127.0.0.1:9/d", "site_id": 4, "token_auth": "${ALPHA_TOKEN}"},
+    )
     assert status == 201, body
     assert body["target"]["effective"]["url"] == "http://127.0.0.1:9/d/matomo.php"
     assert body["applied"]["next_start"] == ["Delta: added"] and body["applied"]["staged"] is True
@@ -159,7 +175,11 @@ def test_adding_a_target_is_validated_like_the_file_and_staged_for_the_next_star
 
 
 def test_invalid_targets_answer_422_with_the_config_path(ui: Harness):
-    status, body = ui.call("POST", "/api/targets", {"name": "Delta", "url": "ftp://x", "site_id": 0, "timezone": "Mars/Base", "colour": "red"})
+    status, body = ui.call(
+        "POST",
+        "/api/targets",
+        {"name": "Delta", "url": "ftp://x", "site_id": 0, "timezone": "Mars/Base", "colour": "red"},
+    )
     assert status == 422
     paths = {p["path"] for p in body["problems"]}
     assert {"targets[3].url", "targets[3].site_id", "targets[3].timezone", "targets[3].colour"} <= paths, body
@@ -217,12 +237,19 @@ def test_a_lowered_cap_applies_live_and_holds(ui: Harness):
 def test_removing_a_target_pauses_it_now_and_drops_it_at_the_next_start(ui: Harness):
     status, body = ui.call("DELETE", "/api/targets/Beta%20Shop")
     assert status == 200 and body["deleted"] == "Beta Shop"
-    assert body["applied"]["live"] == ["Beta Shop: paused"] and "Beta Shop: removed (paused now)" in body["applied"]["next_start"]
+    assert (
+        body["applied"]["live"] == ["Beta Shop: paused"]
+        and "Beta Shop: removed (paused now)" in body["applied"]["next_start"]
+    )
     assert [t.name for t in ui.staged[-1].targets] == ["Alpha", "Gamma"]
 
 
 def test_a_token_typed_as_a_value_is_never_returned_saved_or_stored(ui: Harness, tmp_path: Path):
-    status, body = ui.call("PUT", "/api/targets/Gamma", {"name": "Gamma", "url": "http://127.0.0.1:9/c/matomo.php", "site_id": 3, "token_auth": TYPED_TOKEN})
+    status, body = ui.call(
+        "PUT",
+        "/api/targets/Gamma",
+        {"name": "Gamma", "url": "http://127.0.0.1:9/c/matomo.php", "site_id": 3, "token_auth": TYPED_TOKEN},
+    )
     assert status == 200 and body["target"]["token_auth"] == "set" and body["target"]["token_env"] is None
     assert ui.staged[-1].targets[2].token_auth.get_secret_value() == TYPED_TOKEN  # the run gets it
     status, body = ui.call("POST", "/api/config/save")
@@ -233,7 +260,9 @@ def test_a_token_typed_as_a_value_is_never_returned_saved_or_stored(ui: Harness,
     assert "token_auth" not in body["preset"]["config"]["targets"][2]
     assert TYPED_TOKEN.encode() not in (tmp_path / "presets.sqlite3").read_bytes()
     # "set" keeps it, null removes it
-    assert ui.call("PATCH", "/api/targets/Gamma", {"token_auth": "set", "weight": 2})[1]["target"]["token_auth"] == "set"
+    assert (
+        ui.call("PATCH", "/api/targets/Gamma", {"token_auth": "set", "weight": 2})[1]["target"]["token_auth"] == "set"
+    )
     assert ui.call("PATCH", "/api/targets/Gamma", {"token_auth": None})[1]["target"]["token_auth"] is None
 
 
@@ -321,7 +350,9 @@ def test_presets_crud_versions_and_apply(ui: Harness):
     assert ui.call("POST", "/api/presets", {"name": "ALL THREE"})[0] == 409
     assert ui.call("POST", "/api/presets", {"name": "a/b"})[0] == 422
     assert ui.call("POST", "/api/presets", {"name": ""})[0] == 422
-    assert ui.call("POST", "/api/presets", {"name": "x", "config": {"targets": [{"name": "T", "site_id": 1}]}})[0] == 422  # no url
+    assert (
+        ui.call("POST", "/api/presets", {"name": "x", "config": {"targets": [{"name": "T", "site_id": 1}]}})[0] == 422
+    )  # no url
     ui.call("PATCH", "/api/targets/Gamma", {"enabled": False})
     status, body = ui.call("PUT", "/api/presets/all three", {"version": 7})
     assert status == 409 and "version 1" in body["error"]
@@ -339,13 +370,19 @@ def test_presets_crud_versions_and_apply(ui: Harness):
     assert [t["effective"]["enabled"] for t in body["targets"]] == [True, True, False]
     assert ui.call("DELETE", "/api/presets/all three", {"version": 1})[0] == 409
     assert ui.call("DELETE", "/api/presets/all three")[0] == 200
-    for method, path in (("GET", "/api/presets/all three"), ("DELETE", "/api/presets/all three"), ("POST", "/api/presets/all three/apply")):
+    for method, path in (
+        ("GET", "/api/presets/all three"),
+        ("DELETE", "/api/presets/all three"),
+        ("POST", "/api/presets/all three/apply"),
+    ):
         status, body = ui.call(method, path)
         assert status == 404 and "all three" in body["error"]
 
 
 def test_applying_a_preset_whose_variable_is_unset_names_it(ui: Harness, monkeypatch: pytest.MonkeyPatch):
-    config = {"targets": [{"name": "Solo", "url": "http://127.0.0.1:9/s", "site_id": 1, "token_auth": "${SOLO_TOKEN_UNSET}"}]}
+    config = {
+        "targets": [{"name": "Solo", "url": "http://127.0.0.1:9/s", "site_id": 1, "token_auth": "${SOLO_TOKEN_UNSET}"}]
+    }
     assert ui.call("POST", "/api/presets", {"name": "solo", "config": config})[0] == 201
     status, body = ui.call("POST", "/api/presets/solo/apply")
     assert status == 422 and "SOLO_TOKEN_UNSET" in body["problems"][0]["message"]
@@ -407,7 +444,9 @@ def test_with_a_login_every_plugin_route_needs_it(config_path: Path, tmp_path: P
         harness.close()
 
 
-def test_web_login_without_the_account_variables_exits_2(config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_web_login_without_the_account_variables_exits_2(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     with pytest.raises(SystemExit) as exit_info:
         Harness(config_path, tmp_path / "p.sqlite3", "--web-login", web_login=True)
     assert exit_info.value.code == 2
@@ -415,14 +454,21 @@ def test_web_login_without_the_account_variables_exits_2(config_path: Path, tmp_
 
 
 def test_cross_site_and_rebinding_requests_are_refused(ui: Harness):
-    status, body = ui.call("POST", "/api/targets", {"name": "Evil", "url": "http://127.0.0.1:9/e", "site_id": 1}, headers={"Origin": "http://evil.example"})
+    status, body = ui.call(
+        "POST",
+        "/api/targets",
+        {"name": "Evil", "url": "http://127.0.0.1:9/e", "site_id": 1},
+        headers={"Origin": "http://evil.example"},
+    )
     assert status == 403 and "cross-origin" in body["error"]
     status, body = ui.call("GET", "/api/status", headers={"Host": "evil.example:8089"})
     assert status == 403 and "loopback" in body["error"]
     assert ui.call("GET", "/api/status", headers={"Origin": "http://localhost"})[0] == 200
 
 
-def test_a_config_from_the_legacy_variables_is_editable_but_not_savable(config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_config_from_the_legacy_variables_is_editable_but_not_savable(
+    config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     from trafficinator_locust.core.legacy import legacy_config
 
     legacy = {"MATOMO_URL": "http://127.0.0.1:9/matomo.php", "MATOMO_SITE_ID": "4", "MATOMO_TOKEN_AUTH": ALPHA_TOKEN}
@@ -432,7 +478,12 @@ def test_a_config_from_the_legacy_variables_is_editable_but_not_savable(config_p
     try:
         status, body = harness.call("GET", "/api/targets")
         (target,) = body["targets"]
-        assert (target["name"], target["token_auth"], target["token_env"], body["file"]) == ("Default", "set", "MATOMO_TOKEN_AUTH", None)
+        assert (target["name"], target["token_auth"], target["token_env"], body["file"]) == (
+            "Default",
+            "set",
+            "MATOMO_TOKEN_AUTH",
+            None,
+        )
         assert harness.call("PATCH", "/api/targets/Default", {"weight": 2})[0] == 200
         status, body = harness.call("POST", "/api/config/save")
         assert status == 409 and "--traffic-config" in body["error"]
@@ -450,8 +501,16 @@ def test_mask_secrets_hides_values_and_token_parameters():
 
 @pytest.mark.parametrize(
     ("requests", "failures", "p95", "visits_failing", "health"),
-    [(0, 0, None, False, None), (100, 0, 100, False, "healthy"), (100, 4, 1999, False, "healthy"), (100, 5, 100, False, "degraded"),
-     (100, 0, 2000, False, "degraded"), (100, 49, 100, False, "degraded"), (100, 50, 100, False, "failing"), (0, 0, None, True, "failing")],
+    [
+        (0, 0, None, False, None),
+        (100, 0, 100, False, "healthy"),
+        (100, 4, 1999, False, "healthy"),
+        (100, 5, 100, False, "degraded"),
+        (100, 0, 2000, False, "degraded"),
+        (100, 49, 100, False, "degraded"),
+        (100, 50, 100, False, "failing"),
+        (0, 0, None, True, "failing"),
+    ],
 )
 def test_health_thresholds(requests: int, failures: int, p95: float | None, visits_failing: bool, health: str | None):
     assert classify_health(requests, failures, p95, visits_failing) == health
@@ -471,9 +530,18 @@ def test_recent_rate_follows_samples_and_restarts_with_a_new_run():
 
 def test_pending_changes_lists_what_waits_for_the_next_start(write_yaml):
     before = load_config(write_yaml(CONFIG.replace("${ALPHA_TOKEN}", "t")))
-    after_text = CONFIG.replace("${ALPHA_TOKEN}", "t").replace("site_id: 3", "site_id: 4").replace("weight: 3", "weight: 5").replace("  - name: Gamma", "  - name: Delta")
+    after_text = (
+        CONFIG.replace("${ALPHA_TOKEN}", "t")
+        .replace("site_id: 3", "site_id: 4")
+        .replace("weight: 3", "weight: 5")
+        .replace("  - name: Gamma", "  - name: Delta")
+    )
     after = load_config(write_yaml(after_text, name="after.yaml"))
-    assert pending_changes(before, after) == ["Delta: added", "Gamma: removed (paused now)", "Beta Shop: weight (the split of users)"]
+    assert pending_changes(before, after) == [
+        "Delta: added",
+        "Gamma: removed (paused now)",
+        "Beta Shop: weight (the split of users)",
+    ]
     assert pending_changes(before, before) == []
 
 
@@ -534,7 +602,9 @@ def backfilled(request, tmp_path_factory):
     try:
         last = datetime.now(timezone.utc).date() - timedelta(days=2)
         report = folder / "report.json"
-        options = BackfillOptions(first=last - timedelta(days=2), last=last, checkpoint=folder / "cp.json", report=report, progress_every=0.2)
+        options = BackfillOptions(
+            first=last - timedelta(days=2), last=last, checkpoint=folder / "cp.json", report=report, progress_every=0.2
+        )
         with open(os.devnull, "w") as quiet:
             assert run_backfill(load_config(config_path, env=env), options, out=quiet, err=quiet) == 0
         yield {"loss": request.param, "config": config_path, "report": report}
@@ -559,8 +629,15 @@ def _stored_by_the_receiver(target: Any, day: str) -> tuple[int, int]:
     import urllib.parse
     import urllib.request
 
-    form = {"module": "API", "format": "JSON", "method": "VisitsSummary.get", "idSite": target.site_id, "period": "day", "date": day,
-            "token_auth": target.token_auth.get_secret_value()}
+    form = {
+        "module": "API",
+        "format": "JSON",
+        "method": "VisitsSummary.get",
+        "idSite": target.site_id,
+        "period": "day",
+        "date": day,
+        "token_auth": target.token_auth.get_secret_value(),
+    }
     url = target.url.rsplit("/", 1)[0] + "/index.php"
     with urllib.request.urlopen(url, data=urllib.parse.urlencode(form).encode(), timeout=10) as response:
         data = json.load(response)
@@ -572,7 +649,11 @@ def test_verify_compares_sent_with_stored_per_target_and_day(backfilled, verify_
 
     report = json.loads(backfilled["report"].read_text())
     sent_days = {(e["target"], day): counts for e in report["targets"] for day, counts in e["days"].items()}
-    body = {"report": report, "calls_per_minute": FAST} if backfilled["loss"] else {"report_path": "report.json", "calls_per_minute": FAST}
+    body = (
+        {"report": report, "calls_per_minute": FAST}
+        if backfilled["loss"]
+        else {"report_path": "report.json", "calls_per_minute": FAST}
+    )
     status, answer = verify_ui.call("POST", "/api/verify", body)
     assert status == 200, answer
     config = load_config(backfilled["config"])
@@ -593,17 +674,28 @@ def test_verify_compares_sent_with_stored_per_target_and_day(backfilled, verify_
     assert seen == set(sent_days)
     if not backfilled["loss"]:
         assert answer["ok"] is True and answer["problems"] == []
-        assert all((d["stored_visits"], d["stored_actions"]) == (d["sent_visits"], d["sent_actions"]) for t in answer["targets"] for d in t["days"])
+        assert all(
+            (d["stored_visits"], d["stored_actions"]) == (d["sent_visits"], d["sent_actions"])
+            for t in answer["targets"]
+            for d in t["days"]
+        )
         return
     assert answer["ok"] is False
     short = {t["target"]: t["short_days"] for t in answer["targets"] if t["short_days"]}
     assert short, "a 5 % loss of hits must leave some target short of actions"
     for name, days in short.items():
-        assert f"target {name} stored less than 99% of what was sent on {len(days)} day(s): {', '.join(days)}" in answer["problems"]
+        assert (
+            f"target {name} stored less than 99% of what was sent on {len(days)} day(s): {', '.join(days)}"
+            in answer["problems"]
+        )
 
 
 def test_verify_one_target_of_the_report(backfilled, verify_ui: Harness):
-    status, answer = verify_ui.call("POST", "/api/verify", {"report_path": str(backfilled["report"]), "target": "beta shop", "calls_per_minute": FAST, "threshold": 0.5})
+    status, answer = verify_ui.call(
+        "POST",
+        "/api/verify",
+        {"report_path": str(backfilled["report"]), "target": "beta shop", "calls_per_minute": FAST, "threshold": 0.5},
+    )
     assert status == 200, answer
     (only,) = answer["targets"]
     assert only["target"] == "Beta Shop" and only["ok"] and answer["ok"] and answer["threshold"] == 0.5
@@ -612,7 +704,15 @@ def test_verify_one_target_of_the_report(backfilled, verify_ui: Harness):
 def _report(*entries: tuple[str, int]) -> dict[str, Any]:
     """A report of ``(target, days)`` entries, 10 visits a day, ending two days ago."""
     last = datetime.now(timezone.utc).date() - timedelta(days=2)
-    return {"targets": [{"target": name, "days": {(last - timedelta(days=n)).isoformat(): {"visits": 10, "hits": 30} for n in range(days)}} for name, days in entries]}
+    return {
+        "targets": [
+            {
+                "target": name,
+                "days": {(last - timedelta(days=n)).isoformat(): {"visits": 10, "hits": 30} for n in range(days)},
+            }
+            for name, days in entries
+        ]
+    }
 
 
 def test_verify_refuses_bad_input_with_clear_4xx(ui: Harness, tmp_path: Path):
@@ -633,7 +733,11 @@ def test_verify_refuses_bad_input_with_clear_4xx(ui: Harness, tmp_path: Path):
     (tmp_path / "broken.json").write_text("{oops")
     refused({"report_path": "broken.json"}, 422, "not readable JSON")  # relative to the config's folder
     refused({"report": {"days": {}}}, 422, "report", "'targets'")
-    answer = refused({"report": {"targets": [{"target": "Alpha", "days": {"2025-01-01": {"visits": -1}}}]}}, 422, "targets[0].days[2025-01-01].visits")
+    answer = refused(
+        {"report": {"targets": [{"target": "Alpha", "days": {"2025-01-01": {"visits": -1}}}]}},
+        422,
+        "targets[0].days[2025-01-01].visits",
+    )
     assert answer["problems"][0]["path"] == "report"
     refused({"report": {"targets": []}}, 422, "no target")
     refused({"report": _report(("Zeta", 1))}, 422, "'Zeta'", "Alpha, Beta Shop, Gamma")  # a report of another config
@@ -644,10 +748,19 @@ def test_verify_refuses_bad_input_with_clear_4xx(ui: Harness, tmp_path: Path):
     refused({"report": other_url}, 422, "another config", "/elsewhere/")
     refused({"report": good, "target": "Nope"}, 404, "Nope")
     refused({"report": good, "target": "Beta Shop"}, 422, "no days for target")
-    for key, value in (("threshold", 1.5), ("threshold", 0), ("threshold", "0.9"), ("calls_per_minute", 0), ("calls_per_minute", True), ("timeout", 500)):
+    for key, value in (
+        ("threshold", 1.5),
+        ("threshold", 0),
+        ("threshold", "0.9"),
+        ("calls_per_minute", 0),
+        ("calls_per_minute", True),
+        ("timeout", 500),
+    ):
         answer = refused({"report": good, key: value}, 422, key)
         assert answer["problems"][0]["path"] == key
-    answer = refused({"report": _report(("Alpha", 400)), "calls_per_minute": 60}, 422, "401 Reporting API calls", "calls_per_minute")
+    answer = refused(
+        {"report": _report(("Alpha", 400)), "calls_per_minute": 60}, 422, "401 Reporting API calls", "calls_per_minute"
+    )
 
 
 def test_verify_answers_within_the_timeout_when_a_matomo_is_silent(ui: Harness):
@@ -659,7 +772,11 @@ def test_verify_answers_within_the_timeout_when_a_matomo_is_silent(ui: Harness):
     try:
         port = silent.getsockname()[1]
         assert ui.call("PATCH", "/api/targets/Alpha", {"url": f"http://127.0.0.1:{port}/a/matomo.php"})[0] == 200
-        status, answer = ui.call("POST", "/api/verify", {"report": _report(("Alpha", 2), ("Beta Shop", 1)), "timeout": 1, "calls_per_minute": FAST})
+        status, answer = ui.call(
+            "POST",
+            "/api/verify",
+            {"report": _report(("Alpha", 2), ("Beta Shop", 1)), "timeout": 1, "calls_per_minute": FAST},
+        )
     finally:
         silent.close()
     assert status == 200 and answer["ok"] is False
@@ -721,12 +838,19 @@ def test_verify_answers_at_its_deadline_when_a_matomo_never_finishes_answering(u
     server = TricklingServer()
     try:
         assert ui.call("PATCH", "/api/targets/Alpha", {"url": f"http://127.0.0.1:{server.port}/a/matomo.php"})[0] == 200
-        status, answer = ui.call("POST", "/api/verify", {"report": _report(("Alpha", 2), ("Beta Shop", 1)), "timeout": 1, "calls_per_minute": FAST})
+        status, answer = ui.call(
+            "POST",
+            "/api/verify",
+            {"report": _report(("Alpha", 2), ("Beta Shop", 1)), "timeout": 1, "calls_per_minute": FAST},
+        )
     finally:
         server.close()
     assert status == 200 and answer["ok"] is False
     alpha, beta = answer["targets"]
-    assert alpha["error"] == f"timed out after 1 s of waiting for http://127.0.0.1:{server.port}/a/index.php; 0 of 2 day(s) checked"
+    assert (
+        alpha["error"]
+        == f"timed out after 1 s of waiting for http://127.0.0.1:{server.port}/a/index.php; 0 of 2 day(s) checked"
+    )
     assert "cannot reach" in beta["error"]
 
 
@@ -738,7 +862,10 @@ def test_verify_reports_a_server_that_speaks_no_http_as_that_targets_failure(ui:
     finally:
         server.close()
     assert status == 200 and answer["ok"] is False
-    assert answer["targets"][0]["error"] == f"http://127.0.0.1:{server.port}/a/index.php gave no usable answer (BadStatusLine)"
+    assert (
+        answer["targets"][0]["error"]
+        == f"http://127.0.0.1:{server.port}/a/index.php gave no usable answer (BadStatusLine)"
+    )
 
 
 # --- a real locust process -----------------------------------------------------------------------
@@ -774,10 +901,26 @@ class LocustProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}{base_path}"
         self.log = workdir / f"locust-{self.port}.log"
-        command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path),
-                   "--web-port", str(self.port), "--traffic-state", "", "--traffic-presets", str(workdir / "presets.sqlite3"), *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--traffic-config",
+            str(config_path),
+            "--web-port",
+            str(self.port),
+            "--traffic-state",
+            "",
+            "--traffic-presets",
+            str(workdir / "presets.sqlite3"),
+            *extra,
+        ]
         with open(self.log, "w") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, text=True)
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, text=True
+            )
         self.session = requests.Session()
         try:
             self._wait_until(lambda: self._answers(), 60, "the web UI to answer")
@@ -836,10 +979,19 @@ def test_the_api_on_a_real_locust_process_and_presets_across_a_restart(sink_setu
         status, body = locust_run.call("GET", "/api/targets")
         assert status == 200 and [t["token_auth"] for t in body["targets"]] == ["set", "set", None]
         assert locust_run.call("GET", "/api/targets/Nope")[0] == 404
-        assert locust_run.call("POST", "/api/targets", {"name": "alpha", "url": "http://127.0.0.1:9/x", "site_id": 1})[0] == 409
-        status, body = locust_run.call("POST", "/api/targets", {"name": "Delta", "url": "http://127.0.0.1:9/x", "site_id": 1, "timezone": "Nowhere/City"})
+        assert (
+            locust_run.call("POST", "/api/targets", {"name": "alpha", "url": "http://127.0.0.1:9/x", "site_id": 1})[0]
+            == 409
+        )
+        status, body = locust_run.call(
+            "POST",
+            "/api/targets",
+            {"name": "Delta", "url": "http://127.0.0.1:9/x", "site_id": 1, "timezone": "Nowhere/City"},
+        )
         assert status == 422 and body["problems"][0]["path"] == "targets[3].timezone"
-        status, body = locust_run.call("POST", "/api/targets", data="{oops", headers={"Content-Type": "application/json"})
+        status, body = locust_run.call(
+            "POST", "/api/targets", data="{oops", headers={"Content-Type": "application/json"}
+        )
         assert status == 400
         delta = {"name": "Delta", "url": "http://127.0.0.1:9/d", "site_id": 4, "token_auth": TYPED_TOKEN}
         assert locust_run.call("POST", "/api/targets", delta)[0] == 201
@@ -856,7 +1008,14 @@ def test_the_api_on_a_real_locust_process_and_presets_across_a_restart(sink_setu
         status, body = locust_run.call("POST", "/api/validate", {"target": "Alpha", "timeout": 5})
         assert status == 200 and body["results"][0]["ok"] is True, body
         yesterday = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
-        status, body = locust_run.call("POST", "/api/verify", {"report": {"targets": [{"target": "Alpha", "days": {yesterday: {"visits": 0}}}]}, "calls_per_minute": 6000})
+        status, body = locust_run.call(
+            "POST",
+            "/api/verify",
+            {
+                "report": {"targets": [{"target": "Alpha", "days": {yesterday: {"visits": 0}}}]},
+                "calls_per_minute": 6000,
+            },
+        )
         assert status == 200 and body["ok"] is True and body["targets"][0]["days"][0]["stored_visits"] == 0, body
         assert locust_run.call("POST", "/api/verify", {"report_path": "nope.json"})[0] == 422
         status, body = locust_run.call("POST", "/api/presets", {"name": "no gamma"})
@@ -870,7 +1029,9 @@ def test_the_api_on_a_real_locust_process_and_presets_across_a_restart(sink_setu
         assert [locust_run.call(m, "/api/presets/scratch")[0] for m in ("GET", "DELETE")] == [404, 404]
         assert locust_run.call("POST", "/api/presets/scratch/apply")[0] == 404
         # a run: Gamma, disabled before the start, sends nothing
-        started = locust_run.session.post(locust_run.url + "/swarm", data={"user_count": 6, "spawn_rate": 6}, timeout=10)
+        started = locust_run.session.post(
+            locust_run.url + "/swarm", data={"user_count": 6, "spawn_rate": 6}, timeout=10
+        )
         assert started.status_code == 200 and started.json()["success"], started.text
 
         def sent_by_both() -> bool:
@@ -881,13 +1042,20 @@ def test_the_api_on_a_real_locust_process_and_presets_across_a_restart(sink_setu
         status, body = locust_run.call("GET", "/api/status")
         rows = {r["name"]: r for r in body["targets"]}
         assert body["running"] and rows["Gamma"]["state"] == "disabled" and rows["Gamma"]["requests"] == 0
-        assert (rows["Alpha"]["state"], rows["Alpha"]["health"]) == ("running", "healthy") and rows["Alpha"]["p95_ms"] > 0
+        assert (rows["Alpha"]["state"], rows["Alpha"]["health"]) == ("running", "healthy") and rows["Alpha"][
+            "p95_ms"
+        ] > 0
         stats = locust_run.session.get(locust_run.url + "/stats/requests", timeout=10).json()
         (tab,) = [e for e in stats["extended_stats"] if e["key"] == TAB_KEY]
         assert len(tab["data"]) == 3
         assert locust_run.session.post(locust_run.url + "/stop", timeout=10).json()["success"]
         stored = receiver_stats(sink_port)
-        assert stored[instance_path(f"http://127.0.0.1:{sink_port}/gamma/matomo.php")]["sites"].get("3", {}).get("visits", 0) == 0
+        assert (
+            stored[instance_path(f"http://127.0.0.1:{sink_port}/gamma/matomo.php")]["sites"]
+            .get("3", {})
+            .get("visits", 0)
+            == 0
+        )
         assert stored[instance_path(f"http://127.0.0.1:{sink_port}/alpha/matomo.php")]["sites"]["1"]["visits"] > 0
         assert locust_run.call("GET", "/api/openapi.json")[0] == 200
     finally:
@@ -912,7 +1080,11 @@ def test_a_real_locust_process_with_a_login(sink_setup, tmp_path: Path):
         assert locust_run.call("GET", "/api/targets", auth=("operator", "pw-Secret-2"))[0] == 200
         page = locust_run.session.get(locust_run.url + "/trafficinator/", allow_redirects=False, timeout=10)
         assert page.status_code == 302 and "/lt/login" in page.headers["Location"]
-        login = locust_run.session.post(locust_run.url + "/trafficinator/login", data={"username": "operator", "password": "pw-Secret-2"}, timeout=10)
+        login = locust_run.session.post(
+            locust_run.url + "/trafficinator/login",
+            data={"username": "operator", "password": "pw-Secret-2"},
+            timeout=10,
+        )
         assert login.status_code == 200  # redirected to Locust's page, logged in
         assert locust_run.call("GET", "/api/status")[0] == 200
     finally:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from trafficinator_locust.core.config import Config, Target, json_schema, load_config, single_target_as_multi
 from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config, migration_yaml
+from trafficinator_locust.core.yaml_source import ConfigError, Problem
 from trafficinator_locust.plugin import exit_on_config_error
 from trafficinator_locust.runtime.summary import render_table
-from trafficinator_locust.core.yaml_source import ConfigError, Problem
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,47 +32,92 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trafficinator", description="Realistic Matomo traffic for many Matomo instances, with Locust.")
+    parser = argparse.ArgumentParser(
+        prog="trafficinator", description="Realistic Matomo traffic for many Matomo instances, with Locust."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    validate = commands.add_parser("validate", help="check a traffic config offline (and with --online, each target's Matomo) and show its targets")
-    validate.add_argument("config", nargs="?", help="traffic YAML (default: $TRAFFICINATOR_CONFIG, else MATOMO_* variables)")
-    validate.add_argument("--online", action="store_true", help="also check each enabled target: DNS, TCP, TLS, the tracker, the Reporting API, the site and the token's write access; exit 1 when one fails")
-    validate.add_argument("--timeout", type=float, default=None, metavar="S", help="with --online: seconds per target, all its checks together (default 10)")
-    validate.add_argument("--probe", action="store_true", help="with --online: send one test hit per target (action 'trafficinator preflight probe'); without it nothing is tracked")
+    validate = commands.add_parser(
+        "validate", help="check a traffic config offline (and with --online, each target's Matomo) and show its targets"
+    )
+    validate.add_argument(
+        "config", nargs="?", help="traffic YAML (default: $TRAFFICINATOR_CONFIG, else MATOMO_* variables)"
+    )
+    validate.add_argument(
+        "--online",
+        action="store_true",
+        help="also check each enabled target: DNS, TCP, TLS, the tracker, the Reporting API, the site and the token's write access; exit 1 when one fails",
+    )
+    validate.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --online: seconds per target, all its checks together (default 10)",
+    )
+    validate.add_argument(
+        "--probe",
+        action="store_true",
+        help="with --online: send one test hit per target (action 'trafficinator preflight probe'); without it nothing is tracked",
+    )
     validate.add_argument("--target", metavar="NAME", help="with --online: check only this target (disabled or not)")
     validate.set_defaults(handler=cmd_validate)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of the config file (for editors)")
-    schema.add_argument("--markdown", action="store_true", help="print the configuration reference (docs/configuration.md) instead")
+    schema.add_argument(
+        "--markdown", action="store_true", help="print the configuration reference (docs/configuration.md) instead"
+    )
     schema.set_defaults(handler=cmd_schema)
 
-    migrate = commands.add_parser("migrate", help="print the multi-target YAML equivalent of a single-target YAML or MATOMO_* variables")
-    migrate.add_argument("config", nargs="?", help="single-target YAML; without it, read the MATOMO_* environment variables")
+    migrate = commands.add_parser(
+        "migrate", help="print the multi-target YAML equivalent of a single-target YAML or MATOMO_* variables"
+    )
+    migrate.add_argument(
+        "config", nargs="?", help="single-target YAML; without it, read the MATOMO_* environment variables"
+    )
     migrate.set_defaults(handler=cmd_migrate)
 
     sink = commands.add_parser("sink", help="run the embedded Matomo-compatible receiver on 127.0.0.1")
     sink.add_argument("--port", type=int, default=8765, help="0 picks a free port (see --ready-file)")
     sink.add_argument("--config", help="learn instances, sites and tokens from the targets of this traffic config")
-    sink.add_argument("--instance", action="append", default=None, help="without --config: an instance path prefix, e.g. /dev (repeatable; default: the demo's /dev, /staging, /prod)")
+    sink.add_argument(
+        "--instance",
+        action="append",
+        default=None,
+        help="without --config: an instance path prefix, e.g. /dev (repeatable; default: the demo's /dev, /staging, /prod)",
+    )
     sink.add_argument("--sites", default="1", help="with --instance: comma-separated site ids of every instance")
     sink.add_argument("--timezone", default="UTC", help="with --instance: the sites' time zone")
-    sink.add_argument("--token", action="append", default=[], help="with --instance: an accepted token_auth (repeatable)")
+    sink.add_argument(
+        "--token", action="append", default=[], help="with --instance: an accepted token_auth (repeatable)"
+    )
     sink.add_argument("--ready-file", help="write the bound port to this file once listening")
     sink.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering each tracking request")
-    sink.add_argument("--record-hits", action="store_true", help="keep each visitor's stored hits in order (stats: hit_log); for tests")
-    sink.add_argument("--loss", type=float, default=0.0, help="share (0..1) of valid hits answered as stored but dropped, for `trafficinator verify` to find")
+    sink.add_argument(
+        "--record-hits",
+        action="store_true",
+        help="keep each visitor's stored hits in order (stats: hit_log); for tests",
+    )
+    sink.add_argument(
+        "--loss",
+        type=float,
+        default=0.0,
+        help="share (0..1) of valid hits answered as stored but dropped, for `trafficinator verify` to find",
+    )
     sink.add_argument("--loss-seed", type=int, default=0, help="seed of which hits --loss drops (repeatable runs)")
     sink.set_defaults(handler=cmd_sink)
 
-    from trafficinator_locust.ops import backfill
-
-    from trafficinator_locust.ops import verify  # backfill and verify define their own options
+    from trafficinator_locust.ops import (
+        backfill,
+        verify,  # backfill and verify define their own options
+    )
 
     backfill.add_command(commands)
     verify.add_command(commands)
 
-    demo = commands.add_parser("demo", help="run Locust for ~30 s against 3 targets on the embedded receiver and print a table")
+    demo = commands.add_parser(
+        "demo", help="run Locust for ~30 s against 3 targets on the embedded receiver and print a table"
+    )
     demo.add_argument("--config", default=None, help="demo traffic config (default: the packaged 3-target demo)")
     demo.add_argument("--run-time", default="30s")
     demo.add_argument("--users", type=int, default=30)
@@ -87,13 +132,30 @@ def _load(path: str | None) -> Config:
         return load_config(path)
     if is_legacy_environment(os.environ):
         return legacy_config(os.environ)
-    raise ConfigError([Problem("command line", None, "", "give a traffic YAML file (or set TRAFFICINATOR_CONFIG, or MATOMO_URL for single-target variables)")])
+    raise ConfigError(
+        [
+            Problem(
+                "command line",
+                None,
+                "",
+                "give a traffic YAML file (or set TRAFFICINATOR_CONFIG, or MATOMO_URL for single-target variables)",
+            )
+        ]
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from trafficinator_locust.ops.preflight import DEFAULT_TIMEOUT, preflight, render_results
 
-    online_only = [flag for flag, given in (("--timeout", args.timeout is not None), ("--probe", args.probe), ("--target", args.target is not None)) if given]
+    online_only = [
+        flag
+        for flag, given in (
+            ("--timeout", args.timeout is not None),
+            ("--probe", args.probe),
+            ("--target", args.target is not None),
+        )
+        if given
+    ]
     if online_only and not args.online:
         print(f"trafficinator validate: {', '.join(online_only)} only work(s) with --online", file=sys.stderr)
         return 2
@@ -107,8 +169,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for target in config.targets:
         share = f"{100 * config.weight_share(target):.1f}" if target.enabled else "-"
         per_day = "unpaced" if target.visits_per_day is None else str(target.visits_per_day)
-        rows.append([target.name, target.url, target.site_id, share, per_day, target.timezone, "yes" if target.has_token else "no", "yes" if target.enabled else "no"])
-    print(f"{config.source}: OK, {len(config.enabled_targets)} enabled target(s), distribution {config.distribution.value}")
+        rows.append(
+            [
+                target.name,
+                target.url,
+                target.site_id,
+                share,
+                per_day,
+                target.timezone,
+                "yes" if target.has_token else "no",
+                "yes" if target.enabled else "no",
+            ]
+        )
+    print(
+        f"{config.source}: OK, {len(config.enabled_targets)} enabled target(s), distribution {config.distribution.value}"
+    )
     print(render_table(["target", "url", "site", "weight %", "visits/day", "timezone", "token", "enabled"], rows))
     if not args.online:
         return 0
@@ -125,7 +200,9 @@ def _online_targets(config: Config, name: str | None) -> tuple[Target, ...]:
     found = tuple(t for t in config.targets if t.name.casefold() == name.casefold())
     if not found:
         names = ", ".join(t.name for t in config.targets)
-        raise ConfigError([Problem(config.source, None, "--target", f"no target named '{name}'; the config has: {names}")])
+        raise ConfigError(
+            [Problem(config.source, None, "--target", f"no target named '{name}'; the config has: {names}")]
+        )
     return found
 
 
@@ -144,7 +221,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(migrate_yaml_file(args.config), end="")
         return 0
     if not is_legacy_environment(os.environ):
-        raise ConfigError([Problem("environment", None, "MATOMO_URL", "not set; give a single-target YAML file or export the MATOMO_* variables")])
+        raise ConfigError(
+            [
+                Problem(
+                    "environment",
+                    None,
+                    "MATOMO_URL",
+                    "not set; give a single-target YAML file or export the MATOMO_* variables",
+                )
+            ]
+        )
     print(migration_yaml(os.environ), end="")
     return 0
 
@@ -186,7 +272,19 @@ def cmd_sink(args: argparse.Namespace) -> int:
     if not 0 <= args.loss < 1:
         print("trafficinator sink: --loss must be >= 0 and < 1 (e.g. 0.05)", file=sys.stderr)
         return 2
-    return sink.run(instances, host="127.0.0.1", port=args.port, ready_file=args.ready_file, delay_seconds=args.delay, loss=args.loss, loss_seed=args.loss_seed, record_hits=args.record_hits) or 0
+    return (
+        sink.run(
+            instances,
+            host="127.0.0.1",
+            port=args.port,
+            ready_file=args.ready_file,
+            delay_seconds=args.delay,
+            loss=args.loss,
+            loss_seed=args.loss_seed,
+            record_hits=args.record_hits,
+        )
+        or 0
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -36,7 +36,17 @@ def free_port() -> int:
 
 def start_sink(config_path: Path, port: int, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
     """Start the receiver and return once it listens (it prints one line when bound)."""
-    command = [sys.executable, "-m", "trafficinator_locust.cli", "sink", "--port", str(port), "--config", str(config_path), *options]
+    command = [
+        sys.executable,
+        "-m",
+        "trafficinator_locust.cli",
+        "sink",
+        "--port",
+        str(port),
+        "--config",
+        str(config_path),
+        *options,
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -60,13 +70,31 @@ def receiver_stats(port: int) -> dict[str, Any]:
         return json.load(response)
 
 
-def run_locust(config_path: Path, env: dict[str, str], run_time: str, users: int, workdir: Path) -> tuple[int, dict[str, Any]]:
+def run_locust(
+    config_path: Path, env: dict[str, str], run_time: str, users: int, workdir: Path
+) -> tuple[int, dict[str, Any]]:
     """Run headless Locust; returns its exit code and the plugin's JSON report."""
     report = workdir / "report.json"
     command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path),
-        "--headless", "-u", str(users), "-r", str(users), "-t", run_time, "--only-summary",
-        "--traffic-report", str(report), "--csv", str(workdir / "demo"),
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--traffic-config",
+        str(config_path),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        run_time,
+        "--only-summary",
+        "--traffic-report",
+        str(report),
+        "--csv",
+        str(workdir / "demo"),
     ]
     with open(workdir / "locust.log", "w", encoding="utf-8") as log:
         code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir).returncode
@@ -86,14 +114,29 @@ def demo_rows(config: Config, report: dict[str, Any], stored: dict[str, Any]) ->
         invalid = sum(site.get("invalid", {}).values())
         ok = sent.get("requests", 0) > 0 and sent.get("failures", 1) == 0 and kept == started and invalid == 0
         healthy &= ok
-        rows.append([target.name, target.timezone, f"{100 * config.weight_share(target):.0f}%", sent.get("requests", 0), sent.get("failures", 0), started, kept, invalid, "ok" if ok else "CHECK"])
+        rows.append(
+            [
+                target.name,
+                target.timezone,
+                f"{100 * config.weight_share(target):.0f}%",
+                sent.get("requests", 0),
+                sent.get("failures", 0),
+                started,
+                kept,
+                invalid,
+                "ok" if ok else "CHECK",
+            ]
+        )
     return rows, healthy
 
 
 def run_demo(config_path: str | None = None, run_time: str = "30s", users: int = 30, port: int = 0) -> int:
     path = Path(config_path) if config_path else DEFAULT_DEMO_CONFIG
     if not path.is_file():
-        print(f"trafficinator demo: {path} not found; run it from the repository folder or pass --config FILE", file=sys.stderr)
+        print(
+            f"trafficinator demo: {path} not found; run it from the repository folder or pass --config FILE",
+            file=sys.stderr,
+        )
         return 2
     port = port or free_port()
     env = {**os.environ, PORT_VARIABLE: str(port)}
@@ -103,7 +146,10 @@ def run_demo(config_path: str | None = None, run_time: str = "30s", users: int =
         sink = start_sink(path.resolve(), port, env)
         try:
             targets = ", ".join(t.name for t in config.enabled_targets)
-            print(f"Receiver on http://127.0.0.1:{port} ({targets}); running Locust for {run_time} with {users} users...", flush=True)
+            print(
+                f"Receiver on http://127.0.0.1:{port} ({targets}); running Locust for {run_time} with {users} users...",
+                flush=True,
+            )
             code, report = run_locust(path.resolve(), env, run_time, users, workdir)
             stored = receiver_stats(port)
         finally:
@@ -111,8 +157,22 @@ def run_demo(config_path: str | None = None, run_time: str = "30s", users: int =
         if code != 0:
             print((workdir / "locust.log").read_text(encoding="utf-8")[-4000:], file=sys.stderr)
         rows, healthy = demo_rows(config, report, stored)
-    headers = ["target", "timezone", "weight", "requests", "failures", "visits started", "visits stored", "invalid hits", "check"]
+    headers = [
+        "target",
+        "timezone",
+        "weight",
+        "requests",
+        "failures",
+        "visits started",
+        "visits stored",
+        "invalid hits",
+        "check",
+    ]
     print("\n" + render_table(headers, rows))
-    verdict = "every target: requests sent, 0 failures, receiver stored every visit" if healthy else "some target did not pass (see 'check')"
+    verdict = (
+        "every target: requests sent, 0 failures, receiver stored every visit"
+        if healthy
+        else "some target did not pass (see 'check')"
+    )
     print(f"\n{verdict}")
     return 0 if healthy and code == 0 else 1

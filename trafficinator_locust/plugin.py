@@ -15,6 +15,21 @@ Per process role:
 
 from __future__ import annotations
 
+import gevent
+from locust import events
+from locust.argument_parser import LocustArgumentParser, get_empty_argument_parser
+from locust.env import Environment
+from locust.runners import (
+    STATE_INIT,
+    STATE_MISSING,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    STATE_STOPPED,
+    MasterRunner,
+    Runner,
+    WorkerRunner,
+)
+
 import argparse
 import logging
 import os
@@ -24,26 +39,51 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import gevent
-from locust import events
-from locust.argument_parser import LocustArgumentParser, get_empty_argument_parser
-from locust.env import Environment
-from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, STATE_STOPPED, MasterRunner, Runner, WorkerRunner
-
-from trafficinator_locust.ops.backfill import Checkpoint, UsageError, prepare
-from trafficinator_locust.runtime.backfill_locust import LocustBackfill, backfill_options
-from trafficinator_locust.runtime.broker import DEFAULT_TTL, MSG_GRANT, MSG_LIMITS, TICK_SECONDS, PermitBroker, PermitClient, StateError, StateFile, build_budgets, default_state_path, restore_ledger, spawn_every
 from trafficinator_locust.core.checks import EXIT_CHECK_FAILED, METRICS, CheckSyntaxError, Rule, evaluate, parse_rules
 from trafficinator_locust.core.checks import exit_code as check_exit_code
 from trafficinator_locust.core.config import Config, load_config
 from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config
-from trafficinator_locust.runtime.summary import REPORT_KEY, BudgetView, check_figures, VisitTally, summarize, summary_table, write_report
-from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape
+from trafficinator_locust.core.yaml_source import ConfigError, Problem
+from trafficinator_locust.ops.backfill import Checkpoint, UsageError, prepare
+from trafficinator_locust.runtime.backfill_locust import LocustBackfill, backfill_options
+from trafficinator_locust.runtime.broker import (
+    DEFAULT_TTL,
+    MSG_GRANT,
+    MSG_LIMITS,
+    TICK_SECONDS,
+    PermitBroker,
+    PermitClient,
+    StateError,
+    StateFile,
+    build_budgets,
+    default_state_path,
+    restore_ledger,
+    spawn_every,
+)
 from trafficinator_locust.runtime.config_shipping import received, ship
-from trafficinator_locust.runtime.users import DEFAULT_TIMEOUT, AwaitingConfig, TargetUser, build_user_classes, set_permits, set_timeouts, set_worker_index, start_bulk_senders, stop_bulk_senders
+from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape
+from trafficinator_locust.runtime.summary import (
+    REPORT_KEY,
+    BudgetView,
+    VisitTally,
+    check_figures,
+    summarize,
+    summary_table,
+    write_report,
+)
+from trafficinator_locust.runtime.users import (
+    DEFAULT_TIMEOUT,
+    AwaitingConfig,
+    TargetUser,
+    build_user_classes,
+    set_permits,
+    set_timeouts,
+    set_worker_index,
+    start_bulk_senders,
+    stop_bulk_senders,
+)
 from trafficinator_locust.web.app import add_web_arguments
 from trafficinator_locust.web.app import install as install_web_ui
-from trafficinator_locust.core.yaml_source import ConfigError, Problem
 
 logger = logging.getLogger("trafficinator")
 
@@ -67,37 +107,80 @@ def add_arguments(parser: LocustArgumentParser) -> None:
     if any("--traffic-config" in action.option_strings for action in parser._actions):
         return
     group = parser.add_argument_group("trafficinator", "Matomo traffic for many targets")
-    group.add_argument("--traffic-config", metavar="FILE", env_var=CONFIG_ENV, default=None, help=f"Traffic YAML (or ${CONFIG_ENV}).")
-    group.add_argument("--traffic-report", metavar="FILE", default=None, help="Write the per-target run summary as JSON.")
     group.add_argument(
-        "--traffic-pacing", choices=PACINGS, default="paced",
+        "--traffic-config", metavar="FILE", env_var=CONFIG_ENV, default=None, help=f"Traffic YAML (or ${CONFIG_ENV})."
+    )
+    group.add_argument(
+        "--traffic-report", metavar="FILE", default=None, help="Write the per-target run summary as JSON."
+    )
+    group.add_argument(
+        "--traffic-pacing",
+        choices=PACINGS,
+        default="paced",
         help="paced: each target at its visits_per_day rate (shaped by its profile) and daily cap; "
         "stress: daily caps only, the user count drives the load. Targets without visits_per_day are never limited.",
     )
     group.add_argument(
-        "--traffic-shape", action=argparse.BooleanOptionalAction, default=None,
+        "--traffic-shape",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="Size each target's users from its rate and end the run when every budget is spent. "
         "Default: on in paced runs without -u/--users when a target has visits_per_day.",
     )
     group.add_argument(
-        "--traffic-state", metavar="FILE", default=None,
+        "--traffic-state",
+        metavar="FILE",
+        default=None,
         help="File keeping each target's count for its local day across restarts "
         "(default: $XDG_STATE_HOME/trafficinator/<hash of the config path>.json; '' keeps nothing).",
     )
-    group.add_argument("--traffic-lease-ttl", metavar="SECONDS", type=_positive, default=DEFAULT_TTL, help="Lifetime of a batch of permits held by a process.")
     group.add_argument(
-        "--traffic-check", metavar="RULES", action="append", default=None,
+        "--traffic-lease-ttl",
+        metavar="SECONDS",
+        type=_positive,
+        default=DEFAULT_TTL,
+        help="Lifetime of a batch of permits held by a process.",
+    )
+    group.add_argument(
+        "--traffic-check",
+        metavar="RULES",
+        action="append",
+        default=None,
         help="CI thresholds per target, e.g. 'fail_ratio<0.01,p95<800,Production:delivered>=0.98'; "
         f"exit code {EXIT_CHECK_FAILED} when one fails. Metrics: {', '.join(METRICS)}.",
     )
-    timeout = group.add_argument("--traffic-timeout", metavar="SECONDS", type=_positive, default=DEFAULT_TIMEOUT, help="Connect and read timeout of each tracking request.")
+    timeout = group.add_argument(
+        "--traffic-timeout",
+        metavar="SECONDS",
+        type=_positive,
+        default=DEFAULT_TIMEOUT,
+        help="Connect and read timeout of each tracking request.",
+    )
     # Options added to a group lack Locust's UI attributes, so they stay off the web UI's form;
     # the timeout may be changed per test there.
     timeout.include_in_web_ui, timeout.is_secret, timeout.is_required, timeout.is_multiple = True, False, False, False
-    backfill = parser.add_argument_group("trafficinator backfill", "Send past days (cdt + bulk) inside Locust instead of live visits")
-    backfill.add_argument("--traffic-backfill", metavar="FROM:TO", default=None, help="Backfill these local days (e.g. 2026-01-01:2026-01-31) with Locust stats per target; the test ends when done. See docs/backfill.md.")
-    backfill.add_argument("--traffic-backfill-checkpoint", metavar="FILE", default="backfill-checkpoint.json", help="Resume file of --traffic-backfill (default: %(default)s).")
-    backfill.add_argument("--traffic-backfill-rate", metavar="HITS", type=_positive, default=None, help="Max hits per second per target for --traffic-backfill.")
+    backfill = parser.add_argument_group(
+        "trafficinator backfill", "Send past days (cdt + bulk) inside Locust instead of live visits"
+    )
+    backfill.add_argument(
+        "--traffic-backfill",
+        metavar="FROM:TO",
+        default=None,
+        help="Backfill these local days (e.g. 2026-01-01:2026-01-31) with Locust stats per target; the test ends when done. See docs/backfill.md.",
+    )
+    backfill.add_argument(
+        "--traffic-backfill-checkpoint",
+        metavar="FILE",
+        default="backfill-checkpoint.json",
+        help="Resume file of --traffic-backfill (default: %(default)s).",
+    )
+    backfill.add_argument(
+        "--traffic-backfill-rate",
+        metavar="HITS",
+        type=_positive,
+        default=None,
+        help="Max hits per second per target for --traffic-backfill.",
+    )
     add_web_arguments(parser)
 
 
@@ -117,7 +200,16 @@ def discover_config(argv: list[str] | None = None, env: Mapping[str, str] | None
         return legacy_config(env)
     if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
         return None
-    raise ConfigError([Problem("command line", None, "", f"no traffic config: pass --traffic-config FILE, set {CONFIG_ENV}, or set MATOMO_URL (single-target variables)")])
+    raise ConfigError(
+        [
+            Problem(
+                "command line",
+                None,
+                "",
+                f"no traffic config: pass --traffic-config FILE, set {CONFIG_ENV}, or set MATOMO_URL (single-target variables)",
+            )
+        ]
+    )
 
 
 def awaits_shipped_config(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> bool:
@@ -166,7 +258,9 @@ def shape_wanted(options: Any, config: Config) -> bool:
         return False
     if choice:
         return True
-    return _option(options, "num_users", None) is None and any(t.visits_per_day is not None for t in config.enabled_targets)
+    return _option(options, "num_users", None) is None and any(
+        t.visits_per_day is not None for t in config.enabled_targets
+    )
 
 
 @dataclass
@@ -226,7 +320,11 @@ class Plugin:
     def identity(self) -> dict[str, Any]:
         """What must match between master and workers: the config (tokens hashed) and the class names."""
         assert self.config is not None
-        return {"fingerprint": self.config.fingerprint(), "classes": sorted(self.user_classes), "generation": self.generation}
+        return {
+            "fingerprint": self.config.fingerprint(),
+            "classes": sorted(self.user_classes),
+            "generation": self.generation,
+        }
 
     def _on_hello(self, environment: Environment, msg: Any) -> None:
         """Refuse a worker that would build other classes (Locust would crash it with a KeyError).
@@ -237,7 +335,9 @@ class Plugin:
         """
         theirs, mine = msg.data or {}, self.identity()
         if theirs.get("pending"):
-            logger.info("trafficinator: worker %s has no traffic config; it gets the master's with the first spawn", msg.node_id)
+            logger.info(
+                "trafficinator: worker %s has no traffic config; it gets the master's with the first spawn", msg.node_id
+            )
             return
         if theirs == mine or theirs.get("generation", 0) < self.generation:
             return
@@ -245,7 +345,10 @@ class Plugin:
         logger.error(
             "trafficinator: worker %s runs a different traffic config (fingerprint %s, master %s%s); refusing it and stopping. "
             "Start every worker with the same --traffic-config and the same token variables.",
-            msg.node_id, theirs.get("fingerprint"), mine["fingerprint"], f"; classes differing: {', '.join(extra)}" if extra else "",
+            msg.node_id,
+            theirs.get("fingerprint"),
+            mine["fingerprint"],
+            f"; classes differing: {', '.join(extra)}" if extra else "",
         )
         environment.process_exit_code = EXIT_CONFIG_ERROR
         gevent.spawn(_refuse_and_exit, environment)
@@ -289,7 +392,12 @@ class Plugin:
         if environment.shape_class is None and shape_wanted(options, self.config):
             self._install_shape(environment, runner)
         where = state_file.path if state_file else "not kept (--traffic-state '')"
-        logger.info("trafficinator: pacing %s; users %s; budget state %s", "paced" if _paced(options) else "stress", "sized per target by the shape" if self.shape else "from -u / the web UI", where)
+        logger.info(
+            "trafficinator: pacing %s; users %s; budget state %s",
+            "paced" if _paced(options) else "stress",
+            "sized per target by the shape" if self.shape else "from -u / the web UI",
+            where,
+        )
 
     def _prepare_backfill(self, environment: Environment) -> None:
         """``--traffic-backfill``: check the range and targets now (exit 2 before anything starts), then take over the test."""
@@ -307,8 +415,11 @@ class Plugin:
         assert self.config is not None and self.broker is not None
         by_target = {cls.target.name: cls for cls in self.user_classes.values()}
         self.shape = TrafficShape(
-            self.broker, self.config.enabled_targets, by_target,
-            run_time=lambda: _option(environment.parsed_options, "run_time", None), settled=lambda: self._settled(environment),
+            self.broker,
+            self.config.enabled_targets,
+            by_target,
+            run_time=lambda: _option(environment.parsed_options, "run_time", None),
+            settled=lambda: self._settled(environment),
         )
         self.shape.runner = runner
         environment.shape_class = self.shape
@@ -316,10 +427,16 @@ class Plugin:
 
     def _start_client(self, runner: Runner) -> None:
         # Grants go to whichever permit client is current: a new config brings a new one.
-        runner.register_message(MSG_GRANT, lambda environment, msg, **_: self.permits.on_grant(msg.data) if self.permits else None)
-        runner.register_message(MSG_LIMITS, lambda environment, msg, **_: self.permits.on_limits(msg.data) if self.permits else None)
+        runner.register_message(
+            MSG_GRANT, lambda environment, msg, **_: self.permits.on_grant(msg.data) if self.permits else None
+        )
+        runner.register_message(
+            MSG_LIMITS, lambda environment, msg, **_: self.permits.on_limits(msg.data) if self.permits else None
+        )
         self._new_permit_client(runner)
-        spawn_every(runner.greenlet, TICK_SECONDS, lambda: self.permits.tick() if self.permits else None, "permit reports")
+        spawn_every(
+            runner.greenlet, TICK_SECONDS, lambda: self.permits.tick() if self.permits else None, "permit reports"
+        )
 
     def _new_permit_client(self, runner: Runner) -> None:
         config = self.config
@@ -349,23 +466,34 @@ class Plugin:
         self._use_config(environment, config, self.generation + 1)
         if self.broker is not None:
             now = time.time()
-            self.broker.ledger = restore_ledger(build_budgets(config, _paced(environment.parsed_options)), self.broker.ledger.to_state(), now)
+            self.broker.ledger = restore_ledger(
+                build_budgets(config, _paced(environment.parsed_options)), self.broker.ledger.to_state(), now
+            )
             self.broker.save()
         if self.shape is not None:
             self._install_shape(environment, runner)
         try:
             self.rules = _check_rules(environment, config)
         except CheckSyntaxError as error:
-            logger.error("trafficinator: --traffic-check no longer fits the new config (%s); rules naming a missing target fail", error)
+            logger.error(
+                "trafficinator: --traffic-check no longer fits the new config (%s); rules naming a missing target fail",
+                error,
+            )
         ship(environment.parsed_options, config, self.generation)
-        logger.info("trafficinator: config generation %d with %d enabled targets is in use from the next test start", self.generation, len(config.enabled_targets))
+        logger.info(
+            "trafficinator: config generation %d with %d enabled targets is in use from the next test start",
+            self.generation,
+            len(config.enabled_targets),
+        )
 
     def _adopt_shipped(self, environment: Environment) -> None:
         """On a worker at test start: take the master's config when this one has none or an older one."""
         shipment = received(environment.parsed_options)
         if shipment is None:
             if self.config is None:
-                logger.error("trafficinator: the master sent no traffic config; start it with --traffic-config (and the same plugin version)")
+                logger.error(
+                    "trafficinator: the master sent no traffic config; start it with --traffic-config (and the same plugin version)"
+                )
             return
         if self.config is not None and shipment.generation <= self.generation:
             return
@@ -395,7 +523,10 @@ class Plugin:
         if spent and self._settled(environment):
             self._ending = True
             headless = bool(_option(environment.parsed_options, "headless", False))
-            logger.info("trafficinator: every target's daily budget is spent; %s", "ending the run" if headless else "stopping the test")
+            logger.info(
+                "trafficinator: every target's daily budget is spent; %s",
+                "ending the run" if headless else "stopping the test",
+            )
             gevent.spawn(runner.quit if headless else runner.stop)
 
     def visits_in_flight(self) -> int:
@@ -408,7 +539,9 @@ class Plugin:
         now = time.monotonic()
         if self._spent_since is None:
             self._spent_since = now
-        return self.visits_in_flight() == 0 or now - self._spent_since >= (environment.stop_timeout or DEFAULT_STOP_TIMEOUT)
+        return self.visits_in_flight() == 0 or now - self._spent_since >= (
+            environment.stop_timeout or DEFAULT_STOP_TIMEOUT
+        )
 
     def _on_test_start(self, environment: Environment, **_: Any) -> None:
         runner = environment.runner
@@ -425,7 +558,9 @@ class Plugin:
                 self.broker.start_run()
         if self.permits is not None and not isinstance(runner, MasterRunner):
             self.permits.start()
-            start_bulk_senders(self.user_classes, environment, _option(environment.parsed_options, "traffic_timeout", DEFAULT_TIMEOUT))
+            start_bulk_senders(
+                self.user_classes, environment, _option(environment.parsed_options, "traffic_timeout", DEFAULT_TIMEOUT)
+            )
 
     def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
         """The run's window ends when stopping starts, not after users took their stop timeout."""
@@ -434,7 +569,9 @@ class Plugin:
 
     def _on_test_stop(self, environment: Environment, **_: Any) -> None:
         if self.permits is not None and not isinstance(environment.runner, MasterRunner):
-            stop_bulk_senders(self.user_classes, _option(environment.parsed_options, "traffic_timeout", DEFAULT_TIMEOUT))
+            stop_bulk_senders(
+                self.user_classes, _option(environment.parsed_options, "traffic_timeout", DEFAULT_TIMEOUT)
+            )
             self.permits.return_all()
         if self.broker is not None and not isinstance(environment.runner, WorkerRunner):
             self.broker.end_run()
@@ -467,9 +604,20 @@ class Plugin:
         if path:
             run: dict[str, Any] | None = None
             if view is not None and view.window is not None:
-                run = {"pacing": "paced" if view.paced else "stress", "started": view.window[0], "ended": view.window[1], "seconds": round(view.window[1] - view.window[0], 3)}
+                run = {
+                    "pacing": "paced" if view.paced else "stress",
+                    "started": view.window[0],
+                    "ended": view.window[1],
+                    "seconds": round(view.window[1] - view.window[0], 3),
+                }
             if results:
-                run = {**(run or {}), "checks": [{"target": r.target, "rule": str(r.rule), "actual": r.actual, "passed": r.passed} for r in results]}
+                run = {
+                    **(run or {}),
+                    "checks": [
+                        {"target": r.target, "rule": str(r.rule), "actual": r.actual, "passed": r.passed}
+                        for r in results
+                    ],
+                }
             write_report(path, self.config, rows, run)
 
     # -- views for reports and the web UI

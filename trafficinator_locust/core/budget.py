@@ -408,7 +408,9 @@ class TargetBudget:
         """
         if pace is not None:
             if pace.timezone != self.pace.timezone:
-                raise ValueError(f"{self.name}: a time zone change ({self.pace.timezone} -> {pace.timezone}) applies at the next test start")
+                raise ValueError(
+                    f"{self.name}: a time zone change ({self.pace.timezone} -> {pace.timezone}) applies at the next test start"
+                )
             self._roll(now)
             was_bucketed = self.bucketed
             if was_bucketed:
@@ -422,7 +424,10 @@ class TargetBudget:
                 self._tokens = min(self._tokens, self._capacity(now))
         if paused is not None:
             if self.paused and not paused and self.bucketed:
-                self._tokens, self._refilled_at = 0.0, now  # resume like a fresh start: no burst of what accrued while paused
+                self._tokens, self._refilled_at = (
+                    0.0,
+                    now,
+                )  # resume like a fresh start: no burst of what accrued while paused
             self.paused = paused
 
     def restore(self, day: date, granted: int, now: float) -> None:
@@ -685,7 +690,9 @@ class Ledger:
             settled.append(Settled(lease, self._budgets[lease.target].credit(lease.day, lease.unused, now)))
         return settled
 
-    def retarget(self, target: str, now: float, *, pace: Pace | None = None, paused: bool | None = None) -> TargetStatus:
+    def retarget(
+        self, target: str, now: float, *, pace: Pace | None = None, paused: bool | None = None
+    ) -> TargetStatus:
         """Change one target's pace and/or pause it live (see :meth:`TargetBudget.retarget`).
 
         Leases already granted stay valid (they were counted against the day when granted), so a

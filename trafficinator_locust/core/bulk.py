@@ -35,8 +35,17 @@ JSON_CONTENT_TYPE = "application/json"
 TOKEN_KEY = "token_auth"
 
 __all__ = [
-    "DEFAULT_BULK_SIZE", "MAX_BULK_SIZE", "JSON_CONTENT_TYPE", "BulkAnswer", "BulkError",
-    "batches", "build_payload", "encode_item", "form_encode", "in_time_order", "parse_answer",
+    "DEFAULT_BULK_SIZE",
+    "MAX_BULK_SIZE",
+    "JSON_CONTENT_TYPE",
+    "BulkAnswer",
+    "BulkError",
+    "batches",
+    "build_payload",
+    "encode_item",
+    "form_encode",
+    "in_time_order",
+    "parse_answer",
 ]
 
 
@@ -153,5 +162,9 @@ def parse_answer(status: int, body: bytes, sent: int, token: str | None = None) 
     answer = BulkAnswer(sent, tracked, invalid, indices)
     if tracked < sent:
         where = f" (invalid items: {list(indices)})" if indices else ""
-        raise BulkError(f"shortfall: sent {sent} hits, Matomo tracked {tracked}, invalid {invalid}{where}", status=status, answer=answer)
+        raise BulkError(
+            f"shortfall: sent {sent} hits, Matomo tracked {tracked}, invalid {invalid}{where}",
+            status=status,
+            answer=answer,
+        )
     return answer

@@ -24,9 +24,15 @@ METRICS: dict[str, str] = {
     "delivered": "visits started / visits expected at the target's pace (paced targets only)",
 }
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "<": operator.lt,
+    ">": operator.gt,
 }
-_RULE = re.compile(r"^\s*(?:(?P<target>[^:<>=]+?)\s*:)?\s*(?P<metric>[a-z_0-9]+)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>-?[0-9]+(?:\.[0-9]+)?)\s*$")
+_RULE = re.compile(
+    r"^\s*(?:(?P<target>[^:<>=]+?)\s*:)?\s*(?P<metric>[a-z_0-9]+)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>-?[0-9]+(?:\.[0-9]+)?)\s*$"
+)
 
 
 class CheckSyntaxError(ValueError):
@@ -65,14 +71,18 @@ def parse_rules(texts: Iterable[str], known_targets: Iterable[str] = ()) -> list
         for part in filter(None, (piece.strip() for piece in text.split(","))):
             match = _RULE.match(part)
             if not match:
-                raise CheckSyntaxError(f"cannot read check '{part}'; write [target:]metric<op>number, e.g. p95<800 or Production:fail_ratio<0.01")
+                raise CheckSyntaxError(
+                    f"cannot read check '{part}'; write [target:]metric<op>number, e.g. p95<800 or Production:fail_ratio<0.01"
+                )
             metric = match["metric"]
             if metric not in METRICS:
                 raise CheckSyntaxError(f"unknown metric '{metric}' in '{part}'; use one of: {', '.join(METRICS)}")
             target = match["target"]
             if target is not None:
                 if names and target.casefold() not in names:
-                    raise CheckSyntaxError(f"unknown target '{target}' in '{part}'; targets: {', '.join(names.values())}")
+                    raise CheckSyntaxError(
+                        f"unknown target '{target}' in '{part}'; targets: {', '.join(names.values())}"
+                    )
                 target = names.get(target.casefold(), target)
             rules.append(Rule(target, metric, match["op"], float(match["value"])))
     return rules
@@ -82,7 +92,7 @@ def evaluate(rules: Iterable[Rule], figures: Mapping[str, Mapping[str, float | N
     """Apply each rule to its target(s). A metric a target does not have (``None``) fails the rule."""
     results = []
     for rule in rules:
-        for target in ([rule.target] if rule.target else list(figures)):
+        for target in [rule.target] if rule.target else list(figures):
             actual = figures.get(target, {}).get(rule.metric)
             passed = actual is not None and _OPERATORS[rule.op](actual, rule.value)
             results.append(CheckResult(target, rule, actual, passed))

@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
-from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, MAX_BULK_SIZE
 from trafficinator_locust.core.budget import DayProfile, Pace, WeekProfile, weight_shares
+from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, MAX_BULK_SIZE
 from trafficinator_locust.core.spec_errors import problems_from_validation
 from trafficinator_locust.core.traffic import Resolved, Spec, Traffic, TrafficSpec, check_http_url, resolve_traffic
 from trafficinator_locust.core.yaml_source import ConfigError, ConfigPath, Problem, SourceDocument, load_yaml_file
@@ -54,8 +54,12 @@ class Transport(str, Enum):
 class ProfileSpec(Spec):
     """How a target's daily visits spread over its local hours and weekdays (relative weights)."""
 
-    hours: list[float] | None = Field(None, description="24 weights for local hours 0..23 (default flat); 0 pauses an hour.")
-    weekdays: list[float] | None = Field(None, description="7 weights, Monday first (default flat); a day's cap is visits_per_day x 7 x w / sum(w).")
+    hours: list[float] | None = Field(
+        None, description="24 weights for local hours 0..23 (default flat); 0 pauses an hour."
+    )
+    weekdays: list[float] | None = Field(
+        None, description="7 weights, Monday first (default flat); a day's cap is visits_per_day x 7 x w / sum(w)."
+    )
 
     @field_validator("hours")
     @classmethod
@@ -84,17 +88,29 @@ class _TargetFields(Spec):
     token_auth: SecretStr | None = Field(
         None, description="Matomo token with write access to the site. Use ${ENV_VAR}; never logged or shown."
     )
-    weight: float | None = Field(None, gt=0, description="Relative share of users/visits (a ratio: 2/3/5 = 20/30/50). Default 1.")
+    weight: float | None = Field(
+        None, gt=0, description="Relative share of users/visits (a ratio: 2/3/5 = 20/30/50). Default 1."
+    )
     visits_per_day: int | None = Field(None, ge=0, description="This target's pace and hard daily cap.")
-    timezone: str | None = Field(None, description="IANA time zone of the target's day (cap, h/m/s, diurnal curve). Default UTC.")
+    timezone: str | None = Field(
+        None, description="IANA time zone of the target's day (cap, h/m/s, diurnal curve). Default UTC."
+    )
     enabled: bool | None = Field(None, description="Disabled targets get no user class and no traffic. Default true.")
     seed: int | None = Field(None, description="Seed for reproducible visit planning of this target.")
-    profile: ProfileSpec | None = Field(None, description="Diurnal (hours) and weekday shape of the pace, in the target's time zone.")
+    profile: ProfileSpec | None = Field(
+        None, description="Diurnal (hours) and weekday shape of the pace, in the target's time zone."
+    )
     transport: Transport | None = Field(
-        None, description="single: one form POST per hit (default); bulk: the hits of all of the target's users in a process go "
+        None,
+        description="single: one form POST per hit (default); bulk: the hits of all of the target's users in a process go "
         "out together as Matomo bulk requests (JSON POST, token in the body), each hit with its own cdt.",
     )
-    bulk_size: int | None = Field(None, ge=1, le=MAX_BULK_SIZE, description=f"Hits per bulk request (transport: bulk). Default {DEFAULT_BULK_SIZE}.")
+    bulk_size: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_BULK_SIZE,
+        description=f"Hits per bulk request (transport: bulk). Default {DEFAULT_BULK_SIZE}.",
+    )
     traffic: TrafficSpec | None = None
 
     @field_validator("site_id", "weight", "visits_per_day", "seed", "bulk_size", mode="before")
@@ -110,7 +126,9 @@ class _TargetFields(Spec):
         if value is not None:
             check_http_url(value)
             if urlsplit(value).query:
-                raise ValueError("the tracker URL must not carry a query string (token_auth goes in the token_auth key)")
+                raise ValueError(
+                    "the tracker URL must not carry a query string (token_auth goes in the token_auth key)"
+                )
         return value
 
     @field_validator("timezone")
@@ -148,8 +166,13 @@ class ConfigFile(Spec):
 
     targets: list[TargetSpec] = Field(description="The Matomo targets; at least one enabled.")
     defaults: DefaultsSpec | None = None
-    distribution: Distribution = Field(Distribution.weighted, description="weighted: users split by target weight; round-robin: equal shares whatever the weights; random: each visit's target drawn by weight; mirror: every planned visit goes to every target")
-    visits_per_day: int | None = Field(None, ge=0, description="Total, split by weight among targets without their own rate.")
+    distribution: Distribution = Field(
+        Distribution.weighted,
+        description="weighted: users split by target weight; round-robin: equal shares whatever the weights; random: each visit's target drawn by weight; mirror: every planned visit goes to every target",
+    )
+    visits_per_day: int | None = Field(
+        None, ge=0, description="Total, split by weight among targets without their own rate."
+    )
     seed: int | None = Field(None, description="Seed for reproducible visit planning of all targets.")
 
 
@@ -203,7 +226,12 @@ class Target(Resolved):
 
     def pace(self) -> Pace:
         """Its schedule for budgets and backfill: rate/cap, time zone, hourly and weekday profile."""
-        return Pace(self.visits_per_day, self.timezone, DayProfile(tuple(self.profile.hours)), WeekProfile(tuple(self.profile.weekdays)))
+        return Pace(
+            self.visits_per_day,
+            self.timezone,
+            DayProfile(tuple(self.profile.hours)),
+            WeekProfile(tuple(self.profile.weekdays)),
+        )
 
 
 class Config(Resolved):
@@ -245,7 +273,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 def resolve_document(doc: SourceDocument) -> Config:
     """Validate plain data from YAML (or migrated environment variables) into a :class:`Config`."""
     if not isinstance(doc.data, dict):
-        raise ConfigError([doc.problem((), "the top level must be a mapping with a 'targets' list (see config/multi-environment.yaml)")])
+        raise ConfigError(
+            [
+                doc.problem(
+                    (), "the top level must be a mapping with a 'targets' list (see config/multi-environment.yaml)"
+                )
+            ]
+        )
     data = _wrap_single_target(doc)
     try:
         spec = ConfigFile.model_validate(data)
@@ -269,9 +303,19 @@ def _name_problems(targets: Any, doc: SourceDocument) -> list[Problem]:
         path: ConfigPath = ("targets", index, "name")
         folded, slug = name.casefold(), slugify(name)
         if folded in seen_names:
-            problems.append(doc.problem(path, f"duplicate target name '{name}' (also targets[{seen_names[folded]}]); names are case-insensitive and must be unique"))
+            problems.append(
+                doc.problem(
+                    path,
+                    f"duplicate target name '{name}' (also targets[{seen_names[folded]}]); names are case-insensitive and must be unique",
+                )
+            )
         elif slug in seen_slugs:
-            problems.append(doc.problem(path, f"name '{name}' gives the same class name Target_{slug} as targets[{seen_slugs[slug]}]; make the names differ in letters or digits"))
+            problems.append(
+                doc.problem(
+                    path,
+                    f"name '{name}' gives the same class name Target_{slug} as targets[{seen_slugs[slug]}]; make the names differ in letters or digits",
+                )
+            )
         seen_names.setdefault(folded, index)
         seen_slugs.setdefault(slug, index)
     return problems
@@ -309,7 +353,9 @@ def _wrap_single_target(doc: SourceDocument) -> dict[str, Any]:
 
 
 def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
-    problems = _name_problems(doc.data.get("targets") if "targets" in doc.data else [t.model_dump() for t in spec.targets], doc)
+    problems = _name_problems(
+        doc.data.get("targets") if "targets" in doc.data else [t.model_dump() for t in spec.targets], doc
+    )
     defaults = spec.defaults.model_dump(exclude_unset=True) if spec.defaults else {}
     targets: list[Target] = []
     for index, target_spec in enumerate(spec.targets):
@@ -334,7 +380,13 @@ def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
     if problems:
         raise ConfigError(problems)
     targets = _split_total_rate(targets, spec.visits_per_day)
-    return Config(source=doc.source, targets=tuple(targets), distribution=spec.distribution, visits_per_day=spec.visits_per_day, seed=spec.seed)
+    return Config(
+        source=doc.source,
+        targets=tuple(targets),
+        distribution=spec.distribution,
+        visits_per_day=spec.visits_per_day,
+        seed=spec.seed,
+    )
 
 
 def _split_total_rate(targets: list[Target], total: int | None) -> list[Target]:
@@ -413,4 +465,3 @@ __all__ = [
     "slugify",
     "tracker_url",
 ]
-

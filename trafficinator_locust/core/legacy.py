@@ -59,13 +59,15 @@ _ELSEWHERE: dict[str, str] = {
     "ECOMMERCE_ORDER_VALUE_MIN": "order values follow traffic.ecommerce.products and items",
     "ECOMMERCE_ORDER_VALUE_MAX": "order values follow traffic.ecommerce.products and items",
     "FUNNEL_CONFIG_PATH": "set traffic.funnels in the YAML (funnels are YAML now)",
-
     "AUTO_START": "start from the Locust web UI or --headless",
     "START_SIGNAL_FILE": "start from the Locust web UI or --headless",
     "START_CHECK_INTERVAL": "start from the Locust web UI or --headless",
     "LOG_LEVEL": "use Locust's --loglevel",
 }
-_ELSEWHERE_PREFIXES = {"ECOMMERCE_": "see traffic.ecommerce in docs/traffic.md", "BACKFILL_": "use `trafficinator backfill`"}
+_ELSEWHERE_PREFIXES = {
+    "ECOMMERCE_": "see traffic.ecommerce in docs/traffic.md",
+    "BACKFILL_": "use `trafficinator backfill`",
+}
 
 
 def is_legacy_environment(env: Mapping[str, str]) -> bool:
@@ -185,11 +187,25 @@ def _old_channels(direct: str) -> Any:
     except ValueError:
         return {"direct": direct}
     rest = max(1 - share, 0) / 70
-    return {"direct": round(share * 100, 2), "search": round(35 * rest * 100, 2), "social": round(15 * rest * 100, 2), "website": round(20 * rest * 100, 2), "campaign": 0}
+    return {
+        "direct": round(share * 100, 2),
+        "search": round(35 * rest * 100, 2),
+        "social": round(15 * rest * 100, 2),
+        "website": round(20 * rest * 100, 2),
+        "campaign": 0,
+    }
 
 
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-__all__ = ["ConfigError", "Problem", "is_legacy_environment", "legacy_config", "legacy_document", "migration_yaml", "unmapped_variables"]
+__all__ = [
+    "ConfigError",
+    "Problem",
+    "is_legacy_environment",
+    "legacy_config",
+    "legacy_document",
+    "migration_yaml",
+    "unmapped_variables",
+]

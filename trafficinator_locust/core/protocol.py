@@ -24,13 +24,42 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
-    "CID_RE", "VISITOR_ID_RE", "PV_ID_RE", "MONEY_RE", "HIT_KINDS", "ACTION_KINDS",
-    "OVERRIDE_PARAMS", "EVENT_PARAMS", "MONEY_PARAMS", "CAMPAIGN_PARAMS", "BOT_MARKERS",
-    "CDT_MAX_AGE", "Rejection", "classify", "check_hit", "parse_cdt", "bot_user_agent",
-    "campaign_of", "REASONS", "IGNORED_REASONS", "INVALID_REASONS",
-    "NO_REC", "BOT", "PING_WITHOUT_VISIT", "MISSING_IDSITE", "UNKNOWN_SITE", "BAD_CID",
-    "EVENT_INCOMPLETE", "OVERRIDE_NEEDS_TOKEN", "BAD_CDT", "CDT_NEEDS_TOKEN", "UNKNOWN_GOAL",
-    "BAD_MONEY", "REVENUE_MISMATCH", "BAD_EC_ITEMS", "DUPLICATE_EC_ID",
+    "CID_RE",
+    "VISITOR_ID_RE",
+    "PV_ID_RE",
+    "MONEY_RE",
+    "HIT_KINDS",
+    "ACTION_KINDS",
+    "OVERRIDE_PARAMS",
+    "EVENT_PARAMS",
+    "MONEY_PARAMS",
+    "CAMPAIGN_PARAMS",
+    "BOT_MARKERS",
+    "CDT_MAX_AGE",
+    "Rejection",
+    "classify",
+    "check_hit",
+    "parse_cdt",
+    "bot_user_agent",
+    "campaign_of",
+    "REASONS",
+    "IGNORED_REASONS",
+    "INVALID_REASONS",
+    "NO_REC",
+    "BOT",
+    "PING_WITHOUT_VISIT",
+    "MISSING_IDSITE",
+    "UNKNOWN_SITE",
+    "BAD_CID",
+    "EVENT_INCOMPLETE",
+    "OVERRIDE_NEEDS_TOKEN",
+    "BAD_CDT",
+    "CDT_NEEDS_TOKEN",
+    "UNKNOWN_GOAL",
+    "BAD_MONEY",
+    "REVENUE_MISMATCH",
+    "BAD_EC_ITEMS",
+    "DUPLICATE_EC_ID",
 ]
 
 # --- identifiers ---------------------------------------------------------------------------------
@@ -45,13 +74,19 @@ MONEY_RE = re.compile(r"\A-?\d+(?:\.\d{1,2})?\Z")
 
 # --- hit kinds -----------------------------------------------------------------------------------
 HIT_KINDS: tuple[str, ...] = (
-    "pageview", "search", "event", "outlink", "download",
-    "goal", "order", "cart", "ping", "product_view",
+    "pageview",
+    "search",
+    "event",
+    "outlink",
+    "download",
+    "goal",
+    "order",
+    "cart",
+    "ping",
+    "product_view",
 )
 """Every kind :func:`classify` can return."""
-ACTION_KINDS: frozenset[str] = frozenset(
-    {"pageview", "search", "event", "outlink", "download", "product_view"}
-)
+ACTION_KINDS: frozenset[str] = frozenset({"pageview", "search", "event", "outlink", "download", "product_view"})
 """Kinds Matomo counts in ``nb_actions`` (goals, ecommerce and pings are not actions)."""
 
 # --- parameter groups ----------------------------------------------------------------------------
@@ -65,9 +100,24 @@ CDT_MAX_AGE = timedelta(hours=24)
 """A ``cdt`` older than this needs a valid token (Matomo's default setting)."""
 
 BOT_MARKERS: tuple[str, ...] = (
-    "bot", "crawler", "spider", "slurp", "googlebot", "bingbot", "yandex", "baiduspider",
-    "duckduckbot", "facebookexternalhit", "headlesschrome", "phantomjs", "python-requests",
-    "curl/", "wget/", "lighthouse", "pingdom", "uptimerobot",
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "googlebot",
+    "bingbot",
+    "yandex",
+    "baiduspider",
+    "duckduckbot",
+    "facebookexternalhit",
+    "headlesschrome",
+    "phantomjs",
+    "python-requests",
+    "curl/",
+    "wget/",
+    "lighthouse",
+    "pingdom",
+    "uptimerobot",
 )
 """Lower-case substrings marking a bot user agent (a small subset of Matomo's DeviceDetector)."""
 
@@ -92,10 +142,22 @@ DUPLICATE_EC_ID = "duplicate_ec_id"
 """Stateful (needs every previous order of the site): enforced by the receiver, not check_hit."""
 
 IGNORED_REASONS: frozenset[str] = frozenset({NO_REC, BOT, PING_WITHOUT_VISIT})
-INVALID_REASONS: frozenset[str] = frozenset({
-    MISSING_IDSITE, UNKNOWN_SITE, BAD_CID, EVENT_INCOMPLETE, OVERRIDE_NEEDS_TOKEN, BAD_CDT,
-    CDT_NEEDS_TOKEN, UNKNOWN_GOAL, BAD_MONEY, REVENUE_MISMATCH, BAD_EC_ITEMS, DUPLICATE_EC_ID,
-})
+INVALID_REASONS: frozenset[str] = frozenset(
+    {
+        MISSING_IDSITE,
+        UNKNOWN_SITE,
+        BAD_CID,
+        EVENT_INCOMPLETE,
+        OVERRIDE_NEEDS_TOKEN,
+        BAD_CDT,
+        CDT_NEEDS_TOKEN,
+        UNKNOWN_GOAL,
+        BAD_MONEY,
+        REVENUE_MISMATCH,
+        BAD_EC_ITEMS,
+        DUPLICATE_EC_ID,
+    }
+)
 REASONS: frozenset[str] = IGNORED_REASONS | INVALID_REASONS
 
 _CDT_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -244,22 +306,16 @@ def _token_problem(token_given: bool) -> str:
     return "token_auth is not valid for this site" if token_given else "token_auth is required"
 
 
-def _check_overrides(
-    params: Mapping[str, str], token_valid: bool, token_given: bool
-) -> Rejection | None:
+def _check_overrides(params: Mapping[str, str], token_valid: bool, token_given: bool) -> Rejection | None:
     if token_valid:
         return None
     for key in OVERRIDE_PARAMS:
         if params.get(key):
-            return _reject(
-                OVERRIDE_NEEDS_TOKEN, f"{key} needs a valid token: {_token_problem(token_given)}"
-            )
+            return _reject(OVERRIDE_NEEDS_TOKEN, f"{key} needs a valid token: {_token_problem(token_given)}")
     return None
 
 
-def _check_cdt(
-    params: Mapping[str, str], token_valid: bool, token_given: bool, now_utc: datetime
-) -> Rejection | None:
+def _check_cdt(params: Mapping[str, str], token_valid: bool, token_given: bool, now_utc: datetime) -> Rejection | None:
     value = params.get("cdt")
     if not value:
         return None
@@ -268,9 +324,7 @@ def _check_cdt(
     except (ValueError, OverflowError, OSError):
         return _reject(BAD_CDT, "cdt must be 'YYYY-MM-DD HH:MM:SS' (UTC) or unix seconds")
     if not token_valid and _as_utc(now_utc) - moment > CDT_MAX_AGE:
-        return _reject(
-            CDT_NEEDS_TOKEN, f"cdt older than 24 hours: {_token_problem(token_given)}"
-        )
+        return _reject(CDT_NEEDS_TOKEN, f"cdt older than 24 hours: {_token_problem(token_given)}")
     return None
 
 
@@ -346,9 +400,7 @@ def _check_items(params: Mapping[str, str]) -> Rejection | None:
     except ValueError:
         return _reject(BAD_EC_ITEMS, "ec_items must be JSON")
     if not isinstance(items, list) or not all(_valid_item(item) for item in items):
-        return _reject(
-            BAD_EC_ITEMS, "ec_items must be a JSON list of [sku, name, category, price, quantity]"
-        )
+        return _reject(BAD_EC_ITEMS, "ec_items must be a JSON list of [sku, name, category, price, quantity]")
     return None
 
 

@@ -37,7 +37,9 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _walk(model: dict[str, Any], prefix: str, defs: dict[str, Any], seen: set[str]) -> list[tuple[str, str, dict[str, Any]]]:
+def _walk(
+    model: dict[str, Any], prefix: str, defs: dict[str, Any], seen: set[str]
+) -> list[tuple[str, str, dict[str, Any]]]:
     """Sections for every nested model, in document order, each once."""
     found = []
     for name, prop in model.get("properties", {}).items():
@@ -92,7 +94,15 @@ def _allowed(prop: dict[str, Any], defs: dict[str, Any]) -> str:
             parts.append(" / ".join(f"`{v}`" for v in defs[option["$ref"].rsplit("/", 1)[-1]]["enum"]))
         if "enum" in option:
             parts.append(" / ".join(f"`{v}`" for v in option["enum"]))
-        for key, symbol in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"), ("minLength", "length >="), ("minItems", "items >="), ("pattern", "matches")):
+        for key, symbol in (
+            ("minimum", ">="),
+            ("exclusiveMinimum", ">"),
+            ("maximum", "<="),
+            ("exclusiveMaximum", "<"),
+            ("minLength", "length >="),
+            ("minItems", "items >="),
+            ("pattern", "matches"),
+        ):
             if key in option:
                 parts.append(f"{symbol} `{option[key]}`" if key == "pattern" else f"{symbol} {option[key]}")
     if prop.get("default") not in (None, [], {}):

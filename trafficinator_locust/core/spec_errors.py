@@ -15,11 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from trafficinator_locust.core.yaml_source import ConfigPath, Problem, SourceDocument
 
-
 _SECRET_KEYS = {"token_auth"}
 
 
-def problems_from_validation(exc: ValidationError, doc: SourceDocument, model: type[BaseModel], at: ConfigPath = ()) -> list[Problem]:
+def problems_from_validation(
+    exc: ValidationError, doc: SourceDocument, model: type[BaseModel], at: ConfigPath = ()
+) -> list[Problem]:
     """One problem per error; ``at`` is where in ``doc`` the validated value sits (e.g. a list index)."""
     problems = []
     for error in exc.errors(include_url=False):
@@ -55,7 +56,7 @@ def _describe(error: dict[str, Any], loc: ConfigPath, model: type[BaseModel]) ->
         return f"{shown}is not allowed; use one of: {error.get('ctx', {}).get('expected', '')}"
     message = error["msg"]
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
         return f"{shown}{message}" if message.startswith(("is ", "must ")) else f"{message}{got}"
     return f"{message[:1].lower()}{message[1:]}{got}"
 

@@ -8,8 +8,8 @@ that never change for a target (``idsite``, ``rec``, ``token_auth``...) are enco
 from __future__ import annotations
 
 import secrets
-from functools import lru_cache
 from datetime import datetime, timezone
+from functools import lru_cache
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -33,13 +33,21 @@ class TrackingEncoder:
         self.run_id = run_id or secrets.token_hex(4)
         fixed = {"idsite": str(target.site_id), "rec": "1", "apiv": "1", "send_image": "0"}
         self._prefix = urlencode(fixed)
-        self._token_suffix = "&" + urlencode({"token_auth": target.token_auth.get_secret_value()}) if target.token_auth else ""
+        self._token_suffix = (
+            "&" + urlencode({"token_auth": target.token_auth.get_secret_value()}) if target.token_auth else ""
+        )
         self._encoded_visitor = lru_cache(maxsize=8192)(lambda visitor: form_encode(self._visitor_params(visitor)))
 
     def params(self, hit: Hit, visitor: Visitor, sent_at: datetime) -> dict[str, str]:
         """All parameters of one hit except the fixed ones and the token (for tests and reports)."""
         local = sent_at.astimezone(self._zone)
-        params = {**self._hit_params(hit), **self._visitor_params(visitor), "h": str(local.hour), "m": str(local.minute), "s": str(local.second)}
+        params = {
+            **self._hit_params(hit),
+            **self._visitor_params(visitor),
+            "h": str(local.hour),
+            "m": str(local.minute),
+            "s": str(local.second),
+        }
         return params
 
     def body(self, hit: Hit, visitor: Visitor, sent_at: datetime | None = None) -> str:

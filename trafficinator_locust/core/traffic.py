@@ -81,15 +81,21 @@ class ActionShares(Spec):
     download: float | None = Field(None, ge=0, le=1, description="File download (default 0.08).")
     event: float | None = Field(None, ge=0, le=1, description="Custom event from the event catalogue (default 0.25).")
     goal: float | None = Field(None, ge=0, le=1, description="Goal conversion from 'goals' (default 0).")
-    ping: float | None = Field(None, ge=0, le=1, description="Closing heartbeat so the last page gets a time (default 1).")
+    ping: float | None = Field(
+        None, ge=0, le=1, description="Closing heartbeat so the last page gets a time (default 1)."
+    )
 
 
 class VisitorsSpec(Spec):
     """Who visits: new or returning, anonymous or logged in."""
 
-    returning: float | None = Field(None, ge=0, le=1, description="Share of visits by returning visitors (default 0.3).")
+    returning: float | None = Field(
+        None, ge=0, le=1, description="Share of visits by returning visitors (default 0.3)."
+    )
     pool_size: int | None = Field(None, ge=1, description="Returning visitors per target (default 2000).")
-    logged_in: float | None = Field(None, ge=0, le=1, description="Share of visits with a user id (uid) (default 0.05).")
+    logged_in: float | None = Field(
+        None, ge=0, le=1, description="Share of visits with a user id (uid) (default 0.05)."
+    )
 
 
 class DeviceShares(Spec):
@@ -139,15 +145,21 @@ class EcommerceSpec(Spec):
     """Shop behaviour. ``cart`` includes the visits that go on to ``order`` (abandoned = cart - order)."""
 
     product_view: float | None = Field(None, ge=0, le=1, description="Share of visits viewing products (default 0).")
-    cart: float | None = Field(None, ge=0, le=1, description="Share of visits updating a cart, ordering or not (default 0).")
+    cart: float | None = Field(
+        None, ge=0, le=1, description="Share of visits updating a cart, ordering or not (default 0)."
+    )
     order: float | None = Field(None, ge=0, le=1, description="Share of visits placing an order (default 0; <= cart).")
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="Reporting currency of the site (not sent; Matomo uses the site's).")
+    currency: str | None = Field(
+        None, pattern=r"^[A-Z]{3}$", description="Reporting currency of the site (not sent; Matomo uses the site's)."
+    )
     items: IntRange | None = Field(None, description="Distinct products in a cart (default 1 to 3).")
     quantity: IntRange | None = Field(None, description="Quantity per product (default 1 to 2).")
     tax_rate: float | None = Field(None, ge=0, le=1, description="Tax as a share of the subtotal (default 0.2).")
     shipping: list[float] | None = Field(None, description="Shipping costs to draw from (default [0, 4.9, 9.9]).")
     discount_share: float | None = Field(None, ge=0, le=1, description="Share of orders with a discount (default 0.1).")
-    discount_rate: float | None = Field(None, ge=0, lt=1, description="Discount as a share of the subtotal (default 0.1).")
+    discount_rate: float | None = Field(
+        None, ge=0, lt=1, description="Discount as a share of the subtotal (default 0.1)."
+    )
     products: list[ProductSpec] | None = Field(None, description="Products (default: the packaged catalogue).")
 
     @field_validator("shipping")
@@ -174,8 +186,15 @@ class StepSpec(Spec):
     delay: SecondsRange | None = Field(None, description="Wait before this step (default: the dwell time).")
 
     @model_validator(mode="after")
-    def _needs(self) -> "StepSpec":
-        required = {"pageview": ("url",), "search": ("term",), "event": ("category", "action"), "outlink": ("url",), "download": ("url",), "goal": ("id",)}
+    def _needs(self) -> StepSpec:
+        required = {
+            "pageview": ("url",),
+            "search": ("term",),
+            "event": ("category", "action"),
+            "outlink": ("url",),
+            "download": ("url",),
+            "goal": ("id",),
+        }
         missing = [key for key in required.get(self.type, ()) if getattr(self, key) in (None, "")]
         if missing:
             raise ValueError(f"a {self.type} step needs {', '.join(missing)}")
@@ -188,32 +207,65 @@ class JourneySpec(Spec):
     name: str = Field(min_length=1)
     share: float = Field(gt=0, le=1, description="Share of visits that take this journey.")
     steps: list[StepSpec] = Field(min_length=1)
-    continue_browsing: bool = Field(False, description="Free browsing after the last step, up to the visit's pageviews.")
+    continue_browsing: bool = Field(
+        False, description="Free browsing after the last step, up to the visit's pageviews."
+    )
 
 
 class TrafficSpec(Spec):
     """What visits look like. Set in ``defaults.traffic`` (shared) or a target's ``traffic`` (override)."""
 
     site_url: str | None = Field(None, description="Base URL of the tracked website; page paths are joined to it.")
-    urls: str | list[str | PageSpec] | None = Field(None, description="Pages: a file with one 'url<TAB>title' per line (relative to this YAML file) or an inline list.")
-    zipf_exponent: float | None = Field(None, ge=0, le=4, description="Page popularity skew: page k is chosen with weight 1/k^s (default 1; 0 = uniform).")
-    section_stickiness: float | None = Field(None, ge=0, le=1, description="Chance that the next page stays in the current section (first path segment) (default 0.7).")
+    urls: str | list[str | PageSpec] | None = Field(
+        None,
+        description="Pages: a file with one 'url<TAB>title' per line (relative to this YAML file) or an inline list.",
+    )
+    zipf_exponent: float | None = Field(
+        None,
+        ge=0,
+        le=4,
+        description="Page popularity skew: page k is chosen with weight 1/k^s (default 1; 0 = uniform).",
+    )
+    section_stickiness: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Chance that the next page stays in the current section (first path segment) (default 0.7).",
+    )
     pageviews: IntRange | None = Field(None, description="Pageviews per visit (default 3 to 6).")
-    dwell_seconds: SecondsRange | None = Field(None, description="Time on a page before the next hit (default 5 to 30 s).")
-    pause_between_visits: SecondsRange | None = Field(None, description="Pause of a simulated user between two visits (default 0 to 1 s).")
+    dwell_seconds: SecondsRange | None = Field(
+        None, description="Time on a page before the next hit (default 5 to 30 s)."
+    )
+    pause_between_visits: SecondsRange | None = Field(
+        None, description="Pause of a simulated user between two visits (default 0 to 1 s)."
+    )
     visitors: VisitorsSpec | None = None
     devices: DeviceShares | None = None
-    bots: float | None = Field(None, ge=0, le=1, description="Share of visits by known bots (default 0); Matomo drops them unless bots_param.")
-    bots_param: bool | None = Field(None, description="Send bots=1 with bot visits so Matomo records them (default false).")
-    languages: dict[str, float] | None = Field(None, description="Language tag -> weight (default: the packaged table).")
-    countries: dict[str, float] | None = Field(None, description="ISO country code -> weight (default: the packaged table). cip is sent only with a token.")
+    bots: float | None = Field(
+        None, ge=0, le=1, description="Share of visits by known bots (default 0); Matomo drops them unless bots_param."
+    )
+    bots_param: bool | None = Field(
+        None, description="Send bots=1 with bot visits so Matomo records them (default false)."
+    )
+    languages: dict[str, float] | None = Field(
+        None, description="Language tag -> weight (default: the packaged table)."
+    )
+    countries: dict[str, float] | None = Field(
+        None, description="ISO country code -> weight (default: the packaged table). cip is sent only with a token."
+    )
     channels: ChannelShares | None = None
     actions: ActionShares | None = None
-    events: str | list[EventSpec] | None = Field(None, description="Event catalogue: a YAML file (relative to this YAML file) or an inline list.")
+    events: str | list[EventSpec] | None = Field(
+        None, description="Event catalogue: a YAML file (relative to this YAML file) or an inline list."
+    )
     goals: list[GoalSpec] | None = Field(None, description="Goals that 'actions.goal' converts.")
     ecommerce: EcommerceSpec | None = None
-    funnels: str | list[JourneySpec] | None = Field(None, description="Journeys: a YAML file or an inline list. A target's own list REPLACES the shared one.")
-    extra_funnels: str | list[JourneySpec] | None = Field(None, description="Journeys ADDED to the shared ones for this target.")
+    funnels: str | list[JourneySpec] | None = Field(
+        None, description="Journeys: a YAML file or an inline list. A target's own list REPLACES the shared one."
+    )
+    extra_funnels: str | list[JourneySpec] | None = Field(
+        None, description="Journeys ADDED to the shared ones for this target."
+    )
 
     @field_validator("pageviews")
     @classmethod
@@ -254,7 +306,9 @@ def _check_table(value: dict[str, float] | None, known: set[str], what: str) -> 
 def check_http_url(value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host, e.g. https://analytics.example.com/matomo.php")
+        raise ValueError(
+            "must be an http:// or https:// URL with a host, e.g. https://analytics.example.com/matomo.php"
+        )
     if parts.username or parts.password:
         raise ValueError("must not contain user:password; Matomo authenticates with token_auth")
 
@@ -322,7 +376,9 @@ class Ecommerce(Resolved):
     shipping: tuple[float, ...] = (0.0, 4.9, 9.9)
     discount_share: float = 0.1
     discount_rate: float = 0.1
-    products: tuple[Product, ...] = tuple(Product(sku=p.sku, name=p.name, category=p.category, price=p.price) for p in catalog.PRODUCTS)
+    products: tuple[Product, ...] = tuple(
+        Product(sku=p.sku, name=p.name, category=p.category, price=p.price) for p in catalog.PRODUCTS
+    )
 
 
 class Step(Resolved):
@@ -360,9 +416,15 @@ class Traffic(Resolved):
     devices: dict[str, float] = Field(default_factory=lambda: dict(catalog.DEVICE_KIND_SHARES))
     bots: float = 0.0
     bots_param: bool = False
-    languages: dict[str, float] = Field(default_factory=lambda: {language.tag: language.weight for language in catalog.LANGUAGE_SHARES})
-    countries: dict[str, float] = Field(default_factory=lambda: {country.code: country.weight for country in catalog.COUNTRIES})
-    channels: dict[str, float] = Field(default_factory=lambda: {"direct": 30.0, "search": 35.0, "social": 10.0, "website": 15.0, "campaign": 10.0})
+    languages: dict[str, float] = Field(
+        default_factory=lambda: {language.tag: language.weight for language in catalog.LANGUAGE_SHARES}
+    )
+    countries: dict[str, float] = Field(
+        default_factory=lambda: {country.code: country.weight for country in catalog.COUNTRIES}
+    )
+    channels: dict[str, float] = Field(
+        default_factory=lambda: {"direct": 30.0, "search": 35.0, "social": 10.0, "website": 15.0, "campaign": 10.0}
+    )
     actions: Actions = Actions()
     events: tuple[Event, ...] = tuple(Event(category=c, action=a, name=n) for c, a, n in catalog.EVENTS)
     goals: tuple[Goal, ...] = (Goal(id=1),)
@@ -386,26 +448,46 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
     for key in _RANGES:
         span = _span(raw.get(key), Traffic.model_fields[key].default, doc, path + (key,), problems)
         if key == "dwell_seconds" and span and span.max >= MAX_GAP_SECONDS:
-            problems.append(doc.problem(path + (key,), f"max ({span.max:g}) must stay under {MAX_GAP_SECONDS} s: Matomo ends a visit after 30 minutes without a hit"))
+            problems.append(
+                doc.problem(
+                    path + (key,),
+                    f"max ({span.max:g}) must stay under {MAX_GAP_SECONDS} s: Matomo ends a visit after 30 minutes without a hit",
+                )
+            )
         elif span:
             values[key] = span
     for key, model in (("visitors", Visitors), ("actions", Actions)):
         if raw.get(key):
             values[key] = model(**raw[key])
     if raw.get("devices"):
-        values["devices"] = _shares(raw["devices"], dict(catalog.DEVICE_KIND_SHARES), doc, path + ("devices",), problems)
+        values["devices"] = _shares(
+            raw["devices"], dict(catalog.DEVICE_KIND_SHARES), doc, path + ("devices",), problems
+        )
     if raw.get("channels"):
-        values["channels"] = _shares(raw["channels"], Traffic.model_fields["channels"].default_factory(), doc, path + ("channels",), problems)
+        values["channels"] = _shares(
+            raw["channels"], Traffic.model_fields["channels"].default_factory(), doc, path + ("channels",), problems
+        )
     for key in ("languages", "countries"):
         if raw.get(key):
             values[key] = dict(raw[key])
     if raw.get("goals"):
-        values["goals"] = tuple(Goal(id=g["id"], revenue=_span(g.get("revenue"), None, doc, path + ("goals",), problems), weight=g.get("weight", 1.0)) for g in raw["goals"])
+        values["goals"] = tuple(
+            Goal(
+                id=g["id"],
+                revenue=_span(g.get("revenue"), None, doc, path + ("goals",), problems),
+                weight=g.get("weight", 1.0),
+            )
+            for g in raw["goals"]
+        )
     if raw.get("ecommerce"):
         values["ecommerce"] = _ecommerce(raw["ecommerce"], doc, path + ("ecommerce",), problems)
     pages: tuple[Page, ...] = ()
     try:
-        pages = load_pages(raw["urls"], site_url, doc, path + ("urls",)) if raw.get("urls") is not None else default_pages(site_url)
+        pages = (
+            load_pages(raw["urls"], site_url, doc, path + ("urls",))
+            if raw.get("urls") is not None
+            else default_pages(site_url)
+        )
     except ConfigError as exc:
         problems.extend(exc.problems)
     if raw.get("events") is not None:
@@ -413,16 +495,25 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
     journeys: list[Journey] = []
     for key in ("funnels", "extra_funnels"):
         if raw.get(key) is not None:
-            journeys.extend(_load_list(raw[key], JourneySpec, doc, path + (key,), problems, lambda spec: _journey(spec, site_url)))
+            journeys.extend(
+                _load_list(raw[key], JourneySpec, doc, path + (key,), problems, lambda spec: _journey(spec, site_url))
+            )
     if sum(j.share for j in journeys) > 1 + 1e-9:
-        problems.append(doc.problem(path + ("funnels",), f"journey shares add up to {sum(j.share for j in journeys):g}; they are shares of visits and must total at most 1"))
+        problems.append(
+            doc.problem(
+                path + ("funnels",),
+                f"journey shares add up to {sum(j.share for j in journeys):g}; they are shares of visits and must total at most 1",
+            )
+        )
     values["journeys"] = tuple(journeys)
     if problems:
         raise ConfigError(problems)
     return Traffic(site_url=site_url, pages=pages, **values)
 
 
-def _span(given: dict[str, Any] | None, default: Span | None, doc: SourceDocument, path: ConfigPath, problems: list[Problem]) -> Span | None:
+def _span(
+    given: dict[str, Any] | None, default: Span | None, doc: SourceDocument, path: ConfigPath, problems: list[Problem]
+) -> Span | None:
     if not given and default is None:
         return None
     given = given or {}
@@ -436,7 +527,13 @@ def _span(given: dict[str, Any] | None, default: Span | None, doc: SourceDocumen
     return Span(min=low, max=high)
 
 
-def _shares(given: dict[str, float | None], default: dict[str, float], doc: SourceDocument, path: ConfigPath, problems: list[Problem]) -> dict[str, float]:
+def _shares(
+    given: dict[str, float | None],
+    default: dict[str, float],
+    doc: SourceDocument,
+    path: ConfigPath,
+    problems: list[Problem],
+) -> dict[str, float]:
     """Relative shares: keys given replace the default's; keys not given keep their default weight only if none is given."""
     shares = {key: float(value) for key, value in given.items() if value is not None}
     merged = shares if shares else default
@@ -448,7 +545,11 @@ def _shares(given: dict[str, float | None], default: dict[str, float], doc: Sour
 
 def _ecommerce(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath, problems: list[Problem]) -> Ecommerce:
     default = Ecommerce()
-    values: dict[str, Any] = {k: v for k, v in raw.items() if k in ("product_view", "cart", "order", "currency", "tax_rate", "discount_share", "discount_rate")}
+    values: dict[str, Any] = {
+        k: v
+        for k, v in raw.items()
+        if k in ("product_view", "cart", "order", "currency", "tax_rate", "discount_share", "discount_rate")
+    }
     for key in ("items", "quantity"):
         span = _span(raw.get(key), getattr(default, key), doc, path + (key,), problems)
         if span:
@@ -459,7 +560,12 @@ def _ecommerce(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath, probl
         values["products"] = tuple(Product(**product) for product in raw["products"])
     result = default.model_copy(update=values)
     if result.order > result.cart and "cart" in raw:
-        problems.append(doc.problem(path + ("order",), f"order share ({result.order:g}) must not exceed cart share ({result.cart:g}): every order starts with a cart"))
+        problems.append(
+            doc.problem(
+                path + ("order",),
+                f"order share ({result.order:g}) must not exceed cart share ({result.cart:g}): every order starts with a cart",
+            )
+        )
     if result.order > result.cart:
         result = result.model_copy(update={"cart": result.order})
     return result
@@ -468,14 +574,23 @@ def _ecommerce(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath, probl
 _LIST_KEYS = ("funnels", "journeys", "events")
 
 
-def _load_list(value: str | list[Any], model: type[Spec], doc: SourceDocument, path: ConfigPath, problems: list[Problem], build: Any) -> list[Any]:
+def _load_list(
+    value: str | list[Any],
+    model: type[Spec],
+    doc: SourceDocument,
+    path: ConfigPath,
+    problems: list[Problem],
+    build: Any,
+) -> list[Any]:
     """An inline list (already validated) or a YAML file holding a list (or ``{funnels|journeys|events: [...]}``),
     validated with the file's own line numbers."""
     if isinstance(value, list):
         return [build(item if isinstance(item, Spec) else model.model_validate(item)) for item in value]
     file = doc.folder / value
     if not file.is_file():
-        problems.append(doc.problem(path, f"file '{value}' not found (looked in {doc.folder}); paths are relative to the YAML file"))
+        problems.append(
+            doc.problem(path, f"file '{value}' not found (looked in {doc.folder}); paths are relative to the YAML file")
+        )
         return []
     try:
         sub = load_yaml_file(file)
@@ -488,7 +603,9 @@ def _load_list(value: str | list[Any], model: type[Spec], doc: SourceDocument, p
         sub.data = data  # keep the file's lines, seen from inside the list
         sub.lines = {path[1:]: line for path, line in sub.lines.items() if path[:1] == (key,)}
     if not isinstance(data, list):
-        problems.append(sub.problem((), f"must be a YAML list of {model.__name__.removesuffix('Spec').lower()} entries"))
+        problems.append(
+            sub.problem((), f"must be a YAML list of {model.__name__.removesuffix('Spec').lower()} entries")
+        )
         return []
     items = []
     for index, item in enumerate(sub.data):
@@ -500,7 +617,9 @@ def _load_list(value: str | list[Any], model: type[Spec], doc: SourceDocument, p
 
 
 def _event(spec: EventSpec) -> Event:
-    return Event(category=spec.category, action=spec.action, name=spec.name, value=_loose_span(spec.value), weight=spec.weight)
+    return Event(
+        category=spec.category, action=spec.action, name=spec.name, value=_loose_span(spec.value), weight=spec.weight
+    )
 
 
 def _loose_span(given: SecondsRange | None) -> Span | None:
@@ -539,13 +658,31 @@ def load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath) 
         try:
             lines = file.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
-            raise ConfigError([doc.problem(path, f"file '{urls}' not found (looked in {doc.folder}); paths are relative to the YAML file")]) from None
+            raise ConfigError(
+                [
+                    doc.problem(
+                        path, f"file '{urls}' not found (looked in {doc.folder}); paths are relative to the YAML file"
+                    )
+                ]
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([doc.problem(path, f"cannot read '{urls}' ({exc.__class__.__name__}); it must be UTF-8 text, one 'url<TAB>title' per line")]) from None
+            raise ConfigError(
+                [
+                    doc.problem(
+                        path,
+                        f"cannot read '{urls}' ({exc.__class__.__name__}); it must be UTF-8 text, one 'url<TAB>title' per line",
+                    )
+                ]
+            ) from None
         entries = [line.split("\t", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        items = [PageSpec(url=parts[0].strip(), title=parts[1].strip() if len(parts) > 1 else None) for parts in entries]
+        items = [
+            PageSpec(url=parts[0].strip(), title=parts[1].strip() if len(parts) > 1 else None) for parts in entries
+        ]
     else:
-        items = [PageSpec(**item) if isinstance(item, dict) else item if isinstance(item, PageSpec) else PageSpec(url=item) for item in urls]
+        items = [
+            PageSpec(**item) if isinstance(item, dict) else item if isinstance(item, PageSpec) else PageSpec(url=item)
+            for item in urls
+        ]
     if not items:
         raise ConfigError([doc.problem(path, "the URL list is empty; give at least one page")])
     pages = []
@@ -558,6 +695,3 @@ def load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath) 
 def title_from_url(url: str) -> str:
     last = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
     return last.replace("-", " ").replace("_", " ").capitalize() or "Home"
-
-
-

@@ -15,9 +15,9 @@ import hashlib
 import json
 import random
 from bisect import bisect_left
-
+from collections.abc import Sequence
 from itertools import accumulate
-from typing import Any, NamedTuple, Sequence, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 from trafficinator_locust.core import catalog
@@ -129,16 +129,33 @@ class VisitPlanner:
         self._stickiness = traffic.section_stickiness
         # page URL -> the Weighted table of its section (None when the section has one page)
         self._next_in_section = {page.url: self._sections.get(_section(page.url)) for page in traffic.pages}
-        self._dwell_low, self._dwell_span = traffic.dwell_seconds.min, traffic.dwell_seconds.max - traffic.dwell_seconds.min
+        self._dwell_low, self._dwell_span = (
+            traffic.dwell_seconds.min,
+            traffic.dwell_seconds.max - traffic.dwell_seconds.min,
+        )
         self._pool: dict[int, Visitor] = {}
-        self._product_pages = {p.sku: Page(url=f"{self._site_url}/products/{p.sku.lower()}", title=p.name) for p in traffic.ecommerce.products}
+        self._product_pages = {
+            p.sku: Page(url=f"{self._site_url}/products/{p.sku.lower()}", title=p.name)
+            for p in traffic.ecommerce.products
+        }
         self._checkout = Page(url=f"{self._site_url}/checkout", title="Checkout")
-        self._product_view_params = {p.sku: {"_pks": p.sku, "_pkn": p.name, "_pkc": p.category, "_pkp": f"{p.price:.2f}"} for p in traffic.ecommerce.products}
+        self._product_view_params = {
+            p.sku: {"_pks": p.sku, "_pkn": p.name, "_pkc": p.category, "_pkp": f"{p.price:.2f}"}
+            for p in traffic.ecommerce.products
+        }
         self._item_json = {p.sku: _item_prefix(p) for p in traffic.ecommerce.products}
-        self._step_pages = {step.url: Page(url=step.url, title=step.title or "") for j in traffic.journeys for step in j.steps if step.type == "pageview" and step.url}
+        self._step_pages = {
+            step.url: Page(url=step.url, title=step.title or "")
+            for j in traffic.journeys
+            for step in j.steps
+            if step.type == "pageview" and step.url
+        }
         kinds = Weighted(list(traffic.devices), list(traffic.devices.values()))
         self._device_kinds = kinds
-        self._devices = {kind: Weighted(catalog.DEVICES_BY_KIND[kind], [d.share for d in catalog.DEVICES_BY_KIND[kind]]) for kind in kinds.items}
+        self._devices = {
+            kind: Weighted(catalog.DEVICES_BY_KIND[kind], [d.share for d in catalog.DEVICES_BY_KIND[kind]])
+            for kind in kinds.items
+        }
         accept = {language.tag: language.accept_language for language in catalog.LANGUAGE_SHARES}
         self._languages = Weighted([accept[tag] for tag in traffic.languages], list(traffic.languages.values()))
         self._countries = Weighted(list(traffic.countries), list(traffic.countries.values()))
@@ -150,11 +167,26 @@ class VisitPlanner:
         self._goals = Weighted(traffic.goals, [g.weight for g in traffic.goals])
         self._journey_bounds = tuple(accumulate(j.share for j in traffic.journeys))
         actions = traffic.actions
-        self._addons = (("search", actions.search), ("outlink", actions.outlink), ("download", actions.download), ("event", actions.event))
+        self._addons = (
+            ("search", actions.search),
+            ("outlink", actions.outlink),
+            ("download", actions.download),
+            ("event", actions.event),
+        )
         self._key = target.slug
         # Reused, reseeded per visit (plan never yields, so greenlets cannot interleave; one planner per thread).
         self._visit_rng, self._pool_rng = random.Random(), random.Random()
-        self._campaign_queries = {c: urlencode({"mtm_campaign": c.name, "mtm_source": c.source, "mtm_medium": c.medium, **({"mtm_kwd": c.keyword} if c.keyword else {})}) for c in catalog.CAMPAIGNS}
+        self._campaign_queries = {
+            c: urlencode(
+                {
+                    "mtm_campaign": c.name,
+                    "mtm_source": c.source,
+                    "mtm_medium": c.medium,
+                    **({"mtm_kwd": c.keyword} if c.keyword else {}),
+                }
+            )
+            for c in catalog.CAMPAIGNS
+        }
 
     # -- randomness ---------------------------------------------------------------------------
 
@@ -187,7 +219,9 @@ class VisitPlanner:
         pages = self._journey_pages(journey, rng) if journey else []
         scripted = len(pages)  # the journey's own pages keep their order; shop pages come after them
         if journey is None or journey.continue_browsing:
-            pages += self._free_pages(rng, max(wanted - len(pages), 0 if journey else 1), pages[-1].page if pages else None)
+            pages += self._free_pages(
+                rng, max(wanted - len(pages), 0 if journey else 1), pages[-1].page if pages else None
+            )
         actions = set()
         for kind, share in self._addons:
             if rng.random() < share and pages:
@@ -200,15 +234,31 @@ class VisitPlanner:
         self._arrive(pages[0], channel, rng)
         hits = self._hits(pages, rng)
         if rng.random() < self.traffic.actions.ping:
-            hits.append(Hit("ping", {"ping": "1", "pv_id": pages[-1].params["pv_id"], "url": pages[-1].page.url}, self._dwell_time(rng)))
+            hits.append(
+                Hit(
+                    "ping",
+                    {"ping": "1", "pv_id": pages[-1].params["pv_id"], "url": pages[-1].page.url},
+                    self._dwell_time(rng),
+                )
+            )
             actions.add("ping")
         if visitor.returning:
             hits[0].params["new_visit"] = "1"  # a pooled visitor may still have a visit open
-        return PlannedVisit(number, visitor, channel, tuple(hits), journey.name if journey else None, frozenset(actions))
+        return PlannedVisit(
+            number, visitor, channel, tuple(hits), journey.name if journey else None, frozenset(actions)
+        )
 
     def _bot_visit(self, number: int, rng: random.Random) -> PlannedVisit:
         bot = rng.choice(catalog.BOTS)
-        visitor = Visitor(cid=f"{rng.getrandbits(64):016x}", user_agent=bot.user_agent, language="en-US,en;q=0.5", resolution="", country="US", ip="", bot=True)
+        visitor = Visitor(
+            cid=f"{rng.getrandbits(64):016x}",
+            user_agent=bot.user_agent,
+            language="en-US,en;q=0.5",
+            resolution="",
+            country="US",
+            ip="",
+            bot=True,
+        )
         pages = self._free_pages(rng, rng.randint(*self._pageviews), None)
         hits = self._hits(pages, rng)
         if self.traffic.bots_param:
@@ -243,7 +293,17 @@ class VisitPlanner:
         country = self._countries.pick(rng)
         cid = f"{rng.getrandbits(64):016x}"
         language = self._languages.pick(rng)
-        return Visitor(cid, device.user_agent, language, device.resolution, country, catalog.random_ip(country, rng), device.uadata, None, returning)
+        return Visitor(
+            cid,
+            device.user_agent,
+            language,
+            device.resolution,
+            country,
+            catalog.random_ip(country, rng),
+            device.uadata,
+            None,
+            returning,
+        )
 
     # -- where from ---------------------------------------------------------------------------
 
@@ -251,7 +311,9 @@ class VisitPlanner:
         """Set the landing page's referrer (or campaign) for the visit's channel."""
         params = landing.params
         if channel == "search":
-            params["urlref"] = self._engines.pick(rng).url.format(query=_QUOTED_TERMS[int(rng.random() * len(_QUOTED_TERMS))])
+            params["urlref"] = self._engines.pick(rng).url.format(
+                query=_QUOTED_TERMS[int(rng.random() * len(_QUOTED_TERMS))]
+            )
         elif channel == "social":
             params["urlref"] = self._socials.pick(rng).url
         elif channel == "website":
@@ -287,9 +349,16 @@ class VisitPlanner:
         random_, bits = rng.random, rng.getrandbits
         stickiness, in_section, everywhere = self._stickiness, self._next_in_section, self._pages
         for _ in range(count):
-            table = (in_section.get(current.url) if current is not None and random_() < stickiness else None) or everywhere
+            table = (
+                in_section.get(current.url) if current is not None and random_() < stickiness else None
+            ) or everywhere
             current = table.items[bisect_left(table.cumulative, random_() * table.total)]  # Weighted.pick, inlined
-            pages.append(_new_tuple(_Page, (current, {"url": current.url, "action_name": current.title, "pv_id": f"{bits(24):06x}"}, [], None)))
+            pages.append(
+                _new_tuple(
+                    _Page,
+                    (current, {"url": current.url, "action_name": current.title, "pv_id": f"{bits(24):06x}"}, [], None),
+                )
+            )
         return pages
 
     def _new_page(self, page: Page, rng: random.Random, wait: float | None = None) -> _Page:
@@ -301,7 +370,11 @@ class VisitPlanner:
         if kind == "search":
             index = int(rng.random() * len(_QUOTED_TERMS))
             term, quoted = catalog.SEARCH_TERMS[index], _QUOTED_TERMS[index]
-            params = {"search": term, "search_count": str(rng.choice((0, 1, 3, 8, 24))), "url": f"{self._site_url}/search?q={quoted}"}
+            params = {
+                "search": term,
+                "search_count": str(rng.choice((0, 1, 3, 8, 24))),
+                "url": f"{self._site_url}/search?q={quoted}",
+            }
             category = rng.choice(_SEARCH_CATEGORIES)
             if category:
                 params["search_cat"] = category
@@ -309,7 +382,11 @@ class VisitPlanner:
         if kind == "outlink":
             return Hit("outlink", {"link": rng.choice(catalog.OUTLINKS), "ca": "1"}, self._action_wait(rng))
         if kind == "download":
-            return Hit("download", {"download": self._site_url + rng.choice(catalog.DOWNLOADS), "ca": "1"}, self._action_wait(rng))
+            return Hit(
+                "download",
+                {"download": self._site_url + rng.choice(catalog.DOWNLOADS), "ca": "1"},
+                self._action_wait(rng),
+            )
         return self._event_hit(self._events.pick(rng), rng)
 
     def _event_hit(self, event: Any, rng: random.Random) -> Hit:
@@ -329,7 +406,15 @@ class VisitPlanner:
     def _step_hit(self, step: Step, rng: random.Random) -> Hit:
         wait = _draw(step.delay, rng)
         if step.type == "search":
-            hit = Hit("search", {"search": step.term or "", "search_count": "1", "url": f"{self._site_url}/search?q={quote_plus(step.term or '')}"}, 0)
+            hit = Hit(
+                "search",
+                {
+                    "search": step.term or "",
+                    "search_count": "1",
+                    "url": f"{self._site_url}/search?q={quote_plus(step.term or '')}",
+                },
+                0,
+            )
         elif step.type == "event":
             params = {"e_c": step.category or "", "e_a": step.action or "", "ca": "1"}
             if step.name:
@@ -342,7 +427,15 @@ class VisitPlanner:
         elif step.type == "download":
             hit = Hit("download", {"download": step.url or "", "ca": "1"}, 0)
         elif step.type == "goal":
-            hit = Hit("goal", {"idgoal": str(step.id), "ca": "1", **({"revenue": f"{step.revenue:.2f}"} if step.revenue is not None else {})}, 0)
+            hit = Hit(
+                "goal",
+                {
+                    "idgoal": str(step.id),
+                    "ca": "1",
+                    **({"revenue": f"{step.revenue:.2f}"} if step.revenue is not None else {}),
+                },
+                0,
+            )
         elif step.type == "cart":
             hit = self._cart_hit(self._basket(rng), rng)
         else:
@@ -382,7 +475,11 @@ class VisitPlanner:
 
     def _cart_hit(self, basket: list[tuple[Any, int]], rng: random.Random) -> Hit:
         subtotal = _cents(sum(product.price * quantity for product, quantity in basket))
-        return Hit("cart", {"idgoal": "0", "ec_items": self._items(basket), "revenue": _money(subtotal)}, self._action_wait(rng))
+        return Hit(
+            "cart",
+            {"idgoal": "0", "ec_items": self._items(basket), "revenue": _money(subtotal)},
+            self._action_wait(rng),
+        )
 
     def _order_hit(self, basket: list[tuple[Any, int]], rng: random.Random, order_ref: str) -> Hit:
         """An order: money in whole cents, so revenue = subtotal + tax + shipping - discount exactly."""
@@ -393,8 +490,14 @@ class VisitPlanner:
         shipping = _cents(rng.choice(shop.shipping))
         revenue = subtotal + tax + shipping - discount
         params = {
-            "idgoal": "0", "ec_id": order_ref, "ec_items": self._items(basket), "revenue": _money(revenue),
-            "ec_st": _money(subtotal), "ec_tx": _money(tax), "ec_sh": _money(shipping), "ec_dt": _money(discount),
+            "idgoal": "0",
+            "ec_id": order_ref,
+            "ec_items": self._items(basket),
+            "revenue": _money(revenue),
+            "ec_st": _money(subtotal),
+            "ec_tx": _money(tax),
+            "ec_sh": _money(shipping),
+            "ec_dt": _money(discount),
         }
         return Hit("order", params, self._action_wait(rng))
 
@@ -475,7 +578,9 @@ def _number(value: float) -> str:
 
 def _item_prefix(product: Any) -> str:
     """``[sku,name,category,price`` of one ``ec_items`` entry, as ``json.dumps`` writes it (quantity follows)."""
-    return json.dumps([product.sku, product.name, product.category, round(product.price, 2)], separators=(",", ":"))[:-1]
+    return json.dumps([product.sku, product.name, product.category, round(product.price, 2)], separators=(",", ":"))[
+        :-1
+    ]
 
 
 def _sample(rng: random.Random, population: Sequence[T], count: int) -> list[T]:

@@ -115,13 +115,23 @@ def load_yaml_file(path: Path, env: Mapping[str, str] | None = None) -> SourceDo
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem(source, None, "", "file not found; check the path (relative paths start at the current folder)")])
+        raise ConfigError(
+            [Problem(source, None, "", "file not found; check the path (relative paths start at the current folder)")]
+        )
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(source, None, "", f"cannot read the file ({exc.__class__.__name__}); it must be readable UTF-8 text")])
+        raise ConfigError(
+            [
+                Problem(
+                    source, None, "", f"cannot read the file ({exc.__class__.__name__}); it must be readable UTF-8 text"
+                )
+            ]
+        )
     return load_yaml_text(text, source, folder=path.resolve().parent, env=env)
 
 
-def load_yaml_text(text: str, source: str, folder: Path | None = None, env: Mapping[str, str] | None = None) -> SourceDocument:
+def load_yaml_text(
+    text: str, source: str, folder: Path | None = None, env: Mapping[str, str] | None = None
+) -> SourceDocument:
     """Parse YAML text; see :func:`load_yaml_file`."""
     env = os.environ if env is None else env
     try:
@@ -130,12 +140,20 @@ def load_yaml_text(text: str, source: str, folder: Path | None = None, env: Mapp
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         what = exc.problem or "invalid YAML"
-        raise ConfigError([Problem(source, line, "", f"YAML syntax error: {what}; fix the indentation or quoting near this line")])
+        raise ConfigError(
+            [Problem(source, line, "", f"YAML syntax error: {what}; fix the indentation or quoting near this line")]
+        )
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(source, None, "", f"YAML error: {exc}")])
     doc = SourceDocument(data=None, source=source, folder=folder or Path.cwd())
     if root is None:
-        raise ConfigError([Problem(source, None, "", "the file is empty; it needs a 'targets' list (see config/multi-environment.yaml)")])
+        raise ConfigError(
+            [
+                Problem(
+                    source, None, "", "the file is empty; it needs a 'targets' list (see config/multi-environment.yaml)"
+                )
+            ]
+        )
     problems: list[Problem] = []
     doc.data = _convert(root, (), doc, env, problems)
     if problems:
@@ -143,20 +161,33 @@ def load_yaml_text(text: str, source: str, folder: Path | None = None, env: Mapp
     return doc
 
 
-def _convert(node: yaml.Node, path: ConfigPath, doc: SourceDocument, env: Mapping[str, str], problems: list[Problem]) -> Any:
+def _convert(
+    node: yaml.Node, path: ConfigPath, doc: SourceDocument, env: Mapping[str, str], problems: list[Problem]
+) -> Any:
     doc.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                problems.append(doc.problem(path, "YAML merge keys ('<<') are not supported; write the keys out or use 'defaults'"))
+                problems.append(
+                    doc.problem(path, "YAML merge keys ('<<') are not supported; write the keys out or use 'defaults'")
+                )
                 continue
             key = yaml.SafeLoader.construct_scalar(_LOADER, key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
-                problems.append(Problem(doc.source, key_node.start_mark.line + 1, format_path(path), "keys must be plain strings"))
+                problems.append(
+                    Problem(doc.source, key_node.start_mark.line + 1, format_path(path), "keys must be plain strings")
+                )
                 continue
             if key in result:
-                problems.append(Problem(doc.source, key_node.start_mark.line + 1, format_path(path + (key,)), f"duplicate key '{key}'; keep only one"))
+                problems.append(
+                    Problem(
+                        doc.source,
+                        key_node.start_mark.line + 1,
+                        format_path(path + (key,)),
+                        f"duplicate key '{key}'; keep only one",
+                    )
+                )
                 continue
             result[key] = _convert(value_node, path + (key,), doc, env, problems)
             doc.lines[path + (key,)] = key_node.start_mark.line + 1
@@ -167,7 +198,9 @@ def _convert(node: yaml.Node, path: ConfigPath, doc: SourceDocument, env: Mappin
     if isinstance(value, str) and "$" in value:
         value, missing = expand_env(value, env)
         for name in missing:
-            problems.append(doc.problem(path, f"environment variable {name} is not set; export it or write ${{{name}:-default}}"))
+            problems.append(
+                doc.problem(path, f"environment variable {name} is not set; export it or write ${{{name}:-default}}")
+            )
     return value
 
 

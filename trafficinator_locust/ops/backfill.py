@@ -53,7 +53,17 @@ from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from trafficinator_locust.core.budget import Pace, round_half_up
-from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, JSON_CONTENT_TYPE, MAX_BULK_SIZE, BulkAnswer, BulkError, batches, build_payload, encode_item, parse_answer
+from trafficinator_locust.core.bulk import (
+    DEFAULT_BULK_SIZE,
+    JSON_CONTENT_TYPE,
+    MAX_BULK_SIZE,
+    BulkAnswer,
+    BulkError,
+    batches,
+    build_payload,
+    encode_item,
+    parse_answer,
+)
 from trafficinator_locust.core.config import Config, Target
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.protocol import ACTION_KINDS, classify
@@ -61,10 +71,26 @@ from trafficinator_locust.core.tracking import TrackingEncoder
 from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
 
 __all__ = [
-    "CHECKPOINT_VERSION", "DEFAULT_MAX_DAYS", "PLACEMENT_STREAM", "VISITS_PER_DAY_LIMIT",
-    "BackfillOptions", "Checkpoint", "DayVisit", "DayWindow", "Placer", "TokenBucket", "Transport",
-    "UsageError", "add_command", "cdt", "day_visits", "day_window", "hit_times",
-    "run_backfill", "run_id_for", "visit_number",
+    "CHECKPOINT_VERSION",
+    "DEFAULT_MAX_DAYS",
+    "PLACEMENT_STREAM",
+    "VISITS_PER_DAY_LIMIT",
+    "BackfillOptions",
+    "Checkpoint",
+    "DayVisit",
+    "DayWindow",
+    "Placer",
+    "TokenBucket",
+    "Transport",
+    "UsageError",
+    "add_command",
+    "cdt",
+    "day_visits",
+    "day_window",
+    "hit_times",
+    "run_backfill",
+    "run_id_for",
+    "visit_number",
 ]
 
 CHECKPOINT_VERSION = 1
@@ -222,7 +248,9 @@ def day_visits(planner: VisitPlanner, pace: Pace, window: DayWindow, first: int 
         visit = planner.plan(number)
         jitter = planner.rng_for(number, PLACEMENT_STREAM).random()
         start = placer.at((index + jitter) / window.visits)
-        yield DayVisit(index, number, visit, hit_times(start, [hit.wait_before for hit in visit.hits], window.start, window.end))
+        yield DayVisit(
+            index, number, visit, hit_times(start, [hit.wait_before for hit in visit.hits], window.start, window.end)
+        )
 
 
 FIXED_PARAMS = {"rec": "1", "apiv": "1"}
@@ -233,7 +261,12 @@ def hit_params(encoder: TrackingEncoder, site_id: int, day_visit: DayVisit, posi
     hit = day_visit.visit.hits[position]
     ts = day_visit.times[position]
     sent_at = datetime.fromtimestamp(ts, timezone.utc)
-    return {"idsite": str(site_id), **FIXED_PARAMS, **encoder.params(hit, day_visit.visit.visitor, sent_at), "cdt": cdt(ts)}
+    return {
+        "idsite": str(site_id),
+        **FIXED_PARAMS,
+        **encoder.params(hit, day_visit.visit.visitor, sent_at),
+        "cdt": cdt(ts),
+    }
 
 
 # =============================================================================================
@@ -285,7 +318,16 @@ def target_fingerprint(target: Target) -> str:
 
 
 def _new_day(window: DayWindow, full_day_end: int) -> dict[str, Any]:
-    day = {"planned": window.visits, "cursor": [0, 0], "visits": 0, "hits": 0, "tracked": 0, "invalid": 0, "actions": 0, "done": window.visits == 0}
+    day = {
+        "planned": window.visits,
+        "cursor": [0, 0],
+        "visits": 0,
+        "hits": 0,
+        "tracked": 0,
+        "invalid": 0,
+        "actions": 0,
+        "done": window.visits == 0,
+    }
     if window.end != full_day_end:
         day["until"] = window.end
     return day
@@ -317,16 +359,26 @@ class Checkpoint:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise UsageError(f"--checkpoint {path}: not a readable checkpoint ({exc.__class__.__name__}); move it away to start over") from None
-        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION or not isinstance(data.get("targets"), dict):
-            raise UsageError(f"--checkpoint {path}: not a backfill checkpoint of version {CHECKPOINT_VERSION}; move it away to start over")
+            raise UsageError(
+                f"--checkpoint {path}: not a readable checkpoint ({exc.__class__.__name__}); move it away to start over"
+            ) from None
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != CHECKPOINT_VERSION
+            or not isinstance(data.get("targets"), dict)
+        ):
+            raise UsageError(
+                f"--checkpoint {path}: not a backfill checkpoint of version {CHECKPOINT_VERSION}; move it away to start over"
+            )
         return cls(path, data)
 
     def target(self, name: str) -> dict[str, Any] | None:
         return self.data["targets"].get(name)
 
     def adopt(self, name: str, fingerprint: str, seed: int, run_id: str) -> dict[str, Any]:
-        return self.data["targets"].setdefault(name, {"fingerprint": fingerprint, "seed": seed, "run_id": run_id, "days": {}})
+        return self.data["targets"].setdefault(
+            name, {"fingerprint": fingerprint, "seed": seed, "run_id": run_id, "days": {}}
+        )
 
     def save(self) -> None:
         if self.path is not None:
@@ -503,7 +555,9 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
         raise UsageError(f"--from {options.first} is after --to {options.last}")
     span = (options.last - options.first).days + 1
     if span > options.max_days:
-        raise UsageError(f"--from {options.first} --to {options.last} covers {span} days, more than --max-days {options.max_days}; split the range or raise --max-days")
+        raise UsageError(
+            f"--from {options.first} --to {options.last} covers {span} days, more than --max-days {options.max_days}; split the range or raise --max-days"
+        )
     if not 1 <= options.bulk_size <= MAX_BULK_SIZE:
         raise UsageError(f"--bulk-size must be between 1 and {MAX_BULK_SIZE}")
     if options.max_hits_per_second is not None and not options.max_hits_per_second > 0:
@@ -513,13 +567,19 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
     for index, target in selected:
         where = f"{_config_label(config, index)} ({target.name})"
         if target.visits_per_day is None:
-            problems.append(f"{where}: no visits_per_day; backfill sends each day's planned visits, so set visits_per_day on the target, in defaults, or as the top-level total")
+            problems.append(
+                f"{where}: no visits_per_day; backfill sends each day's planned visits, so set visits_per_day on the target, in defaults, or as the top-level total"
+            )
         if target.token_auth is None:
-            problems.append(f"{where}: no token_auth; Matomo accepts hits older than 24 hours (cdt) only with a token with write access to site {target.site_id}: set token_auth: ${{YOUR_TOKEN_VARIABLE}}")
+            problems.append(
+                f"{where}: no token_auth; Matomo accepts hits older than 24 hours (cdt) only with a token with write access to site {target.site_id}: set token_auth: ${{YOUR_TOKEN_VARIABLE}}"
+            )
         pace = Pace(None, target.timezone)
         today = local_today(pace, now)
         if options.last > today:
-            problems.append(f"{where}: --to {options.last} is in the future for this target (local today in {target.timezone}: {today}); backfill only sends past days and today up to now")
+            problems.append(
+                f"{where}: --to {options.last} is in the future for this target (local today in {target.timezone}: {today}); backfill only sends past days and today up to now"
+            )
     if problems:
         raise UsageError("\n".join(problems))
     days = [options.first + timedelta(days=n) for n in range(span)]
@@ -533,11 +593,26 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
                 f"--checkpoint {checkpoint.path}: target {target.name} was backfilled with other settings "
                 f"(url, site, pace, time zone, traffic or seed changed); restore them, or use a new --checkpoint (days already sent stay in Matomo)"
             )
-        seed = int(saved["seed"]) if saved is not None else (configured if configured is not None else random.SystemRandom().getrandbits(62))
+        seed = (
+            int(saved["seed"])
+            if saved is not None
+            else (configured if configured is not None else random.SystemRandom().getrandbits(62))
+        )
         run_id = str(saved["run_id"]) if saved is not None else run_id_for(seed, target.name)
         if not options.dry_run:
             checkpoint.adopt(target.name, fingerprint, seed, run_id)
-        jobs.append(TargetJob(target, index, target.pace(), days, seed, run_id, VisitPlanner(target, seed), TrackingEncoder(target, run_id=run_id)))
+        jobs.append(
+            TargetJob(
+                target,
+                index,
+                target.pace(),
+                days,
+                seed,
+                run_id,
+                VisitPlanner(target, seed),
+                TrackingEncoder(target, run_id=run_id),
+            )
+        )
     return jobs
 
 
@@ -570,7 +645,14 @@ def _items(job: TargetJob, window: DayWindow, cursor: Sequence[int]) -> Iterator
         start = first_hit if day_visit.index == first_visit else 0
         for position in range(start, len(hits)):
             params = hit_params(job.encoder, site, day_visit, position)
-            yield _Item(encode_item(params), day_visit.index, position, position == len(hits) - 1, stored, stored and classify(params) in ACTION_KINDS)
+            yield _Item(
+                encode_item(params),
+                day_visit.index,
+                position,
+                position == len(hits) - 1,
+                stored,
+                stored and classify(params) in ACTION_KINDS,
+            )
 
 
 class Progress:
@@ -610,8 +692,14 @@ class _Run:
     """The shared state of one backfill: jobs, checkpoint, stop flag, counters."""
 
     def __init__(
-        self, jobs: list[TargetJob], checkpoint: Checkpoint, options: BackfillOptions, now: float, progress: Progress | None,
-        transport_factory: TransportFactory | None = None, stop: threading.Event | None = None,
+        self,
+        jobs: list[TargetJob],
+        checkpoint: Checkpoint,
+        options: BackfillOptions,
+        now: float,
+        progress: Progress | None,
+        transport_factory: TransportFactory | None = None,
+        stop: threading.Event | None = None,
     ):
         self.jobs = jobs
         self.checkpoint = checkpoint
@@ -658,7 +746,9 @@ class _Run:
                 state = days[day.isoformat()] = _new_day(window, job.pace.plan(day).end)
             return state
 
-    def _run_day(self, job: TargetJob, day: date, transport: Transport, bucket: TokenBucket | None, token: str | None) -> bool:
+    def _run_day(
+        self, job: TargetJob, day: date, transport: Transport, bucket: TokenBucket | None, token: str | None
+    ) -> bool:
         state = self._day_state(job, day)
         if state["done"]:
             self._day_finished(job)
@@ -712,7 +802,9 @@ class _Run:
                 raise _Stopped()
         raise AssertionError("unreachable")
 
-    def _confirm(self, job: TargetJob, state: dict[str, Any], batch: list[_Item], answer: BulkAnswer, confirmed: bool) -> None:
+    def _confirm(
+        self, job: TargetJob, state: dict[str, Any], batch: list[_Item], answer: BulkAnswer, confirmed: bool
+    ) -> None:
         last = batch[-1]
         cursor = [last.visit + 1, 0] if last.last_of_visit else [last.visit, last.hit + 1]
         with self.checkpoint.lock:
@@ -747,7 +839,9 @@ def _install_signals(stop: threading.Event, out: TextIO) -> Callable[[], None]:
             out.flush()
             os._exit(EXIT_INTERRUPTED)
         stop.set()
-        out.write(f"\n{signal.Signals(signum).name}: stopping after the batches in flight; run the same command again to resume\n")
+        out.write(
+            f"\n{signal.Signals(signum).name}: stopping after the batches in flight; run the same command again to resume\n"
+        )
         out.flush()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -759,7 +853,9 @@ def _install_signals(stop: threading.Event, out: TextIO) -> Callable[[], None]:
     return restore
 
 
-def report_document(config: Config, options: BackfillOptions, jobs: Sequence[TargetJob], checkpoint: Checkpoint, now: float) -> dict[str, Any]:
+def report_document(
+    config: Config, options: BackfillOptions, jobs: Sequence[TargetJob], checkpoint: Checkpoint, now: float
+) -> dict[str, Any]:
     """The JSON report: per target and local day, visits and hits sent and confirmed.
 
     Built from the checkpoint, so days sent by an earlier (interrupted) run are included.
@@ -772,15 +868,35 @@ def report_document(config: Config, options: BackfillOptions, jobs: Sequence[Tar
             state = saved.get(day.isoformat())
             if state is None:
                 planned = day_window(job.pace, day, now).visits
-                state = {"planned": planned, "visits": 0, "hits": 0, "tracked": 0, "invalid": 0, "actions": 0, "done": planned == 0}
+                state = {
+                    "planned": planned,
+                    "visits": 0,
+                    "hits": 0,
+                    "tracked": 0,
+                    "invalid": 0,
+                    "actions": 0,
+                    "done": planned == 0,
+                }
             days[day.isoformat()] = {
-                "visits": state["visits"], "hits": state["hits"], "actions": state["actions"],
-                "planned": state["planned"], "tracked": state["tracked"], "invalid": state["invalid"], "complete": bool(state["done"]),
+                "visits": state["visits"],
+                "hits": state["hits"],
+                "actions": state["actions"],
+                "planned": state["planned"],
+                "tracked": state["tracked"],
+                "invalid": state["invalid"],
+                "complete": bool(state["done"]),
             }
-        targets.append({
-            "target": job.name, "site_id": job.target.site_id, "url": display_url(job.target.url), "timezone": job.target.timezone,
-            "status": job.status, "error": job.error, "days": days,
-        })
+        targets.append(
+            {
+                "target": job.name,
+                "site_id": job.target.site_id,
+                "url": display_url(job.target.url),
+                "timezone": job.target.timezone,
+                "status": job.status,
+                "error": job.error,
+                "days": days,
+            }
+        )
     return {
         "kind": "trafficinator-backfill",
         "config": config.source,
@@ -800,8 +916,22 @@ def _summary(document: Mapping[str, Any]) -> str:
         days = entry["days"].values()
         total = lambda key: sum(d[key] for d in days)  # noqa: E731
         done = sum(1 for d in days if d["complete"])
-        rows.append([entry["target"], entry["timezone"], f"{done}/{len(entry['days'])}", total("planned"), total("visits"), total("hits"), total("tracked"), total("invalid"), entry["status"]])
-    return render_table(["target", "timezone", "days", "planned", "visits sent", "hits sent", "tracked", "invalid", "status"], rows)
+        rows.append(
+            [
+                entry["target"],
+                entry["timezone"],
+                f"{done}/{len(entry['days'])}",
+                total("planned"),
+                total("visits"),
+                total("hits"),
+                total("tracked"),
+                total("invalid"),
+                entry["status"],
+            ]
+        )
+    return render_table(
+        ["target", "timezone", "days", "planned", "visits sent", "hits sent", "tracked", "invalid", "status"], rows
+    )
 
 
 def dry_run(jobs: Sequence[TargetJob], now: float, out: TextIO) -> int:
@@ -819,15 +949,33 @@ def dry_run(jobs: Sequence[TargetJob], now: float, out: TextIO) -> int:
                 hits += len(day_visit.times)
                 first = day_visit.start if first is None else min(first, day_visit.start)
                 last = day_visit.times[-1] if last is None else max(last, day_visit.times[-1])
-        rows.append([job.name, job.target.timezone, len(job.days), visits, hits, cdt(first) if first else "-", cdt(last) if last else "-"])
+        rows.append(
+            [
+                job.name,
+                job.target.timezone,
+                len(job.days),
+                visits,
+                hits,
+                cdt(first) if first else "-",
+                cdt(last) if last else "-",
+            ]
+        )
     out.write("dry run: nothing sent, no checkpoint written\n")
-    out.write(render_table(["target", "timezone", "days", "visits", "hits", "first cdt (UTC)", "last cdt (UTC)"], rows) + "\n")
+    out.write(
+        render_table(["target", "timezone", "days", "visits", "hits", "first cdt (UTC)", "last cdt (UTC)"], rows) + "\n"
+    )
     return EXIT_OK
 
 
 def run_backfill(
-    config: Config, options: BackfillOptions, *, out: TextIO | None = None, err: TextIO | None = None, now: float | None = None,
-    transport_factory: TransportFactory | None = None, stop: threading.Event | None = None,
+    config: Config,
+    options: BackfillOptions,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    now: float | None = None,
+    transport_factory: TransportFactory | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Run a backfill; returns the exit code (0 done, 1 a target failed, 2 bad input, 130 stopped).
 
@@ -847,7 +995,9 @@ def run_backfill(
     with checkpoint.lock:
         checkpoint.save()
     restore = _install_signals(run.stop, out) if stop is None else (lambda: None)
-    threads = [threading.Thread(target=run.run_target, args=(job,), name=f"backfill-{job.name}", daemon=True) for job in jobs]
+    threads = [
+        threading.Thread(target=run.run_target, args=(job,), name=f"backfill-{job.name}", daemon=True) for job in jobs
+    ]
     try:
         for thread in threads:
             thread.start()
@@ -869,10 +1019,14 @@ def run_backfill(
         err.write(f"trafficinator backfill: target {job.name} failed: {job.error}\n")
     where = f"; report: {options.report}" if options.report else ""
     if failed:
-        out.write(f"{len(failed)} of {len(jobs)} target(s) failed; fix the cause and run the same command again to continue{where}\n")
+        out.write(
+            f"{len(failed)} of {len(jobs)} target(s) failed; fix the cause and run the same command again to continue{where}\n"
+        )
         return EXIT_FAILED
     if any(job.status != "complete" for job in jobs):
-        out.write(f"interrupted; checkpoint saved to {options.checkpoint}: run the same command again to resume{where}\n")
+        out.write(
+            f"interrupted; checkpoint saved to {options.checkpoint}: run the same command again to resume{where}\n"
+        )
         return EXIT_INTERRUPTED
     out.write(f"backfill complete: {len(jobs)} target(s), {len(jobs[0].days) if jobs else 0} day(s){where}\n")
     out.write("Matomo: re-run archiving for these past days (see docs/backfill.md), then `trafficinator verify`.\n")
@@ -900,20 +1054,68 @@ def _positive_int(value: str) -> int:
 def add_command(commands: Any) -> None:
     """Register ``trafficinator backfill`` on the CLI's subparsers."""
     parser = commands.add_parser(
-        "backfill", help="send the planned traffic of past days (cdt + bulk requests) to every target",
+        "backfill",
+        help="send the planned traffic of past days (cdt + bulk requests) to every target",
         description="Send each target's planned visits for every local day of a past range, with cdt and bulk requests. Resumable (--checkpoint). See docs/backfill.md.",
     )
     parser.add_argument("config", help="traffic YAML")
-    parser.add_argument("--from", dest="first", required=True, type=_iso_date, metavar="YYYY-MM-DD", help="first local day")
-    parser.add_argument("--to", dest="last", required=True, type=_iso_date, metavar="YYYY-MM-DD", help="last local day (at most the target's today)")
-    parser.add_argument("--target", action="append", default=[], metavar="NAME", help="only this target (repeatable; default: every enabled target)")
-    parser.add_argument("--max-hits-per-second", type=float, default=None, metavar="N", help="per target (default: unthrottled)")
-    parser.add_argument("--checkpoint", default="backfill-checkpoint.json", metavar="FILE", help="progress file for resuming (default: %(default)s)")
-    parser.add_argument("--report", default="backfill-report.json", metavar="FILE", help="JSON report per target and day, read by `trafficinator verify` (default: %(default)s)")
-    parser.add_argument("--bulk-size", type=_positive_int, default=DEFAULT_BULK_SIZE, metavar="N", help="hits per bulk request (default: %(default)s)")
-    parser.add_argument("--max-days", type=_positive_int, default=DEFAULT_MAX_DAYS, metavar="N", help="refuse longer ranges (default: %(default)s)")
-    parser.add_argument("--retries", type=int, default=2, metavar="N", help="retries of a batch Matomo cannot have stored (refused, 429/502/503); default %(default)s")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default: %(default)s)")
+    parser.add_argument(
+        "--from", dest="first", required=True, type=_iso_date, metavar="YYYY-MM-DD", help="first local day"
+    )
+    parser.add_argument(
+        "--to",
+        dest="last",
+        required=True,
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="last local day (at most the target's today)",
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this target (repeatable; default: every enabled target)",
+    )
+    parser.add_argument(
+        "--max-hits-per-second", type=float, default=None, metavar="N", help="per target (default: unthrottled)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default="backfill-checkpoint.json",
+        metavar="FILE",
+        help="progress file for resuming (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--report",
+        default="backfill-report.json",
+        metavar="FILE",
+        help="JSON report per target and day, read by `trafficinator verify` (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bulk-size",
+        type=_positive_int,
+        default=DEFAULT_BULK_SIZE,
+        metavar="N",
+        help="hits per bulk request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-days",
+        type=_positive_int,
+        default=DEFAULT_MAX_DAYS,
+        metavar="N",
+        help="refuse longer ranges (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="retries of a batch Matomo cannot have stored (refused, 429/502/503); default %(default)s",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default: %(default)s)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="plan and count, send nothing")
     parser.add_argument("--stop-after-batches", type=_positive_int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(handler=command)
@@ -925,9 +1127,17 @@ def command(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     options = BackfillOptions(
-        first=args.first, last=args.last, targets=args.target, max_hits_per_second=args.max_hits_per_second,
-        checkpoint=Path(args.checkpoint), report=Path(args.report) if args.report else None, bulk_size=args.bulk_size,
-        max_days=args.max_days, dry_run=args.dry_run, retries=max(args.retries, 0), timeout=args.timeout,
+        first=args.first,
+        last=args.last,
+        targets=args.target,
+        max_hits_per_second=args.max_hits_per_second,
+        checkpoint=Path(args.checkpoint),
+        report=Path(args.report) if args.report else None,
+        bulk_size=args.bulk_size,
+        max_days=args.max_days,
+        dry_run=args.dry_run,
+        retries=max(args.retries, 0),
+        timeout=args.timeout,
         stop_after_batches=args.stop_after_batches,
     )
     try:
@@ -943,4 +1153,6 @@ def print_usage_error(command_name: str, error: UsageError) -> None:
     if len(lines) == 1:
         sys.stderr.write(f"trafficinator {command_name}: {lines[0]}\n")
     else:
-        sys.stderr.write(f"trafficinator {command_name}: {len(lines)} problems:\n" + "".join(f"  {line}\n" for line in lines))
+        sys.stderr.write(
+            f"trafficinator {command_name}: {len(lines)} problems:\n" + "".join(f"  {line}\n" for line in lines)
+        )

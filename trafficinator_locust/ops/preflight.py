@@ -35,14 +35,21 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
-from trafficinator_locust.ops.backfill import display_url
 from trafficinator_locust.core.config import Target
 from trafficinator_locust.core.masking import mask_secrets
+from trafficinator_locust.ops.backfill import display_url
 from trafficinator_locust.ops.verify import api_url
 
 __all__ = [
-    "DEFAULT_TIMEOUT", "PROBE_ACTION", "PROBE_CID", "STEP_NAMES", "Step", "TargetResult", "preflight",
-    "render_results", "site_warnings",
+    "DEFAULT_TIMEOUT",
+    "PROBE_ACTION",
+    "PROBE_CID",
+    "STEP_NAMES",
+    "Step",
+    "TargetResult",
+    "preflight",
+    "render_results",
+    "site_warnings",
 ]
 
 DEFAULT_TIMEOUT = 10.0
@@ -96,7 +103,9 @@ class TargetResult:
         return next((step for step in self.steps if not step.ok), None)
 
 
-def preflight(targets: Sequence[Target], *, timeout: float = DEFAULT_TIMEOUT, probe: bool = False) -> list[TargetResult]:
+def preflight(
+    targets: Sequence[Target], *, timeout: float = DEFAULT_TIMEOUT, probe: bool = False
+) -> list[TargetResult]:
     """Check every target given (enabled or not: choosing them is the caller's job), concurrently.
 
     Returns one result per target, in the order given, within ``timeout`` + a short grace: a target
@@ -105,7 +114,9 @@ def preflight(targets: Sequence[Target], *, timeout: float = DEFAULT_TIMEOUT, pr
     if not timeout > 0:
         raise ValueError("timeout must be > 0 seconds")
     checks = [_Check(target, timeout, probe) for target in targets]
-    threads = [threading.Thread(target=check.run, name=f"preflight-{check.target.name}", daemon=True) for check in checks]
+    threads = [
+        threading.Thread(target=check.run, name=f"preflight-{check.target.name}", daemon=True) for check in checks
+    ]
     for thread in threads:
         thread.start()
     give_up = time.monotonic() + timeout + GRACE_SECONDS
@@ -201,7 +212,9 @@ class _Check:
                 self._steps.append(Step(self._current, False, self._mask(str(failed))))
         except Exception as exc:  # a bug must not hang the answer or leak a traceback with a token
             with self._lock:
-                self._steps.append(Step(self._current, False, self._mask(f"unexpected error: {exc.__class__.__name__}: {exc}")))
+                self._steps.append(
+                    Step(self._current, False, self._mask(f"unexpected error: {exc.__class__.__name__}: {exc}"))
+                )
         with self._lock:
             self._seconds = time.monotonic() - self._started
 
@@ -216,8 +229,10 @@ class _Check:
             self._step_access()
             self._compare_site(site)
         else:
-            self._warn("no token_auth: the site, the token's access, the time zone and the currency were not checked "
-                       "(Matomo rejects hits with cip, geo or a cdt older than 24 h without a token)")
+            self._warn(
+                "no token_auth: the site, the token's access, the time zone and the currency were not checked "
+                "(Matomo rejects hits with cip, geo or a cdt older than 24 h without a token)"
+            )
         if self.probe:
             self._step_probe()
 
@@ -231,7 +246,11 @@ class _Check:
         except socket.gaierror as exc:
             raise _Failed(f"cannot resolve {self.host}: {exc.strerror or exc}") from None
         addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        self._passed(f"{self.host} is {', '.join(addresses[:4])}" if addresses != [self.host] else f"{self.host} (an address, no lookup)")
+        self._passed(
+            f"{self.host} is {', '.join(addresses[:4])}"
+            if addresses != [self.host]
+            else f"{self.host} (an address, no lookup)"
+        )
         return infos
 
     def _step_tcp_and_tls(self, infos: list[tuple[Any, ...]]) -> None:
@@ -253,7 +272,7 @@ class _Check:
             try:
                 sock.connect(address)
                 return sock
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 sock.close()
                 self._timed_out(f"a connection to {_endpoint(address)}")
             except ConnectionRefusedError:
@@ -269,13 +288,17 @@ class _Check:
         try:
             with self._tls_context().wrap_socket(sock, server_hostname=self.host) as tls:
                 version = tls.version() or "TLS"
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             self._timed_out(f"the TLS handshake with {self.host}:{self.port}")
         except ssl.SSLCertVerificationError as exc:
-            raise _Failed(f"the certificate of {self.host} is not trusted: {exc.verify_message or exc.reason}") from None
+            raise _Failed(
+                f"the certificate of {self.host} is not trusted: {exc.verify_message or exc.reason}"
+            ) from None
         except (ssl.SSLError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
-            raise _Failed(f"TLS handshake with {self.host}:{self.port} failed ({reason}): is it an https port?") from None
+            raise _Failed(
+                f"TLS handshake with {self.host}:{self.port} failed ({reason}): is it an https port?"
+            ) from None
         self._passed(f"{version}, certificate valid for {self.host}")
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -289,16 +312,22 @@ class _Check:
         url = display_url(self.target.url)
         answer = self._http("GET", self.target.url, None, f"GET {url}")
         if 300 <= answer.status < 400:
-            raise _Failed(f"GET {url} answered HTTP {answer.status}, a redirect to {display_url(answer.location) or '?'}: "
-                          "put the final URL in the config (tracking POSTs are not redirected)")
+            raise _Failed(
+                f"GET {url} answered HTTP {answer.status}, a redirect to {display_url(answer.location) or '?'}: "
+                "put the final URL in the config (tracking POSTs are not redirected)"
+            )
         if answer.status == 200 and any(marker in answer.body for marker in TRACKER_PAGE_MARKERS):
             self._passed(f"GET {url} answered Matomo's tracker page")
             return
         if answer.status == 404:
-            raise _Failed(f"GET {url} answered HTTP 404: no Matomo tracker at this path "
-                          "(the URL should be the instance's matomo.php, e.g. https://host/matomo/matomo.php)")
-        raise _Failed(f"GET {url} answered HTTP {answer.status} without Matomo's tracker page "
-                      "('This resource is part of Matomo'): another application answers there")
+            raise _Failed(
+                f"GET {url} answered HTTP 404: no Matomo tracker at this path "
+                "(the URL should be the instance's matomo.php, e.g. https://host/matomo/matomo.php)"
+            )
+        raise _Failed(
+            f"GET {url} answered HTTP {answer.status} without Matomo's tracker page "
+            "('This resource is part of Matomo'): another application answers there"
+        )
 
     def _step_api(self) -> None:
         self._begin("api")
@@ -307,7 +336,9 @@ class _Check:
         if isinstance(answer, dict) and "value" in answer:
             self._passed(f"Matomo {answer['value']} at {where}")
         elif _matomo_error(answer) is None:
-            raise _Failed(f"API.getMatomoVersion at {where} answered JSON that is not Matomo's: not Matomo's Reporting API")
+            raise _Failed(
+                f"API.getMatomoVersion at {where} answered JSON that is not Matomo's: not Matomo's Reporting API"
+            )
         elif self._token:  # a Matomo that refuses the token: the token step says why
             self._passed(f"the Reporting API answers at {where}")
         else:
@@ -315,7 +346,10 @@ class _Check:
 
     def _step_token(self) -> set[int]:
         self._begin("token")
-        answer = self._api_call("SitesManager.getSitesIdWithAtLeastViewAccess", rejected="token_auth rejected (wrong, expired, or without access to any site)")
+        answer = self._api_call(
+            "SitesManager.getSitesIdWithAtLeastViewAccess",
+            rejected="token_auth rejected (wrong, expired, or without access to any site)",
+        )
         visible = _site_ids(answer, "SitesManager.getSitesIdWithAtLeastViewAccess")
         self._passed(f"accepted; it can see {len(visible)} site(s)")
         return visible
@@ -328,23 +362,35 @@ class _Check:
             error = _matomo_error(answer)
             said = f": Matomo says: {self._quote(error)}" if error else ""
             if site_id not in visible:
-                shown = ", ".join(map(str, sorted(visible)[:10])) + (" ..." if len(visible) > 10 else "") if visible else "none"
+                shown = (
+                    ", ".join(map(str, sorted(visible)[:10])) + (" ..." if len(visible) > 10 else "")
+                    if visible
+                    else "none"
+                )
                 raise _Failed(f"site {site_id} not found or not visible to this token (it sees sites: {shown}){said}")
             raise _Failed(f"SitesManager.getSiteFromId gave no site {site_id}{said}")
-        self._passed(f"site {site_id} '{answer.get('name', '')}' ({answer.get('timezone', '?')}, {answer.get('currency', '?')})")
+        self._passed(
+            f"site {site_id} '{answer.get('name', '')}' ({answer.get('timezone', '?')}, {answer.get('currency', '?')})"
+        )
         return answer
 
     def _step_access(self) -> None:
         self._begin("access")
         site_id = self.target.site_id
-        if site_id in _site_ids(self._api_call("SitesManager.getSitesIdWithAdminAccess"), "SitesManager.getSitesIdWithAdminAccess"):
+        if site_id in _site_ids(
+            self._api_call("SitesManager.getSitesIdWithAdminAccess"), "SitesManager.getSitesIdWithAdminAccess"
+        ):
             self._passed(f"admin access to site {site_id}")
             return
-        if site_id in _site_ids(self._api_call("SitesManager.getSitesIdWithWriteAccess"), "SitesManager.getSitesIdWithWriteAccess"):
+        if site_id in _site_ids(
+            self._api_call("SitesManager.getSitesIdWithWriteAccess"), "SitesManager.getSitesIdWithWriteAccess"
+        ):
             self._passed(f"write access to site {site_id}")
             return
-        raise _Failed(f"the token has only view access to site {site_id}; tracking needs write or admin access "
-                      "(Matomo rejects hits with cip, geo or a cdt older than 24 h with this token)")
+        raise _Failed(
+            f"the token has only view access to site {site_id}; tracking needs write or admin access "
+            "(Matomo rejects hits with cip, geo or a cdt older than 24 h with this token)"
+        )
 
     def _compare_site(self, site: dict[str, Any]) -> None:
         for warning in site_warnings(self.target, site):
@@ -353,9 +399,16 @@ class _Check:
     def _step_probe(self) -> None:
         self._begin("probe")
         form = {
-            "idsite": str(self.target.site_id), "rec": "1", "apiv": "1", "send_image": "0", "new_visit": "1",
-            "action_name": PROBE_ACTION, "url": self.target.traffic.site_url.rstrip("/") + PROBE_PATH,
-            "cid": PROBE_CID, "_id": PROBE_CID, "ua": PROBE_USER_AGENT,
+            "idsite": str(self.target.site_id),
+            "rec": "1",
+            "apiv": "1",
+            "send_image": "0",
+            "new_visit": "1",
+            "action_name": PROBE_ACTION,
+            "url": self.target.traffic.site_url.rstrip("/") + PROBE_PATH,
+            "cid": PROBE_CID,
+            "_id": PROBE_CID,
+            "ua": PROBE_USER_AGENT,
         }
         if self._token:
             form["token_auth"] = self._token
@@ -382,15 +435,19 @@ class _Check:
         if error is not None and rejected:
             raise _Failed(f"{rejected}: Matomo says: {self._quote(error)}")
         if data is None or (answer.status != 200 and error is None):
-            raise _Failed(f"POST {display_url(self.api)} ({method}) answered HTTP {answer.status} "
-                          f"{'with JSON that is not Matomo' if data is not None else 'without JSON'}: not Matomo's Reporting API")
+            raise _Failed(
+                f"POST {display_url(self.api)} ({method}) answered HTTP {answer.status} "
+                f"{'with JSON that is not Matomo' if data is not None else 'without JSON'}: not Matomo's Reporting API"
+            )
         return data
 
     def _http(self, method: str, url: str, body: bytes | None, waiting_for: str) -> _Answer:
         parts = urlsplit(url)
         timeout = self._remaining()
         if self.https:
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self._tls_context())
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=self._tls_context()
+            )
         else:
             connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
@@ -401,7 +458,7 @@ class _Check:
             response = connection.getresponse()
             data = response.read(MAX_BODY)
             return _Answer(response.status, data, response.getheader("Location", "") or "")
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             self._timed_out(waiting_for)
         except ConnectionRefusedError:
             raise _Failed(f"connection refused on {self.host}:{self.port} ({waiting_for})") from None
@@ -427,7 +484,10 @@ def render_results(results: Sequence[TargetResult], *, timeout: float, probe: bo
         cells = ["-" if name not in by_name else ("ok" if by_name[name].ok else "FAIL") for name in steps]
         rows.append([result.target, *cells, "ok" if result.ok else "FAIL", f"{result.seconds:.2f}"])
     sent = f"one test hit per target ('{PROBE_ACTION}')" if probe else "no tracking data sent"
-    lines = [f"Preflight of {len(results)} target(s), {timeout:g} s each, {sent}:", render_table(["target", *steps, "result", "seconds"], rows)]
+    lines = [
+        f"Preflight of {len(results)} target(s), {timeout:g} s each, {sent}:",
+        render_table(["target", *steps, "result", "seconds"], rows),
+    ]
     for result in results:
         failure = result.failure
         if failure is not None:
@@ -447,8 +507,10 @@ def site_warnings(target: Target, site: dict[str, Any]) -> list[str]:
     site_id = target.site_id
     zone = str(site.get("timezone") or "")
     if zone and zone != target.timezone:
-        warnings.append(f"site {site_id} is in time zone {zone} in Matomo, the config says {target.timezone}: "
-                        "Matomo's days will not match the target's daily cap and hours")
+        warnings.append(
+            f"site {site_id} is in time zone {zone} in Matomo, the config says {target.timezone}: "
+            "Matomo's days will not match the target's daily cap and hours"
+        )
     ecommerce = target.traffic.ecommerce
     sends_money = ecommerce.cart > 0 or ecommerce.order > 0 or any(goal.revenue for goal in target.traffic.goals)
     currency = str(site.get("currency") or "")
@@ -456,7 +518,9 @@ def site_warnings(target: Target, site: dict[str, Any]) -> list[str]:
         warnings.append(f"site {site_id} reports money in {currency} in Matomo, the config says {ecommerce.currency}")
     sends_ecommerce = ecommerce.cart > 0 or ecommerce.order > 0 or ecommerce.product_view > 0
     if sends_ecommerce and str(site.get("ecommerce", "1")) in ("0", "False", "false"):
-        warnings.append(f"site {site_id} is not an ecommerce site in Matomo: its ecommerce hits will not show in reports")
+        warnings.append(
+            f"site {site_id} is not an ecommerce site in Matomo: its ecommerce hits will not show in reports"
+        )
     return warnings
 
 

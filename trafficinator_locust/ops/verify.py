@@ -33,14 +33,25 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from trafficinator_locust.ops.backfill import TokenBucket, UsageError, display_url, print_usage_error
 from trafficinator_locust.core.config import Config, Target
 from trafficinator_locust.core.masking import mask_secrets
 from trafficinator_locust.core.protocol import instance_path
+from trafficinator_locust.ops.backfill import TokenBucket, UsageError, display_url, print_usage_error
 
 __all__ = [
-    "DEFAULT_CALLS_PER_MINUTE", "DEFAULT_THRESHOLD", "ApiError", "DayCheck", "ReportingApi", "SentDay",
-    "SentTarget", "add_command", "api_url", "calls_limiter", "check_day", "load_report", "run_verify",
+    "DEFAULT_CALLS_PER_MINUTE",
+    "DEFAULT_THRESHOLD",
+    "ApiError",
+    "DayCheck",
+    "ReportingApi",
+    "SentDay",
+    "SentTarget",
+    "add_command",
+    "api_url",
+    "calls_limiter",
+    "check_day",
+    "load_report",
+    "run_verify",
 ]
 
 DEFAULT_THRESHOLD = 0.99
@@ -77,12 +88,20 @@ def _count(value: Any, where: str) -> int:
 def parse_report(data: Any, source: str) -> list[SentTarget]:
     """Check a report's shape (see the module docstring); :class:`UsageError` names the bad spot."""
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list):
-        raise UsageError(f"--report {source}: needs a top-level 'targets' list (written by `trafficinator backfill --report` or the Locust run report)")
+        raise UsageError(
+            f"--report {source}: needs a top-level 'targets' list (written by `trafficinator backfill --report` or the Locust run report)"
+        )
     targets = []
     for index, entry in enumerate(data["targets"]):
         where = f"--report {source}: targets[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("target"), str) or not isinstance(entry.get("days"), dict):
-            raise UsageError(f"{where}: needs 'target' (a name) and 'days' ({{\"YYYY-MM-DD\": {{\"visits\": N, \"hits\": M}}}})")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("target"), str)
+            or not isinstance(entry.get("days"), dict)
+        ):
+            raise UsageError(
+                f'{where}: needs \'target\' (a name) and \'days\' ({{"YYYY-MM-DD": {{"visits": N, "hits": M}}}})'
+            )
         days = []
         for day, counts in sorted(entry["days"].items()):
             spot = f"{where}.days[{day}]"
@@ -93,7 +112,14 @@ def parse_report(data: Any, source: str) -> list[SentTarget]:
             if not isinstance(counts, dict) or "visits" not in counts:
                 raise UsageError(f"{spot}: needs at least 'visits'")
             actions = counts.get("actions")
-            days.append(SentDay(day, _count(counts["visits"], f"{spot}.visits"), _count(counts.get("hits", 0), f"{spot}.hits"), None if actions is None else _count(actions, f"{spot}.actions")))
+            days.append(
+                SentDay(
+                    day,
+                    _count(counts["visits"], f"{spot}.visits"),
+                    _count(counts.get("hits", 0), f"{spot}.hits"),
+                    None if actions is None else _count(actions, f"{spot}.actions"),
+                )
+            )
         targets.append(SentTarget(entry["target"], tuple(days)))
     return targets
 
@@ -102,7 +128,9 @@ def load_report(path: Path) -> list[SentTarget]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"--report {path}: no such file (write one with `trafficinator backfill --report {path}`)") from None
+        raise UsageError(
+            f"--report {path}: no such file (write one with `trafficinator backfill --report {path}`)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"--report {path}: not readable JSON ({exc.__class__.__name__})") from None
     return parse_report(data, str(path))
@@ -151,7 +179,9 @@ class ApiError(Exception):
 class ReportingApi:
     """POSTs Reporting API calls for one target, the token in the body, paced by ``limiter``."""
 
-    def __init__(self, target: Target, limiter: TokenBucket, timeout: float = 30.0, sleep: Callable[[float], Any] = time.sleep):
+    def __init__(
+        self, target: Target, limiter: TokenBucket, timeout: float = 30.0, sleep: Callable[[float], Any] = time.sleep
+    ):
         self.url = api_url(target.url)
         self._token = target.token_auth.get_secret_value() if target.token_auth else ""
         self._limiter = limiter
@@ -160,8 +190,12 @@ class ReportingApi:
 
     def call(self, method: str, **params: str) -> Any:
         self._limiter.acquire(1, sleep=self._sleep)
-        form = urlencode({"module": "API", "format": "JSON", "method": method, **params, "token_auth": self._token}).encode()
-        request = urllib.request.Request(self.url, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        form = urlencode(
+            {"module": "API", "format": "JSON", "method": method, **params, "token_auth": self._token}
+        ).encode()
+        request = urllib.request.Request(
+            self.url, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 body = response.read()
@@ -205,11 +239,15 @@ def targets_for(config: Config, sent: Sequence[SentTarget]) -> list[tuple[SentTa
     for entry in sent:
         found = by_name.get(entry.name.casefold())
         if found is None:
-            problems.append(f"the report names target {entry.name!r}, which {config.source} does not have (targets: {', '.join(t.name for t in config.targets)})")
+            problems.append(
+                f"the report names target {entry.name!r}, which {config.source} does not have (targets: {', '.join(t.name for t in config.targets)})"
+            )
             continue
         index, target = found
         if target.token_auth is None:
-            problems.append(f"{config.source}: targets[{index}] ({target.name}): no token_auth; the Reporting API needs a token with view access to site {target.site_id}")
+            problems.append(
+                f"{config.source}: targets[{index}] ({target.name}): no token_auth; the Reporting API needs a token with view access to site {target.site_id}"
+            )
             continue
         pairs.append((entry, target))
     if problems:
@@ -225,8 +263,14 @@ def day_checks(api: ReportingApi, sent: SentTarget, target: Target, threshold: f
 
 
 def run_verify(
-    config: Config, report: Path, threshold: float = DEFAULT_THRESHOLD, calls_per_minute: float = DEFAULT_CALLS_PER_MINUTE,
-    *, out: TextIO | None = None, err: TextIO | None = None, timeout: float = 30.0,
+    config: Config,
+    report: Path,
+    threshold: float = DEFAULT_THRESHOLD,
+    calls_per_minute: float = DEFAULT_CALLS_PER_MINUTE,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    timeout: float = 30.0,
 ) -> int:
     """Compare sent with stored for every target and day of ``report``; returns the exit code."""
     from trafficinator_locust.runtime.summary import render_table
@@ -253,9 +297,35 @@ def run_verify(
     for check in checks:
         actions = "-" if check.sent_actions is None else str(check.sent_actions)
         ratio = f"{100 * check.stored_visits / check.sent_visits:.1f}%" if check.sent_visits else "-"
-        rows.append([check.target, check.day, check.sent_visits, check.stored_visits, ratio, actions, check.stored_actions, "ok" if check.ok else "SHORT"])
+        rows.append(
+            [
+                check.target,
+                check.day,
+                check.sent_visits,
+                check.stored_visits,
+                ratio,
+                actions,
+                check.stored_actions,
+                "ok" if check.ok else "SHORT",
+            ]
+        )
     if rows:
-        out.write(render_table(["target", "day", "visits sent", "visits stored", "stored %", "actions sent", "actions stored", "check"], rows) + "\n")
+        out.write(
+            render_table(
+                [
+                    "target",
+                    "day",
+                    "visits sent",
+                    "visits stored",
+                    "stored %",
+                    "actions sent",
+                    "actions stored",
+                    "check",
+                ],
+                rows,
+            )
+            + "\n"
+        )
     for name, rows_failed in failures.items():
         if rows_failed:
             problems = ", ".join(f"{row.get('problem')} x{row.get('count', 1)}" for row in rows_failed)
@@ -267,14 +337,20 @@ def run_verify(
     for name, message in broken.items():
         err.write(f"trafficinator verify: target {name}: {message}\n")
     for name, days in short.items():
-        err.write(f"trafficinator verify: target {name} stored less than {threshold:.0%} of what was sent on {len(days)} day(s): {', '.join(days)}\n")
+        err.write(
+            f"trafficinator verify: target {name} stored less than {threshold:.0%} of what was sent on {len(days)} day(s): {', '.join(days)}\n"
+        )
     if short:
-        err.write("  If these past days were sent recently, Matomo may not have archived them yet: invalidate and re-archive them\n"
-                  "  (./console core:invalidate-report-data --dates=FIRST,LAST --sites=ID, then ./console core:archive) and verify again.\n")
+        err.write(
+            "  If these past days were sent recently, Matomo may not have archived them yet: invalidate and re-archive them\n"
+            "  (./console core:invalidate-report-data --dates=FIRST,LAST --sites=ID, then ./console core:archive) and verify again.\n"
+        )
     if short or broken:
         return EXIT_SHORT
     days = len(checks)
-    out.write(f"verify OK: {len(pairs)} target(s), {days} day(s): every target stored at least {threshold:.0%} of the visits (and actions) sent on every day\n")
+    out.write(
+        f"verify OK: {len(pairs)} target(s), {days} day(s): every target stored at least {threshold:.0%} of the visits (and actions) sent on every day\n"
+    )
     return EXIT_OK
 
 
@@ -285,13 +361,29 @@ def run_verify(
 def add_command(commands: Any) -> None:
     """Register ``trafficinator verify`` on the CLI's subparsers."""
     parser = commands.add_parser(
-        "verify", help="compare what a run or backfill sent with what each Matomo stored (Reporting API)",
+        "verify",
+        help="compare what a run or backfill sent with what each Matomo stored (Reporting API)",
         description="For each target and day of a report, ask the target's Reporting API (VisitsSummary.get, CoreAdminHome.getTrackingFailures) what it stored. Exit 1 when a target stored less than threshold x sent on some day.",
     )
     parser.add_argument("config", help="traffic YAML (targets, URLs, tokens)")
-    parser.add_argument("--report", required=True, metavar="REPORT.json", help="what was sent: a backfill report or a run report with per-day counts")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="minimum stored/sent ratio per day (default: %(default)s)")
-    parser.add_argument("--calls-per-minute", type=float, default=DEFAULT_CALLS_PER_MINUTE, help="Reporting API calls per minute, all targets together (default: %(default)s)")
+    parser.add_argument(
+        "--report",
+        required=True,
+        metavar="REPORT.json",
+        help="what was sent: a backfill report or a run report with per-day counts",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="minimum stored/sent ratio per day (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calls-per-minute",
+        type=float,
+        default=DEFAULT_CALLS_PER_MINUTE,
+        help="Reporting API calls per minute, all targets together (default: %(default)s)",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per API call (default: %(default)s)")
     parser.set_defaults(handler=command)
 

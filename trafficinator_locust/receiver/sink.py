@@ -22,6 +22,10 @@ adds others, e.g. a view-only token that the Reporting API accepts and the track
 
 from __future__ import annotations
 
+import gevent
+import gevent.event
+from gevent.pywsgi import WSGIServer
+
 import base64
 import hashlib
 import json
@@ -40,13 +44,8 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 from zoneinfo import ZoneInfo
 
-import gevent
-import gevent.event
-from gevent.pywsgi import WSGIServer
-
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.protocol import (
-    instance_path,
     ACTION_KINDS,
     BOT,
     DUPLICATE_EC_ID,
@@ -58,25 +57,35 @@ from trafficinator_locust.core.protocol import (
     campaign_of,
     check_hit,
     classify,
+    instance_path,
     parse_cdt,
 )
 
 __all__ = [
-    "SinkSite", "SinkInstance", "SinkApp", "instances_from_targets", "default_instances", "serve",
+    "SinkSite",
+    "SinkInstance",
+    "SinkApp",
+    "instances_from_targets",
+    "default_instances",
+    "serve",
     "run",
-    "GIF", "MATOMO_VERSION", "TRACKER_PAGE", "ROLES", "VISIT_TIMEOUT_SECONDS",
+    "GIF",
+    "MATOMO_VERSION",
+    "TRACKER_PAGE",
+    "ROLES",
+    "VISIT_TIMEOUT_SECONDS",
 ]
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 """Matomo's 43-byte transparent GIF, the body of a stored hit."""
 MATOMO_VERSION = "5.2.0"
 TRACKER_PAGE = (
-    "This resource is part of Matomo. Keep full control of your data with the leading free and open "
-    "source <a href='https://matomo.org' target='_blank' rel='noopener noreferrer nofollow'>web analytics "
-    "& conversion optimisation platform</a>.<br>\nThis file is the endpoint for the Matomo tracking API. "
-    "If you want to access the Matomo UI or use the Reporting API, please use <a href='index.php'>index.php</a> "
-    "instead.\n"
-).encode("utf-8")
+    b"This resource is part of Matomo. Keep full control of your data with the leading free and open "
+    b"source <a href='https://matomo.org' target='_blank' rel='noopener noreferrer nofollow'>web analytics "
+    b"& conversion optimisation platform</a>.<br>\nThis file is the endpoint for the Matomo tracking API. "
+    b"If you want to access the Matomo UI or use the Reporting API, please use <a href='index.php'>index.php</a> "
+    b"instead.\n"
+)
 """What Matomo's matomo.php prints for a request that tracks nothing (core/Tracker/Response.php):
 status 200 for a GET without parameters (monitoring tools probe it), 400 otherwise."""
 ROLES = ("view", "write", "admin")
@@ -89,8 +98,12 @@ _JSON = "application/json; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
 _STATUS = {
-    200: "200 OK", 204: "204 No Content", 400: "400 Bad Request", 404: "404 Not Found",
-    405: "405 Method Not Allowed", 500: "500 Internal Server Error",
+    200: "200 OK",
+    204: "204 No Content",
+    400: "400 Bad Request",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    500: "500 Internal Server Error",
 }
 _VIEW_ACCESS = "You can't access this resource as it requires 'view' access"
 
@@ -165,9 +178,20 @@ def _site_of(target: Any, site_id: int) -> SinkSite:
     """The site a target describes: its time zone, and the goals and currency of its traffic model."""
     traffic = getattr(target, "traffic", None)
     goals = {goal.id for goal in getattr(traffic, "goals", ())}
-    goals |= {step.id for journey in getattr(traffic, "journeys", ()) for step in journey.steps if step.type == "goal" and step.id}
+    goals |= {
+        step.id
+        for journey in getattr(traffic, "journeys", ())
+        for step in journey.steps
+        if step.type == "goal" and step.id
+    }
     currency = getattr(getattr(traffic, "ecommerce", None), "currency", None) or "USD"
-    return SinkSite(site_id, timezone=target.timezone or "UTC", currency=currency, goals=frozenset(goals) or frozenset({1, 2, 3}), name=target.name)
+    return SinkSite(
+        site_id,
+        timezone=target.timezone or "UTC",
+        currency=currency,
+        goals=frozenset(goals) or frozenset({1, 2, 3}),
+        name=target.name,
+    )
 
 
 def default_instances() -> list[SinkInstance]:
@@ -178,12 +202,19 @@ def default_instances() -> list[SinkInstance]:
     """
     env = os.environ
     return [
-        SinkInstance("/dev", {1: SinkSite(1, "UTC", name="Development")},
-                     {env.get("DEMO_DEV_TOKEN", "demo-dev-token-5f1c")}),
-        SinkInstance("/staging", {2: SinkSite(2, "America/New_York", name="Staging")},
-                     {env.get("DEMO_STAGING_TOKEN", "demo-staging-token-8a2e")}),
-        SinkInstance("/prod", {1: SinkSite(1, "Asia/Tokyo", name="Production")},
-                     {env.get("DEMO_PROD_TOKEN", "demo-prod-token-c93d")}),
+        SinkInstance(
+            "/dev", {1: SinkSite(1, "UTC", name="Development")}, {env.get("DEMO_DEV_TOKEN", "demo-dev-token-5f1c")}
+        ),
+        SinkInstance(
+            "/staging",
+            {2: SinkSite(2, "America/New_York", name="Staging")},
+            {env.get("DEMO_STAGING_TOKEN", "demo-staging-token-8a2e")},
+        ),
+        SinkInstance(
+            "/prod",
+            {1: SinkSite(1, "Asia/Tokyo", name="Production")},
+            {env.get("DEMO_PROD_TOKEN", "demo-prod-token-c93d")},
+        ),
     ]
 
 
@@ -288,12 +319,14 @@ class _SiteState:
             "actions": dict(self.actions),
             "hits": self.hits,
             "ip_overrides": self.ip_overrides,
-            **({"hit_log": {cid: [list(hit) for hit in hits] for cid, hits in self.hit_log.items()}} if self.hit_log else {}),
+            **(
+                {"hit_log": {cid: [list(hit) for hit in hits] for cid, hits in self.hit_log.items()}}
+                if self.hit_log
+                else {}
+            ),
             "invalid": _counter_dict(self.invalid),
             "ignored": _counter_dict(self.ignored),
-            "visits_by_day": {
-                d.isoformat(): s.visits for d, s in sorted(self.days.items()) if s.visits
-            },
+            "visits_by_day": {d.isoformat(): s.visits for d, s in sorted(self.days.items()) if s.visits},
             **({"lost": self.lost} if self.lost else {}),
         }
 
@@ -360,9 +393,7 @@ def _config_visitor_id(config: tuple[str, str, str]) -> str:
     return hashlib.blake2b("\x00".join(config).encode("utf-8"), digest_size=8).hexdigest()
 
 
-def _starts_new_visit(
-    visit: _Visit, params: Mapping[str, str], ts: float, day: date, campaign: str
-) -> bool:
+def _starts_new_visit(visit: _Visit, params: Mapping[str, str], ts: float, day: date, campaign: str) -> bool:
     return (
         params.get("new_visit") == "1"
         or abs(ts - visit.last_ts) > VISIT_TIMEOUT_SECONDS
@@ -372,7 +403,10 @@ def _starts_new_visit(
 
 
 def _visit_for(
-    site: _SiteState, params: Mapping[str, str], config: tuple[str, str, str], ts: float,
+    site: _SiteState,
+    params: Mapping[str, str],
+    config: tuple[str, str, str],
+    ts: float,
     is_ping: bool,
 ) -> _Visit | None:
     """Find or start the visit of a hit; ``None`` for a ping that has no active visit.
@@ -394,8 +428,13 @@ def _visit_for(
 
 
 def _start_visit(
-    site: _SiteState, params: Mapping[str, str], config: tuple[str, str, str],
-    visitor_id: str, ts: float, day: date, campaign: str,
+    site: _SiteState,
+    params: Mapping[str, str],
+    config: tuple[str, str, str],
+    visitor_id: str,
+    ts: float,
+    day: date,
+    campaign: str,
 ) -> _Visit:
     lookup_id = visitor_id
     if not visitor_id:
@@ -414,9 +453,7 @@ def _start_visit(
 
 
 # --- WSGI helpers --------------------------------------------------------------------------------
-def _respond(
-    start_response: StartResponse, status: int, body: bytes = b"", ctype: str | None = None
-) -> list[bytes]:
+def _respond(start_response: StartResponse, status: int, body: bytes = b"", ctype: str | None = None) -> list[bytes]:
     headers: list[tuple[str, str]] = []
     if status != 204:
         headers.append(("Content-Length", str(len(body))))
@@ -609,17 +646,13 @@ class SinkApp:
         for state in states:
             state.reset()
 
-    def _stats(
-        self, state: _InstanceState | None, environ: Environ, start_response: StartResponse
-    ) -> list[bytes]:
+    def _stats(self, state: _InstanceState | None, environ: Environ, start_response: StartResponse) -> list[bytes]:
         if environ.get("REQUEST_METHOD") != "GET":
             return _respond(start_response, 405, b"use GET", _TEXT)
         payload = state.stats() if state is not None else self.stats()
         return _respond_json(start_response, payload)
 
-    def _reset(
-        self, state: _InstanceState | None, environ: Environ, start_response: StartResponse
-    ) -> list[bytes]:
+    def _reset(self, state: _InstanceState | None, environ: Environ, start_response: StartResponse) -> list[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return _respond(start_response, 405, b"use POST", _TEXT)
         _read_body(environ)
@@ -627,9 +660,7 @@ class SinkApp:
         return _respond_json(start_response, {"status": "ok"})
 
     # -- tracking -----------------------------------------------------------------------------
-    def _tracker(
-        self, state: _InstanceState | None, environ: Environ, start_response: StartResponse
-    ) -> list[bytes]:
+    def _tracker(self, state: _InstanceState | None, environ: Environ, start_response: StartResponse) -> list[bytes]:
         assert state is not None
         body = _get_or_post_body(environ)
         if body is None:
@@ -649,9 +680,7 @@ class SinkApp:
             return _respond(start_response, 204)
         return _respond(start_response, 200, GIF, "image/gif")
 
-    def _bulk(
-        self, state: _InstanceState, environ: Environ, body: bytes, start_response: StartResponse
-    ) -> list[bytes]:
+    def _bulk(self, state: _InstanceState, environ: Environ, body: bytes, start_response: StartResponse) -> list[bytes]:
         try:
             items = _bulk_items(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -666,13 +695,9 @@ class SinkApp:
                 tracked += 1
             else:
                 invalid += 1
-        return _respond_json(
-            start_response, {"status": "success", "tracked": tracked, "invalid": invalid}
-        )
+        return _respond_json(start_response, {"status": "success", "tracked": tracked, "invalid": invalid})
 
-    def _track(
-        self, state: _InstanceState, params: Mapping[str, str], client: _Client
-    ) -> Rejection | None:
+    def _track(self, state: _InstanceState, params: Mapping[str, str], client: _Client) -> Rejection | None:
         """Check, classify and record one hit; returns why it was not stored (or ``None``)."""
         site = state.site_for(params)
         token = params.get("token_auth", "")
@@ -680,8 +705,12 @@ class SinkApp:
         now = self.clock()
         now_utc = datetime.fromtimestamp(now, dt_timezone.utc)
         outcome = check_hit(
-            params, site_exists=site is not None, token_valid=token_valid,
-            token_given=bool(token), goal_ids=site.site.goals if site else None, now_utc=now_utc,
+            params,
+            site_exists=site is not None,
+            token_valid=token_valid,
+            token_given=bool(token),
+            goal_ids=site.site.goals if site else None,
+            now_utc=now_utc,
         )
         if outcome is None:
             assert site is not None
@@ -691,8 +720,13 @@ class SinkApp:
         return outcome
 
     def _record(
-        self, site: _SiteState, params: Mapping[str, str], client: _Client, token_valid: bool,
-        now: float, now_utc: datetime,
+        self,
+        site: _SiteState,
+        params: Mapping[str, str],
+        client: _Client,
+        token_valid: bool,
+        now: float,
+        now_utc: datetime,
     ) -> Rejection | None:
         user_agent = params.get("ua") or client.user_agent
         if params.get("bots") != "1" and _is_bot(user_agent):
@@ -732,9 +766,7 @@ class SinkApp:
         return int.from_bytes(digest, "big") < self._loss_threshold
 
     # -- reporting API ------------------------------------------------------------------------
-    def _api(
-        self, state: _InstanceState | None, environ: Environ, start_response: StartResponse
-    ) -> list[bytes]:
+    def _api(self, state: _InstanceState | None, environ: Environ, start_response: StartResponse) -> list[bytes]:
         assert state is not None
         body = _get_or_post_body(environ)
         if body is None:
@@ -786,9 +818,7 @@ def _api_site(state: _InstanceState, params: Mapping[str, str]) -> _SiteState | 
     raw = (params.get("idSite") or params.get("idsite") or "").strip()
     site = state.sites.get(int(raw)) if raw.isdigit() else None
     if site is None:
-        return _api_error(
-            f"An unexpected website was found in the request: website id was set to '{raw}' ."
-        )
+        return _api_error(f"An unexpected website was found in the request: website id was set to '{raw}' .")
     return site
 
 
@@ -832,11 +862,17 @@ def _tracking_failures(state: _InstanceState) -> list[dict[str, Any]]:
     rows.append(("", "", state.invalid))
     for site_id, name, counter in rows:
         for reason, count in sorted(counter.items()):
-            failures.append({
-                "idsite": site_id, "idfailure": len(failures) + 1, "site_name": name or f"Site {site_id}",
-                "problem": reason, "solution": "see the receiver's stats (invalid) for the rule",
-                "request_url": "", "count": count,
-            })
+            failures.append(
+                {
+                    "idsite": site_id,
+                    "idfailure": len(failures) + 1,
+                    "site_name": name or f"Site {site_id}",
+                    "problem": reason,
+                    "solution": "see the receiver's stats (invalid) for the rule",
+                    "request_url": "",
+                    "count": count,
+                }
+            )
     return failures
 
 
@@ -881,8 +917,7 @@ def _api_answer(state: _InstanceState, params: Mapping[str, str], now: float) ->
         return _tracking_failures(state)
     module = method.split(".", 1)[0]
     return _api_error(
-        f"The method '{method.split('.', 1)[-1]}' does not exist or is not available in the "
-        f"module '{module}'."
+        f"The method '{method.split('.', 1)[-1]}' does not exist or is not available in the module '{module}'."
     )
 
 
@@ -938,8 +973,7 @@ def run(
     try:
         if ready_file:  # before the line, so a reader of the line finds the file
             write_atomic(ready_file, str(bound))
-        print(f"sink listening on http://{host}:{bound} (instances: {_describe(app.prefixes)})",
-              flush=True)
+        print(f"sink listening on http://{host}:{bound} (instances: {_describe(app.prefixes)})", flush=True)
         stop.wait()
     finally:
         for watcher in watchers:

@@ -10,6 +10,10 @@ transport differs: each bulk POST goes through a Locust HTTP session, so it fire
 
 from __future__ import annotations
 
+import gevent
+from locust import LoadTestShape
+from locust.env import Environment
+
 import json
 import logging
 import threading
@@ -17,13 +21,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import gevent
-from locust import LoadTestShape
-from locust.env import Environment
-
+from trafficinator_locust.core.config import Config, Target
 from trafficinator_locust.ops.backfill import EXIT_OK, BackfillOptions, SendError, UsageError, run_backfill
 from trafficinator_locust.runtime.bulk_sender import own_session, post_bulk
-from trafficinator_locust.core.config import Config, Target
 
 logger = logging.getLogger("trafficinator")
 
@@ -51,7 +51,10 @@ class LocustTransport:
         posted = post_bulk(self._session, self._target, body, len(json.loads(body)["requests"]))
         if not posted.status:
             name = type(posted.error).__name__
-            raise SendError(f"no answer from {self._target.name}: {name}", retryable=isinstance(posted.error, ConnectionRefusedError))
+            raise SendError(
+                f"no answer from {self._target.name}: {name}",
+                retryable=isinstance(posted.error, ConnectionRefusedError),
+            )
         return posted.status, posted.body  # the backfill checks the answer again and decides what to do
 
     def close(self) -> None:
@@ -93,7 +96,10 @@ class LocustBackfill:
     def _run(self, environment: Environment) -> None:
         try:
             self.exit_code = run_backfill(
-                self.config, self.options, transport_factory=lambda target, timeout: LocustTransport(environment, target, timeout), stop=self.stop,
+                self.config,
+                self.options,
+                transport_factory=lambda target, timeout: LocustTransport(environment, target, timeout),
+                stop=self.stop,
             )
         except UsageError as error:
             logger.error("trafficinator backfill: %s", error)
@@ -112,7 +118,8 @@ def backfill_options(options: Any) -> BackfillOptions:
     first, last = parse_range(options.traffic_backfill)
     report = getattr(options, "traffic_report", None)
     return BackfillOptions(
-        first=first, last=last,
+        first=first,
+        last=last,
         max_hits_per_second=getattr(options, "traffic_backfill_rate", None),
         checkpoint=Path(options.traffic_backfill_checkpoint),
         report=Path(report) if report else None,

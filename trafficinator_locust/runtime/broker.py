@@ -32,6 +32,9 @@ Nothing here blocks in a message handler except the small atomic state write.
 
 from __future__ import annotations
 
+import gevent
+from gevent.event import Event
+
 import hashlib
 import itertools
 import logging
@@ -44,9 +47,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import gevent
-from gevent.event import Event
 
 from trafficinator_locust.core.budget import Ledger, Pace, TargetBudget, TargetStatus, parse_state, state_json
 from trafficinator_locust.core.config import Config
@@ -134,7 +134,9 @@ class StateFile:
         try:
             return parse_state(text)
         except ValueError as exc:
-            raise StateError(f"the budget state {self.path} is unusable ({exc}); delete it to start the day's counts from 0, or pass --traffic-state ''") from None
+            raise StateError(
+                f"the budget state {self.path} is unusable ({exc}); delete it to start the day's counts from 0, or pass --traffic-state ''"
+            ) from None
 
     def save(self, text: str) -> None:
         write_atomic(self.path, text)
@@ -217,11 +219,21 @@ class PermitBroker:
     def on_lease(self, holder: str, data: Mapping[str, Any]) -> None:
         target = str(data.get("target"))
         now = self._clock()
-        reply: dict[str, Any] = {"req": data.get("req"), "broker": self.id, "target": target, "lease": None, "count": 0, "ttl": self.ttl}
+        reply: dict[str, Any] = {
+            "req": data.get("req"),
+            "broker": self.id,
+            "target": target,
+            "lease": None,
+            "count": 0,
+            "ttl": self.ttl,
+        }
         if target not in self.granted_in_run:
             if target not in self._unknown_targets:
                 self._unknown_targets.add(target)
-                logger.error("a node asked for permits of unknown target %r: its traffic config differs from the master's", target)
+                logger.error(
+                    "a node asked for permits of unknown target %r: its traffic config differs from the master's",
+                    target,
+                )
             self._send(MSG_GRANT, {**reply, "rate": None, "retry_after": RETRY_MAX, "state": "unknown"}, holder)
             return
         want = max(0, min(int(data.get("want", 1)), MAX_BATCH))
@@ -269,7 +281,13 @@ class PermitBroker:
             if settled.credited:
                 credited = True
                 self.granted_in_run[settled.lease.target] -= settled.credited
-                logger.info("lease %s of %s expired: %d unused %s permits credited back", settled.lease.id, settled.lease.holder, settled.credited, settled.lease.target)
+                logger.info(
+                    "lease %s of %s expired: %d unused %s permits credited back",
+                    settled.lease.id,
+                    settled.lease.holder,
+                    settled.credited,
+                    settled.lease.target,
+                )
         if self._alive is not None:
             self._released = {holder for holder in self._released if not self._alive(holder)}  # a worker may come back
             for holder in {lease.holder for lease in self.ledger.leases()} - self._released:
@@ -277,7 +295,12 @@ class PermitBroker:
                     self._released.add(holder)
                     marked = self.ledger.release(holder)
                     unused = sum(lease.unused for lease in marked)
-                    logger.warning("worker %s is gone: its %d unreported permits return when their leases expire (ttl %gs)", holder, unused, self.ttl)
+                    logger.warning(
+                        "worker %s is gone: its %d unreported permits return when their leases expire (ttl %gs)",
+                        holder,
+                        unused,
+                        self.ttl,
+                    )
         if credited:
             self.save()
 
@@ -289,7 +312,11 @@ class PermitBroker:
             self._state_file.save(state_json(self.ledger))
         except OSError as exc:
             if not self._save_failed:
-                logger.error("cannot write the budget state %s (%s): no permits are granted until it can be written", self._state_file.path, exc)
+                logger.error(
+                    "cannot write the budget state %s (%s): no permits are granted until it can be written",
+                    self._state_file.path,
+                    exc,
+                )
             self._save_failed = True
             return False
         if self._save_failed:
@@ -299,7 +326,9 @@ class PermitBroker:
 
     # -- live changes (the web UI's control plane)
 
-    def retarget(self, target: str, *, pace: Pace | None = None, paused: bool | None = None, now: float | None = None) -> TargetStatus:
+    def retarget(
+        self, target: str, *, pace: Pace | None = None, paused: bool | None = None, now: float | None = None
+    ) -> TargetStatus:
         """Change a target's pace or pause it while running; persisted, then announced to clients.
 
         Raises ``KeyError`` for a target without a budget and ``ValueError`` for a time zone change.
@@ -311,7 +340,11 @@ class PermitBroker:
 
     def limited_targets(self) -> list[str]:
         """Targets whose users must ask for permits: those with a rate or cap, and paused ones."""
-        return [name for name in self.ledger.targets if self.ledger.budget(name).paused or self.ledger.budget(name).pace.visits_per_day is not None]
+        return [
+            name
+            for name in self.ledger.targets
+            if self.ledger.budget(name).paused or self.ledger.budget(name).pace.visits_per_day is not None
+        ]
 
     def announce_limits(self) -> None:
         """Tell every client which targets go through the broker (a target paused or given a rate
@@ -415,7 +448,6 @@ class PermitClient:
         """
         runner.register_message(MSG_GRANT, lambda environment, msg, **_: self.on_grant(msg.data))
         runner.register_message(MSG_LIMITS, lambda environment, msg, **_: self.on_limits(msg.data))
-
 
     def limit(self, targets: Iterable[str]) -> None:
         """Send ``targets`` through the broker from now on, and let every waiting user ask at once.
@@ -527,7 +559,13 @@ class PermitClient:
         """What this process holds per target (for tests and debugging)."""
         now = self._clock()
         return {
-            name: {"available": p.available(now), "leases": len(p.leases), "pending": p.pending is not None, "waiting": p.waiting, "state": p.state}
+            name: {
+                "available": p.available(now),
+                "leases": len(p.leases),
+                "pending": p.pending is not None,
+                "waiting": p.waiting,
+                "state": p.state,
+            }
             for name, p in self._targets.items()
         }
 
@@ -557,7 +595,9 @@ class PermitClient:
         permits.pending, permits.pending_since = req, now
         self._requests[req] = (permits.name, now)
         want = self._batch(permits, now) + permits.waiting + extra
-        if not self._safe_send(MSG_LEASE, {"req": req, "target": permits.name, "want": min(want, MAX_BATCH), "waiting": permits.waiting}):
+        if not self._safe_send(
+            MSG_LEASE, {"req": req, "target": permits.name, "want": min(want, MAX_BATCH), "waiting": permits.waiting}
+        ):
             permits.pending = None
             self._requests.pop(req, None)
 

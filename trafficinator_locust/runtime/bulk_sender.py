@@ -18,14 +18,14 @@ in moments. The rules that keep Matomo's reports right:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
-
 import gevent
 from gevent.event import Event
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from trafficinator_locust.core.bulk import JSON_CONTENT_TYPE, BulkError, build_payload, parse_answer
 from trafficinator_locust.core.config import Target
@@ -40,7 +40,9 @@ _HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
 def own_session(environment: Environment, target: Target, timeout: float) -> FastHttpSession:
     """A Locust HTTP session for one target's bulk requests: its own connections, stats through
     Locust's ``request`` event, and no cookie jar (its requests carry hits of many visitors)."""
-    session = FastHttpSession(target.origin, environment.events.request, None, connection_timeout=timeout, network_timeout=timeout)
+    session = FastHttpSession(
+        target.origin, environment.events.request, None, connection_timeout=timeout, network_timeout=timeout
+    )
     session.client.cookiejar = None
     return session
 
@@ -58,7 +60,9 @@ def post_bulk(session: Any, target: Target, payload: bytes, sent: int) -> Posted
     """One ``[<target>] bulk`` request through a Locust session; no answer, an error or a shortfall
     (``bulk.parse_answer``, which masks the token) is marked as a failure in Locust's stats."""
     token = target.token_auth.get_secret_value() if target.token_auth else None
-    with session.post(target.url, data=payload, headers=_HEADERS, name=f"[{target.name}] bulk", catch_response=True) as response:
+    with session.post(
+        target.url, data=payload, headers=_HEADERS, name=f"[{target.name}] bulk", catch_response=True
+    ) as response:
         status = response.status_code or 0
         if not status:
             error = getattr(response, "error", None)
@@ -115,7 +119,9 @@ class BulkSender:
         self._greenlets: list[gevent.Greenlet] = []
         self._draining = False
 
-    def add(self, visitor_key: str, item: str, first_of_visit: tuple[str, bool] | None, wait: Callable[[Event, float], None]) -> None:
+    def add(
+        self, visitor_key: str, item: str, first_of_visit: tuple[str, bool] | None, wait: Callable[[Event, float], None]
+    ) -> None:
         """Queue one hit; waits (through ``wait``, so the user stays stoppable) while its lane is full."""
         lane = self._lanes[hash(visitor_key) % len(self._lanes)]
         while len(lane.items) >= self.capacity:
@@ -157,7 +163,9 @@ class BulkSender:
                 continue
             batch = lane.items[: self.size]
             del lane.items[: self.size]
-            if len(lane.items) <= self.capacity // 2:  # wake the waiting users once there is room for many hits, not for each batch
+            if (
+                len(lane.items) <= self.capacity // 2
+            ):  # wake the waiting users once there is room for many hits, not for each batch
                 lane.room.set()
             lane.busy = True
             try:

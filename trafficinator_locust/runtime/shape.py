@@ -22,17 +22,17 @@ few seconds and up to 4 x the Little's-law size.
 
 from __future__ import annotations
 
+from locust import LoadTestShape
+from locust.dispatch import UsersDispatcher
+
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from locust import LoadTestShape
-from locust.dispatch import UsersDispatcher
-
-from trafficinator_locust.runtime.broker import PermitBroker
 from trafficinator_locust.core.config import Target
+from trafficinator_locust.runtime.broker import PermitBroker
 
 if TYPE_CHECKING:
     from locust import User
@@ -68,7 +68,9 @@ def pool_size(rate: float, visit_seconds: float, headroom: float = HEADROOM) -> 
 class PoolDispatcher(UsersDispatcher):
     """Locust's dispatcher, re-reading every class's ``fixed_count`` at each new dispatch."""
 
-    def new_dispatch(self, target_user_count: int, spawn_rate: float, user_classes: list[type[User]] | None = None) -> None:
+    def new_dispatch(
+        self, target_user_count: int, spawn_rate: float, user_classes: list[type[User]] | None = None
+    ) -> None:
         super().new_dispatch(target_user_count, spawn_rate, user_classes)
         self._try_dispatch_fixed = True
 
@@ -135,11 +137,21 @@ class TrafficShape(LoadTestShape):
             base = self._sized(target, now, status)
             self._base[target.name] = max(self._base.get(target.name, 0), base)
             pool = max(self.pools.get(target.name, 0), base)
-            if status is not None and status.state == "running" and self._lagging(target.name, status.current_rate or 0.0, now):
+            if (
+                status is not None
+                and status.state == "running"
+                and self._lagging(target.name, status.current_rate or 0.0, now)
+            ):
                 ceiling = math.ceil(self._base[target.name] * MAX_GROWTH)
                 grown = min(max(pool + 1, math.ceil(pool * GROWTH_STEP)), ceiling)
                 if grown > pool:
-                    logger.info("%s: permits wait unused (lag %.1f visits); growing its users %d -> %d", target.name, self.broker.lag(target.name, now), pool, grown)
+                    logger.info(
+                        "%s: permits wait unused (lag %.1f visits); growing its users %d -> %d",
+                        target.name,
+                        self.broker.lag(target.name, now),
+                        pool,
+                        grown,
+                    )
                     pool = grown
                     self._grown_at[target.name] = now
             self.pools[target.name] = pool

@@ -9,6 +9,8 @@ table and one JSON document per run.
 
 from __future__ import annotations
 
+from locust.stats import RequestStats, StatsEntry
+
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -16,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
-
-from locust.stats import RequestStats, StatsEntry
 
 from trafficinator_locust.core.budget import Pace, TargetStatus
 from trafficinator_locust.core.config import Config, Transport
@@ -54,7 +54,13 @@ class VisitTally:
 
     def drain(self) -> dict[str, Any]:
         """Counts since the last drain, for a worker report (workers send deltas, like Locust's stats)."""
-        data = {"started": dict(self.started), "failed": dict(self.failed), "bots": dict(self.bots), "hits": dict(self.hits), "days": self.days}
+        data = {
+            "started": dict(self.started),
+            "failed": dict(self.failed),
+            "bots": dict(self.bots),
+            "hits": dict(self.hits),
+            "days": self.days,
+        }
         self.started = Counter()
         self.failed = Counter()
         self.bots = Counter()
@@ -156,7 +162,9 @@ def _days(name: str, pace: Pace | None, tally: VisitTally, window: tuple[float, 
         cursor = start
         while cursor < end:
             plan = pace.plan_at(cursor)
-            spans[plan.day.isoformat()] = pace.expected_visits(cursor, min(end, plan.end)) if pace.visits_per_day is not None else None
+            spans[plan.day.isoformat()] = (
+                pace.expected_visits(cursor, min(end, plan.end)) if pace.visits_per_day is not None else None
+            )
             cursor = plan.end
     rows = []
     for day in sorted(set(spans) | set(counted)):
@@ -167,7 +175,9 @@ def _days(name: str, pace: Pace | None, tally: VisitTally, window: tuple[float, 
     return rows
 
 
-def summarize(config: Config, stats: RequestStats, tally: VisitTally, budget: BudgetView | None = None) -> list[TargetSummary]:
+def summarize(
+    config: Config, stats: RequestStats, tally: VisitTally, budget: BudgetView | None = None
+) -> list[TargetSummary]:
     """One row per enabled target, from Locust's per-name stats, the plugin's tally and the budget."""
     rows = []
     for target in config.enabled_targets:
@@ -176,7 +186,7 @@ def summarize(config: Config, stats: RequestStats, tally: VisitTally, budget: Bu
         kinds: dict[str, int] = {}
         for entry in target_entries(stats, target.name):
             merged.extend(entry)
-            kind = entry.name[len(prefix):]
+            kind = entry.name[len(prefix) :]
             kinds[kind] = kinds.get(kind, 0) + entry.num_requests
         status = budget.statuses.get(target.name) if budget else None
         pace = budget.paces.get(target.name) if budget else None
@@ -232,9 +242,37 @@ def _shown(value: float | int | None) -> str:
 
 
 def summary_table(rows: list[TargetSummary]) -> str:
-    headers = ["target", "site", "visits", "cap today", "expected", "state", "requests", "failures", "fail %", "p50 ms", "p95 ms", "hits", "hits/s"]
+    headers = [
+        "target",
+        "site",
+        "visits",
+        "cap today",
+        "expected",
+        "state",
+        "requests",
+        "failures",
+        "fail %",
+        "p50 ms",
+        "p95 ms",
+        "hits",
+        "hits/s",
+    ]
     body = [
-        [r.target, r.site_id, r.visits_started, _shown(r.cap_today), _shown(r.expected_visits), r.state, r.requests, r.failures, f"{100 * r.fail_ratio:.1f}", r.p50_ms, r.p95_ms, r.hits, _shown(r.hits_per_second)]
+        [
+            r.target,
+            r.site_id,
+            r.visits_started,
+            _shown(r.cap_today),
+            _shown(r.expected_visits),
+            r.state,
+            r.requests,
+            r.failures,
+            f"{100 * r.fail_ratio:.1f}",
+            r.p50_ms,
+            r.p95_ms,
+            r.hits,
+            _shown(r.hits_per_second),
+        ]
         for r in rows
     ]
     return render_table(headers, body)
@@ -244,8 +282,12 @@ def check_figures(rows: list[TargetSummary]) -> dict[str, dict[str, float | None
     """The figures ``--traffic-check`` rules test, per target (``delivered`` only for paced targets)."""
     return {
         row.target: {
-            "fail_ratio": row.fail_ratio, "failures": row.failures, "requests": row.requests, "visits": row.visits_started,
-            "p50": row.p50_ms, "p95": row.p95_ms,
+            "fail_ratio": row.fail_ratio,
+            "failures": row.failures,
+            "requests": row.requests,
+            "visits": row.visits_started,
+            "p50": row.p50_ms,
+            "p95": row.p95_ms,
             "delivered": round(row.visits_started / row.expected_visits, 4) if row.expected_visits else None,
         }
         for row in rows
@@ -256,13 +298,20 @@ def _report_row(row: TargetSummary) -> dict[str, Any]:
     """A target's JSON entry; ``days`` maps each local day to its figures (the shape ``verify`` reads)."""
     entry = asdict(row)
     entry["days"] = {
-        day.day: {"visits": day.visits_started, "visits_failed": day.visits_failed, "cap": day.cap, "expected_visits": day.expected_visits}
+        day.day: {
+            "visits": day.visits_started,
+            "visits_failed": day.visits_failed,
+            "cap": day.cap,
+            "expected_visits": day.expected_visits,
+        }
         for day in row.days
     }
     return entry
 
 
-def write_report(path: str | Path, config: Config, rows: list[TargetSummary], run: Mapping[str, Any] | None = None) -> None:
+def write_report(
+    path: str | Path, config: Config, rows: list[TargetSummary], run: Mapping[str, Any] | None = None
+) -> None:
     """The JSON report (``--traffic-report``): config fingerprint, the run, one entry per target."""
     document: dict[str, Any] = {"config": config.source, "fingerprint": config.fingerprint()}
     if run is not None:

@@ -7,13 +7,6 @@ so Locust's ``--host`` (which overwrites every class's host) cannot redirect a t
 
 from __future__ import annotations
 
-import itertools
-import logging
-import random
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
-from typing import ClassVar
-
 import gevent
 from gevent.event import Event
 from locust import FastHttpUser, User, between, constant, task
@@ -21,12 +14,19 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
-from trafficinator_locust.runtime.broker import PermitClient
-from trafficinator_locust.runtime.bulk_sender import BulkSender, own_session
+import itertools
+import logging
+import random
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import ClassVar
+
 from trafficinator_locust.core.config import Config, Distribution, Target, Transport
-from trafficinator_locust.runtime.summary import VisitTally
 from trafficinator_locust.core.tracking import FORM_CONTENT_TYPE, TrackingEncoder
 from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
+from trafficinator_locust.runtime.broker import PermitClient
+from trafficinator_locust.runtime.bulk_sender import BulkSender, own_session
+from trafficinator_locust.runtime.summary import VisitTally
 
 logger = logging.getLogger("trafficinator")
 
@@ -48,7 +48,9 @@ class NoPermits:
     def acquire(self, target: str, wait: Callable[[Event, float], None]) -> None:
         if not NoPermits.warned:
             NoPermits.warned = True
-            logger.error("user classes are not connected to a permit broker: no visit is sent (load them through the plugin)")
+            logger.error(
+                "user classes are not connected to a permit broker: no visit is sent (load them through the plugin)"
+            )
         while True:
             wait(Event(), 1.0)
 
@@ -113,11 +115,11 @@ class TargetUser(FastHttpUser):
         return next(cls._numbers)
 
     @classmethod
-    def route(cls) -> type["TargetUser"]:
+    def route(cls) -> type[TargetUser]:
         """The class whose target the next visit goes to: its own, except with ``distribution: random``."""
         return cls
 
-    def run_visit(self, visit: PlannedVisit, route: type["TargetUser"] | None = None) -> bool:
+    def run_visit(self, visit: PlannedVisit, route: type[TargetUser] | None = None) -> bool:
         """Send the visit's hits in order, waiting between them like a reader would.
 
         Returns whether the visit started (its first hit was answered 2xx).
@@ -131,17 +133,25 @@ class TargetUser(FastHttpUser):
                 self.pause(hit.wait_before)
             now = datetime.now(timezone.utc)
             body = route.encoder.body(hit, visit.visitor, now)
-            with self.client.post(route.tracker_url, data=body, headers=self._headers, name=f"[{name}] {hit.kind}", catch_response=True) as response:
+            with self.client.post(
+                route.tracker_url, data=body, headers=self._headers, name=f"[{name}] {hit.kind}", catch_response=True
+            ) as response:
                 ok = 200 <= (response.status_code or 0) < 300
                 if not ok:
-                    response.failure(f"HTTP {response.status_code}" if response.status_code else f"no answer ({getattr(response, 'error', None).__class__.__name__})")
+                    response.failure(
+                        f"HTTP {response.status_code}"
+                        if response.status_code
+                        else f"no answer ({getattr(response, 'error', None).__class__.__name__})"
+                    )
             if index == 0:
-                self.tally.visit_started(name, ok, now.astimezone(route.target.tzinfo).date().isoformat(), visit.stored_by_matomo)
+                self.tally.visit_started(
+                    name, ok, now.astimezone(route.target.tzinfo).date().isoformat(), visit.stored_by_matomo
+                )
                 if not ok:
                     return False  # Matomo stored nothing: the rest would be orphan hits
         return True
 
-    def _queue_visit(self, visit: PlannedVisit, route: type["TargetUser"], sender: BulkSender) -> bool:
+    def _queue_visit(self, visit: PlannedVisit, route: type[TargetUser], sender: BulkSender) -> bool:
         """``transport: bulk``: each hit joins its target's batches when it happens (dated by ``cdt``).
 
         Whether the visit started is known only when its batch is answered; the sender counts it.

@@ -15,6 +15,9 @@ See docs/web-ui.md and docs/adr/010-web-control-plane.md.
 
 from __future__ import annotations
 
+from locust.argument_parser import LocustArgumentParser
+from locust.env import Environment
+
 import json
 import logging
 import sys
@@ -24,24 +27,39 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
-from locust.argument_parser import LocustArgumentParser
-from locust.env import Environment
 
+from trafficinator_locust.core.masking import mask_secrets, mask_strings
+from trafficinator_locust.core.yaml_source import ConfigError
 from trafficinator_locust.runtime.broker import state_folder
 from trafficinator_locust.web.control import ControlPlane
-from trafficinator_locust.core.masking import mask_secrets, mask_strings
-from trafficinator_locust.web.openapi import openapi_document
-from trafficinator_locust.web.presets import FILE_NAME, PresetError, PresetExists, PresetInvalid, PresetNotFound, PresetStore, StalePreset
 from trafficinator_locust.web.login import EXIT_CONFIG_ERROR, PASSWORD_ENV, USER_ENV, configure_login
+from trafficinator_locust.web.openapi import openapi_document
+from trafficinator_locust.web.presets import (
+    FILE_NAME,
+    PresetError,
+    PresetExists,
+    PresetInvalid,
+    PresetNotFound,
+    PresetStore,
+    StalePreset,
+)
 from trafficinator_locust.web.workspace import ApiError, Workspace, problems_of
-from trafficinator_locust.core.yaml_source import ConfigError
 
 logger = logging.getLogger("trafficinator.webui")
 
 TAB_KEY = "trafficinator-targets"
 TAB_COLUMNS = [
-    ("name", "Target"), ("state", "State"), ("health", "Health"), ("visits", "Visits today / cap"), ("rate", "Visits/min"),
-    ("expected", "Expected/min"), ("requests", "Requests"), ("failpct", "Fail %"), ("p50", "p50 ms"), ("p95", "p95 ms"), ("error", "Last error"),
+    ("name", "Target"),
+    ("state", "State"),
+    ("health", "Health"),
+    ("visits", "Visits today / cap"),
+    ("rate", "Visits/min"),
+    ("expected", "Expected/min"),
+    ("requests", "Requests"),
+    ("failpct", "Fail %"),
+    ("p50", "p50 ms"),
+    ("p95", "p95 ms"),
+    ("error", "Last error"),
 ]
 STATIC = Path(__file__).with_name("static")
 LOOPBACK = "127.0.0.1"
@@ -56,14 +74,18 @@ def add_web_arguments(parser: LocustArgumentParser) -> None:
     """``--traffic-presets``, and ``--web-host`` defaulting to 127.0.0.1 (see docs/web-ui.md)."""
     group = next((g for g in parser._action_groups if g.title == "trafficinator"), parser)
     group.add_argument(
-        "--traffic-presets", metavar="FILE", default=None,
+        "--traffic-presets",
+        metavar="FILE",
+        default=None,
         help="SQLite file of the web UI's named presets (default: $XDG_STATE_HOME/trafficinator/presets.sqlite3).",
     )
     for action in parser._actions:
         if "--web-host" in action.option_strings:
             action.default = LOOPBACK
-            action.help = ("Host to bind the web interface to. trafficinator: defaults to 127.0.0.1 (the UI can change targets); "
-                           "pass '*' or an address to expose it, with --web-login and TRAFFICINATOR_WEB_USER/PASSWORD.")
+            action.help = (
+                "Host to bind the web interface to. trafficinator: defaults to 127.0.0.1 (the UI can change targets); "
+                "pass '*' or an address to expose it, with --web-login and TRAFFICINATOR_WEB_USER/PASSWORD."
+            )
 
 
 def presets_path(options: Any, env: Mapping[str, str] | None = None) -> Path:
@@ -81,7 +103,9 @@ def install(environment: Environment, plugin: Any) -> None:
     assert web_ui is not None
     options = environment.parsed_options
     locust_blueprint = web_ui.app.blueprints.get("locust")
-    base = (locust_blueprint.url_prefix if locust_blueprint is not None else getattr(options, "web_base_path", "")) or ""
+    base = (
+        locust_blueprint.url_prefix if locust_blueprint is not None else getattr(options, "web_base_path", "")
+    ) or ""
     try:
         presets = PresetStore(presets_path(options))
     except (PresetError, OSError) as error:
@@ -90,9 +114,16 @@ def install(environment: Environment, plugin: Any) -> None:
     control = ControlPlane(environment, plugin, Workspace.load(plugin.config), presets)
     login = configure_login(web_ui, options, base)
     if not login and web_ui.host not in LOOPBACK_NAMES:
-        logger.warning("trafficinator: the web UI listens on %s without a login: anyone who reaches it can change targets. "
-                       "Use --web-login with %s/%s, or --web-host 127.0.0.1.", web_ui.host or "every interface", USER_ENV, PASSWORD_ENV)
-    web_ui.app.register_blueprint(_blueprint(control, web_ui, base, loopback_only=not login and web_ui.host in LOOPBACK_NAMES))
+        logger.warning(
+            "trafficinator: the web UI listens on %s without a login: anyone who reaches it can change targets. "
+            "Use --web-login with %s/%s, or --web-host 127.0.0.1.",
+            web_ui.host or "every interface",
+            USER_ENV,
+            PASSWORD_ENV,
+        )
+    web_ui.app.register_blueprint(
+        _blueprint(control, web_ui, base, loopback_only=not login and web_ui.host in LOOPBACK_NAMES)
+    )
     _add_tab(control, web_ui)
     _json_errors_for_api(web_ui.app, base)
     environment.events.test_start.add_listener(lambda **_: control.on_test_start())
@@ -107,11 +138,21 @@ def tab_rows(status_targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for t in status_targets:
         cap = "-" if t["cap_today"] is None else t["cap_today"]
-        rows.append({
-            "name": t["name"], "state": t["state"], "health": t["health"] or "-",
-            "visits": f"{t['visits_today']} / {cap}", "rate": _per_minute(t["current_rate"]), "expected": _per_minute(t["expected_rate"]),
-            "requests": t["requests"], "failpct": t["fail_pct"], "p50": t["p50_ms"], "p95": t["p95_ms"], "error": t["last_error"] or "",
-        })
+        rows.append(
+            {
+                "name": t["name"],
+                "state": t["state"],
+                "health": t["health"] or "-",
+                "visits": f"{t['visits_today']} / {cap}",
+                "rate": _per_minute(t["current_rate"]),
+                "expected": _per_minute(t["expected_rate"]),
+                "requests": t["requests"],
+                "failpct": t["fail_pct"],
+                "p50": t["p50_ms"],
+                "p95": t["p95_ms"],
+                "error": t["last_error"] or "",
+            }
+        )
     return rows
 
 
@@ -123,7 +164,10 @@ def _add_tab(control: ControlPlane, web_ui: Any) -> None:
     """The Targets tab: Locust renders extended tables from template_args and extended_stats."""
     args = web_ui.template_args
     args["extended_tabs"] = [*args.get("extended_tabs", []), {"title": "Targets", "key": TAB_KEY}]
-    args["extended_tables"] = [*args.get("extended_tables", []), {"key": TAB_KEY, "structure": [{"key": k, "title": t} for k, t in TAB_COLUMNS]}]
+    args["extended_tables"] = [
+        *args.get("extended_tables", []),
+        {"key": TAB_KEY, "structure": [{"key": k, "title": t} for k, t in TAB_COLUMNS]},
+    ]
     link = b'<script src="trafficinator/static/tab.js"></script></body>'
 
     @web_ui.app.after_request
@@ -150,7 +194,11 @@ def _json_errors_for_api(app: Any, base: str) -> None:
     def handler(error: Any) -> Any:
         if not request.path.startswith(f"{base}/api/"):
             return error
-        message = "no such API route (see /api/openapi.json)" if isinstance(error, NotFound) else f"{request.method} is not allowed here (see /api/openapi.json)"
+        message = (
+            "no such API route (see /api/openapi.json)"
+            if isinstance(error, NotFound)
+            else f"{request.method} is not allowed here (see /api/openapi.json)"
+        )
         response = jsonify({"error": message})
         response.status_code = error.code
         return response
@@ -169,7 +217,9 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str, loopback_only: boo
     def route(rule: str, methods: list[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
             guarded = _guarded(view, control, loopback_only)
-            bp.add_url_rule(rule, endpoint=f"{view.__name__}", view_func=web_ui.auth_required_if_enabled(guarded), methods=methods)
+            bp.add_url_rule(
+                rule, endpoint=f"{view.__name__}", view_func=web_ui.auth_required_if_enabled(guarded), methods=methods
+            )
             return view
 
         return decorate
@@ -230,7 +280,11 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str, loopback_only: boo
             targets = [found]
         timeout = body.get("timeout", DEFAULT_TIMEOUT)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 120:
-            raise ApiError(422, "timeout must be a number of seconds in (0, 120]", [{"path": "timeout", "message": "must be > 0 and <= 120"}])
+            raise ApiError(
+                422,
+                "timeout must be a number of seconds in (0, 120]",
+                [{"path": "timeout", "message": "must be > 0 and <= 120"}],
+            )
         probe = body.get("probe", False)
         if not isinstance(probe, bool):
             raise ApiError(422, "probe must be true or false", [{"path": "probe", "message": "must be a boolean"}])
@@ -242,7 +296,9 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str, loopback_only: boo
         from trafficinator_locust.web.verify_api import read_request, run_request
 
         secrets = ws.secret_values()
-        checked = read_request(_body(), ws.config, ws.folder)  # the targets as now: edits during the check do not change it
+        checked = read_request(
+            _body(), ws.config, ws.folder
+        )  # the targets as now: edits during the check do not change it
         return mask_strings(run_request(checked), secrets)  # Matomo's messages and tracking failures are quoted
 
     @route("/api/status", ["GET"])
@@ -320,7 +376,9 @@ def _guarded(view: Callable[..., Any], control: ControlPlane, loopback_only: boo
         except ApiError as error:
             return _error(error.status, error.message, error.problems)
         except ConfigError as error:
-            return _error(422, "the config would not load: fix the problems listed (paths are config paths)", problems_of(error))
+            return _error(
+                422, "the config would not load: fix the problems listed (paths are config paths)", problems_of(error)
+            )
         except PresetNotFound as error:
             return _error(404, str(error))
         except (PresetExists, StalePreset) as error:
@@ -331,7 +389,10 @@ def _guarded(view: Callable[..., Any], control: ControlPlane, loopback_only: boo
             return _error(500, str(error))
         except Exception as error:  # noqa: BLE001  (answer JSON, log the trace without secrets)
             logger.exception("trafficinator web UI: %s %s failed", request.method, request.path)
-            return _error(500, f"internal error ({error.__class__.__name__}): {mask_secrets(str(error), control.workspace.secret_values())}")
+            return _error(
+                500,
+                f"internal error ({error.__class__.__name__}): {mask_secrets(str(error), control.workspace.secret_values())}",
+            )
 
     return wrapper
 
@@ -341,7 +402,9 @@ def _check_origin(loopback_only: bool) -> None:
     if origin and origin.rstrip("/").split("://", 1)[-1] != request.host:
         raise ApiError(403, "cross-origin requests to the trafficinator API are refused")
     if loopback_only and request.host.rsplit(":", 1)[0] not in LOOPBACK_NAMES:
-        raise ApiError(403, f"the UI is bound to loopback without a login; the Host header '{request.host}' is not a loopback name")
+        raise ApiError(
+            403, f"the UI is bound to loopback without a login; the Host header '{request.host}' is not a loopback name"
+        )
 
 
 def _error(status: int, message: str, problems: list[dict[str, Any]] | None = None) -> Response:

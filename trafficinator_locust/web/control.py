@@ -13,13 +13,13 @@ tally, staging), the presets and the status view. No Flask here.
 
 from __future__ import annotations
 
+from locust.env import Environment
+from locust.runners import STATE_RUNNING, STATE_SPAWNING
+
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from locust.env import Environment
-from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
 from trafficinator_locust.core.config import Config
 from trafficinator_locust.web.presets import PresetStore
@@ -41,7 +41,11 @@ def pending_changes(running: Config, new: Config) -> list[str]:
             continue
         if target.enabled and not old.enabled:
             notes.append(f"{target.name}: enabled (its users start at the next test start)")
-        fields = [f for f in ("name", "url", "site_id", "token_auth", "timezone", "seed", "traffic") if getattr(old, f) != getattr(target, f)]
+        fields = [
+            f
+            for f in ("name", "url", "site_id", "token_auth", "timezone", "seed", "traffic")
+            if getattr(old, f) != getattr(target, f)
+        ]
         if old.weight != target.weight:
             fields.append("weight (the split of users)")
         if fields:
@@ -55,7 +59,14 @@ def pending_changes(running: Config, new: Config) -> list[str]:
 class ControlPlane:
     """The workspace, the running plugin (broker, tally, staging), presets and status."""
 
-    def __init__(self, environment: Environment, plugin: Any, workspace: Workspace, presets: PresetStore, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        environment: Environment,
+        plugin: Any,
+        workspace: Workspace,
+        presets: PresetStore,
+        clock: Callable[[], float] = time.time,
+    ):
         self.environment = environment
         self.plugin = plugin
         self.workspace = workspace
@@ -69,7 +80,9 @@ class ControlPlane:
 
     # -- changes
 
-    def change(self, data: dict[str, Any], *, save: bool, extra_secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def change(
+        self, data: dict[str, Any], *, save: bool, extra_secrets: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """Validate a whole new document, make it current, apply what can be applied now, stage the rest."""
         with self.lock:
             config = self.workspace.validate(data, extra_secrets)
@@ -87,7 +100,11 @@ class ControlPlane:
         if stage is not None:
             stage(config)
             self.staged = config
-        applied: dict[str, Any] = {"live": live, "next_start": pending_changes(self.started_config, config), "staged": stage is not None}
+        applied: dict[str, Any] = {
+            "live": live,
+            "next_start": pending_changes(self.started_config, config),
+            "staged": stage is not None,
+        }
         if stage is None and applied["next_start"]:
             applied["note"] = "this Locust cannot stage a new config: restart it (after saving) to apply the rest"
         return applied
@@ -132,7 +149,13 @@ class ControlPlane:
         self.rates.add(now, tally.started)
         runner = self.environment.runner
         return status_document(
-            self.workspace.config, self.environment.stats, tally, self.plugin.budget_view(now), self.rates,
-            now=now, runner_state=runner.state if runner else None,
-            running=bool(runner and runner.state in (STATE_SPAWNING, STATE_RUNNING)), secret_values=self.workspace.secret_values(),
+            self.workspace.config,
+            self.environment.stats,
+            tally,
+            self.plugin.budget_view(now),
+            self.rates,
+            now=now,
+            runner_state=runner.state if runner else None,
+            running=bool(runner and runner.state in (STATE_SPAWNING, STATE_RUNNING)),
+            secret_values=self.workspace.secret_values(),
         )

@@ -48,8 +48,10 @@ def configure_login(web_ui: Any, options: Any, base: str) -> bool:
     if not (getattr(options, "web_login", False) or user or password):
         return False
     if not (user and password):
-        sys.stderr.write(f"trafficinator: the web login needs both {USER_ENV} and {PASSWORD_ENV} set (the operator's account); "
-                         "set them, or drop --web-login to serve the UI on 127.0.0.1 only\n")
+        sys.stderr.write(
+            f"trafficinator: the web login needs both {USER_ENV} and {PASSWORD_ENV} set (the operator's account); "
+            "set them, or drop --web-login to serve the UI on 127.0.0.1 only\n"
+        )
         sys.exit(EXIT_CONFIG_ERROR)
     app = web_ui.app
     if not web_ui.web_login:
@@ -63,7 +65,9 @@ def configure_login(web_ui: Any, options: Any, base: str) -> bool:
         app.secret_key = secrets.token_hex(32)
 
     def valid(name: str | None, secret: str | None) -> bool:
-        return hmac.compare_digest((name or "").encode(), user.encode()) & hmac.compare_digest((secret or "").encode(), password.encode())
+        return hmac.compare_digest((name or "").encode(), user.encode()) & hmac.compare_digest(
+            (secret or "").encode(), password.encode()
+        )
 
     manager.user_loader(lambda name: _LoginUser(name) if hmac.compare_digest(name.encode(), user.encode()) else None)
 

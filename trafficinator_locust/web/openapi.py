@@ -12,12 +12,25 @@ from typing import Any
 __all__ = ["openapi_document"]
 
 
-def _operation(summary: str, *, body: str | None = None, ok: str = "200", errors: tuple[int, ...] = (), params: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
-    entry: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}}
+def _operation(
+    summary: str,
+    *,
+    body: str | None = None,
+    ok: str = "200",
+    errors: tuple[int, ...] = (),
+    params: tuple[dict[str, Any], ...] = (),
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "summary": summary,
+        "responses": {ok: {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    }
     for code in errors:
         entry["responses"][str(code)] = {"$ref": "#/components/responses/Error"}
     if body:
-        entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
+        entry["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
     if params:
         entry["parameters"] = list(params)
     return entry
@@ -26,15 +39,24 @@ def _operation(summary: str, *, body: str | None = None, ok: str = "200", errors
 _VERIFY_BODY = {
     "type": "object",
     "description": "Exactly one of report and report_path. The report is what `trafficinator backfill --report` or `--traffic-report` wrote: "
-                   "{\"targets\": [{\"target\": NAME, \"days\": {\"YYYY-MM-DD\": {\"visits\": N, \"actions\": A}}}]}.",
+    '{"targets": [{"target": NAME, "days": {"YYYY-MM-DD": {"visits": N, "actions": A}}}]}.',
     "properties": {
         "report": {"type": "object", "description": "the report document itself"},
-        "report_path": {"type": "string", "description": "a report file on the server (relative to the config's folder)"},
+        "report_path": {
+            "type": "string",
+            "description": "a report file on the server (relative to the config's folder)",
+        },
         "target": {"type": "string", "description": "verify only this target of the report"},
         "threshold": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1, "default": 0.99},
         "calls_per_minute": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "default": 60},
-        "timeout": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 120, "default": 30,
-                    "description": "seconds each target may wait for its Matomo, beyond the calls-per-minute pacing"},
+        "timeout": {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMinimum": True,
+            "maximum": 120,
+            "default": 30,
+            "description": "seconds each target may wait for its Matomo, beyond the calls-per-minute pacing",
+        },
     },
 }
 
@@ -43,47 +65,149 @@ def openapi_document(base: str = "") -> dict[str, Any]:
     """An OpenAPI 3 description of the plugin's API (kept beside the routes; a test checks both agree)."""
     op = _operation
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    save = {"name": "save", "in": "query", "required": False, "schema": {"type": "string", "enum": ["1"]}, "description": "also write the config file (a timestamped backup is kept)"}
+    save = {
+        "name": "save",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["1"]},
+        "description": "also write the config file (a timestamped backup is kept)",
+    }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "trafficinator control plane", "version": "1", "description": "Targets, validation, status, verification and presets of a running trafficinator Locust (docs/web-ui.md). token_auth is write-only."},
+        "info": {
+            "title": "trafficinator control plane",
+            "version": "1",
+            "description": "Targets, validation, status, verification and presets of a running trafficinator Locust (docs/web-ui.md). token_auth is write-only.",
+        },
         "servers": [{"url": base or "/"}],
         "paths": {
             "/api/targets": {
-                "get": op("The current config's targets (token_auth: \"set\" or null)"),
-                "post": op("Add a target (validated like the YAML file; applies at the next test start)", body="Target", ok="201", errors=(400, 409, 422), params=(save,)),
+                "get": op('The current config\'s targets (token_auth: "set" or null)'),
+                "post": op(
+                    "Add a target (validated like the YAML file; applies at the next test start)",
+                    body="Target",
+                    ok="201",
+                    errors=(400, 409, 422),
+                    params=(save,),
+                ),
             },
             "/api/targets/{name}": {
                 "get": op("One target", errors=(404,), params=(name,)),
-                "put": op("Replace a target (enabled/weight/visits_per_day apply live)", body="Target", errors=(400, 404, 409, 422), params=(name, save)),
-                "patch": op("Change some keys of a target (null removes a key)", body="Target", errors=(400, 404, 409, 422), params=(name, save)),
-                "delete": op("Remove a target (paused now, gone at the next test start)", errors=(404, 422), params=(name, save)),
+                "put": op(
+                    "Replace a target (enabled/weight/visits_per_day apply live)",
+                    body="Target",
+                    errors=(400, 404, 409, 422),
+                    params=(name, save),
+                ),
+                "patch": op(
+                    "Change some keys of a target (null removes a key)",
+                    body="Target",
+                    errors=(400, 404, 409, 422),
+                    params=(name, save),
+                ),
+                "delete": op(
+                    "Remove a target (paused now, gone at the next test start)", errors=(404, 422), params=(name, save)
+                ),
             },
-            "/api/config/save": {"post": op("Write the current config to its YAML file (backup kept; tokens stay ${VAR})", errors=(409, 422))},
-            "/api/validate": {"post": op("Preflight every target, or {\"target\": name}; {\"probe\": true} sends one test hit", body="Validate", errors=(400, 404, 422))},
-            "/api/verify": {"post": op("Ingestion check (as `trafficinator verify`): sent vs stored visits and actions per target and day, through each target's Reporting API", body="Verify", errors=(400, 404, 422))},
-            "/api/status": {"get": op("Per target: state, health, visits today / cap, rates, requests, failures, p50/p95, last error")},
+            "/api/config/save": {
+                "post": op(
+                    "Write the current config to its YAML file (backup kept; tokens stay ${VAR})", errors=(409, 422)
+                )
+            },
+            "/api/validate": {
+                "post": op(
+                    'Preflight every target, or {"target": name}; {"probe": true} sends one test hit',
+                    body="Validate",
+                    errors=(400, 404, 422),
+                )
+            },
+            "/api/verify": {
+                "post": op(
+                    "Ingestion check (as `trafficinator verify`): sent vs stored visits and actions per target and day, through each target's Reporting API",
+                    body="Verify",
+                    errors=(400, 404, 422),
+                )
+            },
+            "/api/status": {
+                "get": op(
+                    "Per target: state, health, visits today / cap, rates, requests, failures, p50/p95, last error"
+                )
+            },
             "/api/presets": {
                 "get": op("Presets (names, created/updated times, versions)"),
-                "post": op("Save a preset: {\"name\": ..., \"config\": optional, else the current config}", body="Preset", ok="201", errors=(400, 409, 422)),
+                "post": op(
+                    'Save a preset: {"name": ..., "config": optional, else the current config}',
+                    body="Preset",
+                    ok="201",
+                    errors=(400, 409, 422),
+                ),
             },
             "/api/presets/{name}": {
                 "get": op("One preset with its config (ETag: its version)", errors=(404,), params=(name,)),
-                "put": op("Create or replace a preset; If-Match or version refuses a stale write (409)", body="Preset", errors=(400, 404, 409, 422), params=(name,)),
+                "put": op(
+                    "Create or replace a preset; If-Match or version refuses a stale write (409)",
+                    body="Preset",
+                    errors=(400, 404, 409, 422),
+                    params=(name,),
+                ),
                 "delete": op("Delete a preset", errors=(404, 409), params=(name,)),
             },
-            "/api/presets/{name}/apply": {"post": op("Make a preset the current config (live where possible, the rest at the next test start)", errors=(404, 422), params=(name, save))},
+            "/api/presets/{name}/apply": {
+                "post": op(
+                    "Make a preset the current config (live where possible, the rest at the next test start)",
+                    errors=(404, 422),
+                    params=(name, save),
+                )
+            },
             "/api/openapi.json": {"get": op("This document")},
         },
         "components": {
             "schemas": {
-                "Target": {"type": "object", "required": ["name"], "description": "A target as in the YAML file (docs/configuration.md). token_auth: a ${VAR} reference, a value (kept in memory only), \"set\" to keep, null to remove.", "additionalProperties": True},
-                "Validate": {"type": "object", "properties": {"target": {"type": "string"}, "probe": {"type": "boolean"}, "timeout": {"type": "number"}}},
+                "Target": {
+                    "type": "object",
+                    "required": ["name"],
+                    "description": 'A target as in the YAML file (docs/configuration.md). token_auth: a ${VAR} reference, a value (kept in memory only), "set" to keep, null to remove.',
+                    "additionalProperties": True,
+                },
+                "Validate": {
+                    "type": "object",
+                    "properties": {
+                        "target": {"type": "string"},
+                        "probe": {"type": "boolean"},
+                        "timeout": {"type": "number"},
+                    },
+                },
                 "Verify": _VERIFY_BODY,
-                "Preset": {"type": "object", "properties": {"name": {"type": "string"}, "config": {"type": "object"}, "version": {"type": "integer"}}},
+                "Preset": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "config": {"type": "object"},
+                        "version": {"type": "integer"},
+                    },
+                },
             },
             "responses": {
-                "Error": {"description": "Error", "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "object", "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}}}}}}},
+                "Error": {
+                    "description": "Error",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "error": {"type": "string"},
+                                    "problems": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                                        },
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
             },
         },
     }

@@ -61,7 +61,9 @@ class StalePreset(PresetError):
 
     def __init__(self, name: str, expected: int, current: int):
         self.current = current
-        super().__init__(f"preset '{name}' is at version {current}, not {expected}: it changed since you read it; reload it and apply your change again")
+        super().__init__(
+            f"preset '{name}' is at version {current}, not {expected}: it changed since you read it; reload it and apply your change again"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,7 +97,9 @@ def strip_tokens(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         name = env_reference(holder["token_auth"])
         if name is None:
             del holder["token_auth"]
-            warnings.append(f"{where}: token_auth was given as a value and is not stored; write it as ${{VAR}} to keep it in a preset")
+            warnings.append(
+                f"{where}: token_auth was given as a value and is not stored; write it as ${{VAR}} to keep it in a preset"
+            )
         else:
             holder["token_auth"] = f"${{{name}}}"
     return clean, warnings
@@ -112,8 +116,17 @@ def _check_tokens(config: dict[str, Any]) -> None:
 
 def check_name(name: Any) -> str:
     """A preset name: 1..100 printable characters, no '/', no leading or trailing space."""
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH or name != name.strip() or not name.isprintable() or "/" in name:
-        raise PresetInvalid(f"a preset name must be 1 to {MAX_NAME_LENGTH} printable characters without '/' or leading/trailing spaces")
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > MAX_NAME_LENGTH
+        or name != name.strip()
+        or not name.isprintable()
+        or "/" in name
+    ):
+        raise PresetInvalid(
+            f"a preset name must be 1 to {MAX_NAME_LENGTH} printable characters without '/' or leading/trailing spaces"
+        )
     return name
 
 
@@ -158,12 +171,16 @@ class PresetStore:
 
     def list(self) -> list[Preset]:
         with self._read() as db:
-            rows = db.execute("SELECT name, config, created, updated, version FROM presets ORDER BY name COLLATE NOCASE").fetchall()
+            rows = db.execute(
+                "SELECT name, config, created, updated, version FROM presets ORDER BY name COLLATE NOCASE"
+            ).fetchall()
         return [_preset(row) for row in rows]
 
     def get(self, name: str) -> Preset:
         with self._read() as db:
-            row = db.execute("SELECT name, config, created, updated, version FROM presets WHERE name = ?", (name,)).fetchone()
+            row = db.execute(
+                "SELECT name, config, created, updated, version FROM presets WHERE name = ?", (name,)
+            ).fetchone()
         if row is None:
             raise PresetNotFound(f"no preset named '{name}'")
         return _preset(row)
@@ -199,7 +216,10 @@ class PresetStore:
             stored_name, created, version = row
             if expected_version is not None and expected_version != version:
                 raise StalePreset(stored_name, expected_version, version)
-            db.execute("UPDATE presets SET config = ?, updated = ?, version = ? WHERE name = ?", (_dumps(config), now, version + 1, name))
+            db.execute(
+                "UPDATE presets SET config = ?, updated = ?, version = ? WHERE name = ?",
+                (_dumps(config), now, version + 1, name),
+            )
         return Preset(stored_name, config, created, now, version + 1), False
 
     def delete(self, name: str, expected_version: int | None = None) -> None:

@@ -10,20 +10,27 @@ objects are read, never changed.
 
 from __future__ import annotations
 
+from locust.stats import RequestStats, StatsEntry
+
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
-
-from locust.stats import RequestStats, StatsEntry
 
 from trafficinator_locust.core.config import Config
 from trafficinator_locust.core.masking import mask_secrets
 from trafficinator_locust.runtime.summary import BudgetView, VisitTally, summarize, target_entries, visits_failing
 
 __all__ = [
-    "DEGRADED_FAIL_RATIO", "DEGRADED_P95_MS", "FAILING_FAIL_RATIO", "HEALTH_WINDOW", "RecentRate", "classify_health",
-    "last_error", "recent_counts", "status_document",
+    "DEGRADED_FAIL_RATIO",
+    "DEGRADED_P95_MS",
+    "FAILING_FAIL_RATIO",
+    "HEALTH_WINDOW",
+    "RecentRate",
+    "classify_health",
+    "last_error",
+    "recent_counts",
+    "status_document",
 ]
 
 # Health (docs/web-ui.md): over the last HEALTH_WINDOW seconds of requests (the whole run when
@@ -35,7 +42,9 @@ DEGRADED_P95_MS = 2000
 RATE_SPAN = 30.0
 
 
-def classify_health(recent_requests: int, recent_failures: int, p95_ms: float | None, visits_failing: bool = False) -> str | None:
+def classify_health(
+    recent_requests: int, recent_failures: int, p95_ms: float | None, visits_failing: bool = False
+) -> str | None:
     """healthy | degraded | failing from a window of requests (``None`` when nothing was sent).
 
     failing: >= 50 % of the requests failed, or the target's visits are failing; degraded: >= 5 %
@@ -96,15 +105,25 @@ class RecentRate:
 
 
 def status_document(
-    config: Config, stats: RequestStats, tally: VisitTally, view: BudgetView | None, rates: RecentRate, *,
-    now: float, runner_state: str | None, running: bool, secret_values: Iterable[str],
+    config: Config,
+    stats: RequestStats,
+    tally: VisitTally,
+    view: BudgetView | None,
+    rates: RecentRate,
+    *,
+    now: float,
+    runner_state: str | None,
+    running: bool,
+    secret_values: Iterable[str],
 ) -> dict[str, Any]:
     """The answer of ``GET /api/status``: the run, the health thresholds, one row per target.
 
     Disabled targets are summarized like enabled ones (their figures stay visible) and marked
     ``disabled``; a target whose summary says running while no test runs is ``idle``.
     """
-    everyone = config.model_copy(update={"targets": tuple(t.model_copy(update={"enabled": True}) for t in config.targets)})
+    everyone = config.model_copy(
+        update={"targets": tuple(t.model_copy(update={"enabled": True}) for t in config.targets)}
+    )
     rows = summarize(everyone, stats, tally, view)
     secrets = list(secret_values)
     targets = []
@@ -118,31 +137,43 @@ def status_document(
         state = row.state if target.enabled else "disabled"
         if state == "running" and not running:
             state = "idle"
-        targets.append({
-            "name": target.name,
-            "enabled": target.enabled,
-            "state": state,
-            "health": classify_health(requests, failures, row.p95_ms if row.requests else None, visits_failing(row.visits_started, row.visits_failed)),
-            "visits_today": tally.days.get(target.name, {}).get(today, [0, 0])[0],
-            "visits_started": row.visits_started,
-            "visits_failed": row.visits_failed,
-            "granted_today": budget.granted_today if budget else None,
-            "cap_today": budget.cap_today if budget else pace.cap(pace.day_of(now)),
-            "current_rate": _rounded(rates.rate(target.name)),
-            "expected_rate": _rounded(pace.rate(now)),
-            "requests": row.requests,
-            "failures": row.failures,
-            "fail_pct": round(100 * row.fail_ratio, 2),
-            "p50_ms": row.p50_ms,
-            "p95_ms": row.p95_ms,
-            "last_error": mask_secrets(error, secrets) if error else None,
-        })
+        targets.append(
+            {
+                "name": target.name,
+                "enabled": target.enabled,
+                "state": state,
+                "health": classify_health(
+                    requests,
+                    failures,
+                    row.p95_ms if row.requests else None,
+                    visits_failing(row.visits_started, row.visits_failed),
+                ),
+                "visits_today": tally.days.get(target.name, {}).get(today, [0, 0])[0],
+                "visits_started": row.visits_started,
+                "visits_failed": row.visits_failed,
+                "granted_today": budget.granted_today if budget else None,
+                "cap_today": budget.cap_today if budget else pace.cap(pace.day_of(now)),
+                "current_rate": _rounded(rates.rate(target.name)),
+                "expected_rate": _rounded(pace.rate(now)),
+                "requests": row.requests,
+                "failures": row.failures,
+                "fail_pct": round(100 * row.fail_ratio, 2),
+                "p50_ms": row.p50_ms,
+                "p95_ms": row.p95_ms,
+                "last_error": mask_secrets(error, secrets) if error else None,
+            }
+        )
     return {
         "runner": runner_state,
         "running": running,
         "time": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
         "rates": "visits per second",
-        "health_thresholds": {"window_seconds": HEALTH_WINDOW, "failing_fail_ratio": FAILING_FAIL_RATIO, "degraded_fail_ratio": DEGRADED_FAIL_RATIO, "degraded_p95_ms": DEGRADED_P95_MS},
+        "health_thresholds": {
+            "window_seconds": HEALTH_WINDOW,
+            "failing_fail_ratio": FAILING_FAIL_RATIO,
+            "degraded_fail_ratio": DEGRADED_FAIL_RATIO,
+            "degraded_p95_ms": DEGRADED_P95_MS,
+        },
         "targets": targets,
     }
 

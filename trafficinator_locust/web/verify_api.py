@@ -24,13 +24,33 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from trafficinator_locust.ops.backfill import TokenBucket, UsageError, display_url
 from trafficinator_locust.core.config import Config, Target
-from trafficinator_locust.ops.verify import DEFAULT_CALLS_PER_MINUTE, DEFAULT_THRESHOLD, DayCheck, ReportingApi, SentTarget, calls_limiter, day_checks, load_report, parse_report, targets_for
+from trafficinator_locust.ops.backfill import TokenBucket, UsageError, display_url
+from trafficinator_locust.ops.verify import (
+    DEFAULT_CALLS_PER_MINUTE,
+    DEFAULT_THRESHOLD,
+    DayCheck,
+    ReportingApi,
+    SentTarget,
+    calls_limiter,
+    day_checks,
+    load_report,
+    parse_report,
+    targets_for,
+)
 from trafficinator_locust.ops.verify import ApiError as ReportingError
 from trafficinator_locust.web.workspace import ApiError
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_PACING_SECONDS", "MAX_TIMEOUT", "TargetVerdict", "VerifyRequest", "read_request", "run_request", "verify_targets"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_PACING_SECONDS",
+    "MAX_TIMEOUT",
+    "TargetVerdict",
+    "VerifyRequest",
+    "read_request",
+    "run_request",
+    "verify_targets",
+]
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds each target may wait for its Matomo (the CLI's ``--timeout`` default, per call there)."""
@@ -85,8 +105,12 @@ class TargetVerdict:
     def as_dict(self) -> dict[str, Any]:
         days = [{key: value for key, value in asdict(day).items() if key != "target"} for day in self.days]
         return {
-            "target": self.target, "ok": self.ok, "error": self.error, "short_days": self.short_days,
-            "days": days, "tracking_failures": [dict(row) for row in self.tracking_failures],
+            "target": self.target,
+            "ok": self.ok,
+            "error": self.error,
+            "short_days": self.short_days,
+            "days": days,
+            "tracking_failures": [dict(row) for row in self.tracking_failures],
         }
 
 
@@ -107,23 +131,39 @@ def read_request(body: Mapping[str, Any], config: Config, folder: Path) -> Verif
     try:
         pairs = tuple(targets_for(config, sent))
     except UsageError as error:
-        raise ApiError(422, f"the report does not fit the current config: {error}", _problems("report", str(error))) from None
+        raise ApiError(
+            422, f"the report does not fit the current config: {error}", _problems("report", str(error))
+        ) from None
     if not pairs:
-        raise ApiError(422, "the report names no target: nothing to verify", [{"path": "report", "message": "'targets' is empty"}])
+        raise ApiError(
+            422, "the report names no target: nothing to verify", [{"path": "report", "message": "'targets' is empty"}]
+        )
     _check_same_destinations(raw, pairs, config)
     request = VerifyRequest(pairs, threshold, calls_per_minute, timeout, source)
     if request.pacing_seconds > MAX_PACING_SECONDS:
-        raise ApiError(422, f"the report needs {request.calls} Reporting API calls: at calls_per_minute={calls_per_minute:g} that takes "
-                            f"{request.pacing_seconds:.0f} s, more than the {MAX_PACING_SECONDS:.0f} s a web request may take; raise calls_per_minute "
-                            "(if your Matomo allows it), verify one target at a time ({\"target\": name}), or run `trafficinator verify`",
-                       [{"path": "calls_per_minute", "message": "too low for this report"}])
+        raise ApiError(
+            422,
+            f"the report needs {request.calls} Reporting API calls: at calls_per_minute={calls_per_minute:g} that takes "
+            f"{request.pacing_seconds:.0f} s, more than the {MAX_PACING_SECONDS:.0f} s a web request may take; raise calls_per_minute "
+            '(if your Matomo allows it), verify one target at a time ({"target": name}), or run `trafficinator verify`',
+            [{"path": "calls_per_minute", "message": "too low for this report"}],
+        )
     return request
 
 
 def _number(body: Mapping[str, Any], key: str, default: float, *, upper: float | None, rule: str) -> float:
     value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or (upper is not None and value > upper):
-        raise ApiError(422, f"{key} must be a number {rule}, got {json.dumps(value)}", [{"path": key, "message": f"must be {rule}"}])
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0
+        or (upper is not None and value > upper)
+    ):
+        raise ApiError(
+            422,
+            f"{key} must be a number {rule}, got {json.dumps(value)}",
+            [{"path": key, "message": f"must be {rule}"}],
+        )
     return float(value)
 
 
@@ -131,12 +171,19 @@ def _report(body: Mapping[str, Any], folder: Path) -> tuple[Any, list[SentTarget
     """The report as sent (for :func:`_check_same_destinations`), parsed, and where it came from."""
     inline, path = body.get("report"), body.get("report_path")
     if (inline is None) == (path is None):
-        raise ApiError(422, "send the report of what was sent: either {\"report\": <the JSON report>} or {\"report_path\": \"<file on this server>\"}",
-                       [{"path": "report", "message": "exactly one of report and report_path is required"}])
+        raise ApiError(
+            422,
+            'send the report of what was sent: either {"report": <the JSON report>} or {"report_path": "<file on this server>"}',
+            [{"path": "report", "message": "exactly one of report and report_path is required"}],
+        )
     if inline is not None:
         return inline, _usage_errors(lambda: parse_report(inline, "report"), "report", "report"), "the request body"
     if not isinstance(path, str) or not path.strip():
-        raise ApiError(422, "report_path must be the path of a JSON report on this server", [{"path": "report_path", "message": "must be a non-empty string"}])
+        raise ApiError(
+            422,
+            "report_path must be the path of a JSON report on this server",
+            [{"path": "report_path", "message": "must be a non-empty string"}],
+        )
     resolved = (folder / path).resolve()
     sent = _usage_errors(lambda: load_report(resolved), str(resolved), "report_path")
     return json.loads(resolved.read_text(encoding="utf-8")), sent, str(resolved)
@@ -162,24 +209,37 @@ def _only(sent: list[SentTarget], name: Any, config: Config) -> list[SentTarget]
         raise ApiError(404, f"no target named {json.dumps(name)} (targets: {known})")
     chosen = [entry for entry in sent if entry.name.casefold() == name.casefold()]
     if not chosen:
-        raise ApiError(422, f"the report has no days for target '{name}' (it names: {', '.join(e.name for e in sent) or 'no target'})",
-                       [{"path": "target", "message": "not in the report"}])
+        raise ApiError(
+            422,
+            f"the report has no days for target '{name}' (it names: {', '.join(e.name for e in sent) or 'no target'})",
+            [{"path": "target", "message": "not in the report"}],
+        )
     return chosen
 
 
 def _check_same_destinations(raw: Any, pairs: Sequence[tuple[SentTarget, Target]], config: Config) -> None:
     """Refuse a report whose entries were sent to another site or tracker than the config's target
     of the same name (run reports carry ``site_id``, backfill reports ``site_id`` and ``url``)."""
-    written = {str(e.get("target")).casefold(): e for e in raw.get("targets", []) if isinstance(e, dict)} if isinstance(raw, dict) else {}
+    written = (
+        {str(e.get("target")).casefold(): e for e in raw.get("targets", []) if isinstance(e, dict)}
+        if isinstance(raw, dict)
+        else {}
+    )
     problems = []
     for sent, target in pairs:
         entry = written.get(sent.name.casefold(), {})
         if "site_id" in entry and entry["site_id"] != target.site_id:
-            problems.append(f"{sent.name}: the report was sent to site {entry['site_id']}, {config.source} has site {target.site_id}")
+            problems.append(
+                f"{sent.name}: the report was sent to site {entry['site_id']}, {config.source} has site {target.site_id}"
+            )
         if isinstance(entry.get("url"), str) and entry["url"] != display_url(target.url):
-            problems.append(f"{sent.name}: the report was sent to {entry['url']}, {config.source} has {display_url(target.url)}")
+            problems.append(
+                f"{sent.name}: the report was sent to {entry['url']}, {config.source} has {display_url(target.url)}"
+            )
     if problems:
-        raise ApiError(422, "the report is of another config: " + "; ".join(problems), _problems("report", "\n".join(problems)))
+        raise ApiError(
+            422, "the report is of another config: " + "; ".join(problems), _problems("report", "\n".join(problems))
+        )
 
 
 # =============================================================================================
@@ -190,14 +250,18 @@ def run_request(request: VerifyRequest, clock: Callable[[], float] = time.monoto
     """Verify every target of ``request`` and answer as ``POST /api/verify`` does (tokens are the
     caller's to mask: Matomo's messages and tracking-failure rows are quoted)."""
     limiter = calls_limiter(request.calls_per_minute, clock=clock)
-    verdicts = verify_targets(request.pairs, request.threshold, limiter, request.timeout, request.pacing_seconds, clock=clock)
+    verdicts = verify_targets(
+        request.pairs, request.threshold, limiter, request.timeout, request.pacing_seconds, clock=clock
+    )
     problems = []
     for verdict in verdicts:
         if verdict.error:
             problems.append(f"target {verdict.target}: {verdict.error}")
         if verdict.short_days:
             days = verdict.short_days
-            problems.append(f"target {verdict.target} stored less than {request.threshold:.0%} of what was sent on {len(days)} day(s): {', '.join(days)}")
+            problems.append(
+                f"target {verdict.target} stored less than {request.threshold:.0%} of what was sent on {len(days)} day(s): {', '.join(days)}"
+            )
     return {
         "ok": all(v.ok for v in verdicts),
         "report": request.report,
@@ -210,8 +274,13 @@ def run_request(request: VerifyRequest, clock: Callable[[], float] = time.monoto
 
 
 def verify_targets(
-    pairs: Sequence[tuple[SentTarget, Target]], threshold: float, limiter: TokenBucket, timeout: float, pacing_seconds: float = 0.0,
-    *, clock: Callable[[], float] = time.monotonic,
+    pairs: Sequence[tuple[SentTarget, Target]],
+    threshold: float,
+    limiter: TokenBucket,
+    timeout: float,
+    pacing_seconds: float = 0.0,
+    *,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[TargetVerdict]:
     """One verdict per pair, in order, within ``pacing_seconds + timeout`` (+ a short grace)."""
     deadline = clock() + pacing_seconds + timeout
@@ -231,7 +300,16 @@ class _OutOfTime(Exception):
 class _TargetRun:
     """The calls of one target, in its own thread; keeps what it found so far."""
 
-    def __init__(self, sent: SentTarget, target: Target, limiter: TokenBucket, threshold: float, timeout: float, deadline: float, clock: Callable[[], float]):
+    def __init__(
+        self,
+        sent: SentTarget,
+        target: Target,
+        limiter: TokenBucket,
+        threshold: float,
+        timeout: float,
+        deadline: float,
+        clock: Callable[[], float],
+    ):
         self.sent, self.target, self.threshold, self.timeout = sent, target, threshold, timeout
         self.deadline, self.clock = deadline, clock
         self.api = ReportingApi(target, limiter, timeout=timeout, sleep=self._sleep)

@@ -24,11 +24,11 @@ from typing import Any
 import yaml
 
 from trafficinator_locust.core.config import Config, Target, resolve_document, single_target_as_multi
-from trafficinator_locust.web.config_writer import backup_path, render_yaml
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.legacy import legacy_document
-from trafficinator_locust.web.presets import env_reference, strip_tokens
 from trafficinator_locust.core.yaml_source import ConfigError, load_yaml_text
+from trafficinator_locust.web.config_writer import backup_path, render_yaml
+from trafficinator_locust.web.presets import env_reference, strip_tokens
 
 __all__ = ["READ_ONLY_KEYS", "SECRET_PREFIX", "TOKEN_KEEP", "ApiError", "Workspace", "name_in", "problems_of"]
 
@@ -95,7 +95,10 @@ class Workspace:
         try:
             workspace.config = workspace.validate(workspace.data)
         except ConfigError as error:  # the file changed since Locust loaded it: keep Locust's view
-            logger.warning("trafficinator web UI: the config file no longer loads (%s); showing the config Locust started with", error.problems[0])
+            logger.warning(
+                "trafficinator web UI: the config file no longer loads (%s); showing the config Locust started with",
+                error.problems[0],
+            )
         return workspace
 
     # -- reading
@@ -118,9 +121,13 @@ class Workspace:
         shown["token_env"] = reference if reference and not reference.startswith(SECRET_PREFIX) else None
         if target is not None:
             shown["effective"] = {
-                "url": target.url, "site_id": target.site_id, "weight": target.weight,
-                "weight_share": round(self.config.weight_share(target), 4), "visits_per_day": target.visits_per_day,
-                "timezone": target.timezone, "enabled": target.enabled,
+                "url": target.url,
+                "site_id": target.site_id,
+                "weight": target.weight,
+                "weight_share": round(self.config.weight_share(target), 4),
+                "visits_per_day": target.visits_per_day,
+                "timezone": target.timezone,
+                "enabled": target.enabled,
             }
         return shown
 
@@ -132,7 +139,9 @@ class Workspace:
         (so :func:`presets.strip_tokens` omits it with a warning), never as its in-memory variable."""
         data = copy.deepcopy(self.data)
         for target in data.get("targets") or []:
-            if isinstance(target, dict) and str(env_reference(target.get("token_auth")) or "").startswith(SECRET_PREFIX):
+            if isinstance(target, dict) and str(env_reference(target.get("token_auth")) or "").startswith(
+                SECRET_PREFIX
+            ):
                 target["token_auth"] = "<typed in the web UI>"
         return data
 
@@ -142,7 +151,11 @@ class Workspace:
         if config is None:
             return strip_tokens(self.portable())
         if not isinstance(config, dict):
-            raise ApiError(422, "config must be a JSON object (a whole traffic config)", [{"path": "config", "message": "must be an object"}])
+            raise ApiError(
+                422,
+                "config must be a JSON object (a whole traffic config)",
+                [{"path": "config", "message": "must be an object"}],
+            )
         clean, warnings = strip_tokens(config)
         missing = {name: "unset" for name in _VARIABLE.findall(yaml.safe_dump(clean)) if name not in os.environ}
         self.validate(clean, missing)
@@ -165,13 +178,18 @@ class Workspace:
     def with_added(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         name = name_in(body)
         if self.index_of(name) is not None:
-            raise ApiError(409, f"a target named '{name}' exists (names are case-insensitive); change it with PUT/PATCH /api/targets/{name}")
+            raise ApiError(
+                409,
+                f"a target named '{name}' exists (names are case-insensitive); change it with PUT/PATCH /api/targets/{name}",
+            )
         target, secret = self.incoming_target(body, None)
         data = copy.deepcopy(self.data)
         data.setdefault("targets", []).append(target)
         return data, secret
 
-    def with_changed(self, name: str, body: dict[str, Any], partial: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def with_changed(
+        self, name: str, body: dict[str, Any], partial: bool
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Replace target ``name`` (PUT) or some of its keys (PATCH: ``null`` removes a key)."""
         index = self.existing(name)
         current = self.data["targets"][index]
@@ -194,7 +212,9 @@ class Workspace:
         removed = data["targets"].pop(self.existing(name))
         return data, removed.get("name")
 
-    def incoming_target(self, body: dict[str, Any], current: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
+    def incoming_target(
+        self, body: dict[str, Any], current: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """The document entry for a target sent by a client, and any token typed as a value.
 
         ``token_auth``: absent or ``"set"`` keeps the current one; ``null``/``""`` removes it;
@@ -206,7 +226,11 @@ class Workspace:
         if token == TOKEN_KEEP:
             token = current.get("token_auth") if current else None
         elif token is not None and not isinstance(token, str):
-            raise ApiError(422, "token_auth must be text: a ${VAR} reference, a token, or null to remove it", [{"path": "token_auth", "message": "must be a string or null"}])
+            raise ApiError(
+                422,
+                "token_auth must be text: a ${VAR} reference, a token, or null to remove it",
+                [{"path": "token_auth", "message": "must be a string or null"}],
+            )
         elif token and env_reference(token) is None:
             name = f"{SECRET_PREFIX}{self._next_secret}"
             self._next_secret += 1
@@ -229,18 +253,30 @@ class Workspace:
     def commit(self, data: dict[str, Any], config: Config, extra_secrets: Mapping[str, str]) -> None:
         self.data, self.config = data, config
         used = yaml.safe_dump(data)
-        self.secrets = {name: value for name, value in {**self.secrets, **extra_secrets}.items() if f"${{{name}}}" in used}
+        self.secrets = {
+            name: value for name, value in {**self.secrets, **extra_secrets}.items() if f"${{{name}}}" in used
+        }
         self.version += 1
 
     # -- saving
 
     def check_savable(self, data: dict[str, Any]) -> None:
         if self.path is None:
-            raise ApiError(409, "this config came from the MATOMO_* environment variables: there is no file to save to; start Locust with --traffic-config FILE")
-        typed = [str(t.get("name")) for t in data.get("targets") or [] if isinstance(t, dict) and str(env_reference(t.get("token_auth")) or "").startswith(SECRET_PREFIX)]
+            raise ApiError(
+                409,
+                "this config came from the MATOMO_* environment variables: there is no file to save to; start Locust with --traffic-config FILE",
+            )
+        typed = [
+            str(t.get("name"))
+            for t in data.get("targets") or []
+            if isinstance(t, dict) and str(env_reference(t.get("token_auth")) or "").startswith(SECRET_PREFIX)
+        ]
         if typed:
-            raise ApiError(422, f"the token of {', '.join(typed)} was typed as a value in the web UI and is never written to a file: "
-                                "send token_auth as a ${VAR} reference (and export VAR) to save")
+            raise ApiError(
+                422,
+                f"the token of {', '.join(typed)} was typed as a value in the web UI and is never written to a file: "
+                "send token_auth as a ${VAR} reference (and export VAR) to save",
+            )
 
     def save(self, now: float) -> dict[str, str]:
         """Write the document back to its file (comments kept) after a timestamped backup."""
@@ -248,7 +284,10 @@ class Workspace:
         original = self.path.read_text(encoding="utf-8")
         text = render_yaml(original, self.data)
         if yaml.safe_load(text) != self.data:
-            raise ApiError(500, "the YAML written back would not read as the edited config (a value YAML 1.1 reads differently?); nothing was saved")
+            raise ApiError(
+                500,
+                "the YAML written back would not read as the edited config (a value YAML 1.1 reads differently?); nothing was saved",
+            )
         backup = backup_path(self.path, now)
         shutil.copy2(self.path, backup)
         mode = self.path.stat().st_mode & 0o777

@@ -11,20 +11,44 @@ from __future__ import annotations
 import json
 import random
 from bisect import bisect_right
+from collections.abc import Mapping
 from importlib import resources
 from itertools import accumulate
 from socket import inet_ntoa
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote_plus
 
 __all__ = [
-    "Device", "Bot", "Language", "IPRange", "Country", "SearchEngine", "SocialNetwork", "Campaign",
-    "DEVICES", "DEVICES_BY_KIND", "DEVICE_KIND_SHARES", "BOTS",
-    "LANGUAGE_SHARES", "LANGUAGES", "COUNTRIES", "COUNTRIES_BY_CODE",
-    "SEARCH_ENGINES", "SOCIAL_NETWORKS", "WEBSITES", "CAMPAIGNS",
-    "SEARCH_TERMS", "OUTLINKS", "DOWNLOADS", "EVENTS", "PRODUCTS", "Product", "SOURCES",
-    "pick_device", "random_ip",
+    "Device",
+    "Bot",
+    "Language",
+    "IPRange",
+    "Country",
+    "SearchEngine",
+    "SocialNetwork",
+    "Campaign",
+    "DEVICES",
+    "DEVICES_BY_KIND",
+    "DEVICE_KIND_SHARES",
+    "BOTS",
+    "LANGUAGE_SHARES",
+    "LANGUAGES",
+    "COUNTRIES",
+    "COUNTRIES_BY_CODE",
+    "SEARCH_ENGINES",
+    "SOCIAL_NETWORKS",
+    "WEBSITES",
+    "CAMPAIGNS",
+    "SEARCH_TERMS",
+    "OUTLINKS",
+    "DOWNLOADS",
+    "EVENTS",
+    "PRODUCTS",
+    "Product",
+    "SOURCES",
+    "pick_device",
+    "random_ip",
 ]
 
 
@@ -118,7 +142,16 @@ _referrers = _load("referrers.json")
 _actions = _load("actions.json")
 
 DEVICES: tuple[Device, ...] = tuple(
-    Device(d["kind"], d["user_agent"], d["resolution"], d["browser"], d["browser_version"], d["os"], float(d["share"]), d["uadata"])
+    Device(
+        d["kind"],
+        d["user_agent"],
+        d["resolution"],
+        d["browser"],
+        d["browser_version"],
+        d["os"],
+        float(d["share"]),
+        d["uadata"],
+    )
     for d in _devices["devices"]
 )
 DEVICES_BY_KIND: Mapping[str, tuple[Device, ...]] = MappingProxyType(
@@ -140,8 +173,12 @@ COUNTRIES: tuple[Country, ...] = tuple(
 )
 COUNTRIES_BY_CODE: Mapping[str, Country] = MappingProxyType({c.code: c for c in COUNTRIES})
 
-SEARCH_ENGINES: tuple[SearchEngine, ...] = tuple(SearchEngine(s["name"], s["url"], float(s["weight"])) for s in _referrers["search_engines"])
-SOCIAL_NETWORKS: tuple[SocialNetwork, ...] = tuple(SocialNetwork(s["name"], s["url"], float(s["weight"])) for s in _referrers["social_networks"])
+SEARCH_ENGINES: tuple[SearchEngine, ...] = tuple(
+    SearchEngine(s["name"], s["url"], float(s["weight"])) for s in _referrers["search_engines"]
+)
+SOCIAL_NETWORKS: tuple[SocialNetwork, ...] = tuple(
+    SocialNetwork(s["name"], s["url"], float(s["weight"])) for s in _referrers["social_networks"]
+)
 WEBSITES: tuple[str, ...] = tuple(_referrers["websites"])
 CAMPAIGNS: tuple[Campaign, ...] = tuple(
     Campaign(c["name"], c["source"], c["medium"], c["keyword"], float(c["weight"])) for c in _referrers["campaigns"]
@@ -151,18 +188,22 @@ SEARCH_TERMS: tuple[str, ...] = tuple(_actions["search_terms"])
 OUTLINKS: tuple[str, ...] = tuple(_actions["outlinks"])
 DOWNLOADS: tuple[str, ...] = tuple(_actions["downloads"])
 EVENTS: tuple[tuple[str, str, str], ...] = tuple((e[0], e[1], e[2]) for e in _actions["events"])
-PRODUCTS: tuple[Product, ...] = tuple(Product(p["sku"], p["name"], p["category"], float(p["price"])) for p in _actions["products"])
+PRODUCTS: tuple[Product, ...] = tuple(
+    Product(p["sku"], p["name"], p["category"], float(p["price"])) for p in _actions["products"]
+)
 
 # Where each file's data comes from (the "source" entries of the JSON files), read-only.
-SOURCES: Mapping[str, Any] = MappingProxyType({
-    "devices": _frozen(_devices["source"]),
-    "device_kind_shares": _devices["device_kind_shares"]["source"],
-    "bots": _devices["bots_source"],
-    "countries": _frozen(_countries["source"]),
-    "languages": _languages["source"],
-    "referrers": _frozen(_referrers["source"]),
-    "actions": _actions["source"],
-})
+SOURCES: Mapping[str, Any] = MappingProxyType(
+    {
+        "devices": _frozen(_devices["source"]),
+        "device_kind_shares": _devices["device_kind_shares"]["source"],
+        "bots": _devices["bots_source"],
+        "countries": _frozen(_countries["source"]),
+        "languages": _languages["source"],
+        "referrers": _frozen(_referrers["source"]),
+        "actions": _actions["source"],
+    }
+)
 
 del _devices, _countries, _languages, _referrers, _actions
 
