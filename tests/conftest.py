@@ -1,13 +1,8 @@
-import locust  # noqa: F401  (gevent monkey-patching must happen before urllib3/requests are imported)
-
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
@@ -72,31 +67,3 @@ def legacy_env() -> dict[str, str]:
             key, _, value = line.partition("=")
             env[key.strip()] = value.strip()
     return env
-
-
-class Receiver(NamedTuple):
-    """A receiver started for one test: its port, the traffic YAML it learned the targets from, and
-    the environment for the processes of the test (state folder in tmp, no TRAFFICINATOR_CONFIG)."""
-
-    port: int
-    config_path: Path
-    env: dict[str, str]
-    process: subprocess.Popen
-
-
-@contextmanager
-def receiver_for(folder: Path, config_template: str, *sink_options: str) -> Iterator[Receiver]:
-    """Write ``config_template.format(port=...)`` to ``folder/traffic.yaml``, start the embedded
-    receiver for it on a free 127.0.0.1 port, stop it afterwards."""
-    from trafficinator_locust.demo import free_port, start_sink, stop_process
-
-    port = free_port()
-    config_path = folder / "traffic.yaml"
-    config_path.write_text(config_template.format(port=port), encoding="utf-8")
-    env = {**os.environ, "XDG_STATE_HOME": str(folder / "state")}
-    env.pop("TRAFFICINATOR_CONFIG", None)
-    process = start_sink(config_path, port, env, *sink_options)
-    try:
-        yield Receiver(port, config_path, env, process)
-    finally:
-        stop_process(process)

@@ -15,7 +15,6 @@ Per process role:
 
 from __future__ import annotations
 
-import gevent
 from locust import events
 from locust.argument_parser import LocustArgumentParser, get_empty_argument_parser
 from locust.env import Environment
@@ -29,6 +28,8 @@ from locust.runners import (
     Runner,
     WorkerRunner,
 )
+
+import gevent
 
 import argparse
 import logging

@@ -10,9 +10,10 @@ transport differs: each bulk POST goes through a Locust HTTP session, so it fire
 
 from __future__ import annotations
 
-import gevent
 from locust import LoadTestShape
 from locust.env import Environment
+
+import gevent
 
 import json
 import logging

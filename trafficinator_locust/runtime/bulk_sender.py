@@ -18,10 +18,11 @@ in moments. The rules that keep Matomo's reports right:
 
 from __future__ import annotations
 
-import gevent
-from gevent.event import Event
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
+
+import gevent
+from gevent.event import Event
 
 import time
 from collections.abc import Callable

@@ -7,12 +7,13 @@ so Locust's ``--host`` (which overwrites every class's host) cannot redirect a t
 
 from __future__ import annotations
 
-import gevent
-from gevent.event import Event
 from locust import FastHttpUser, User, between, constant, task
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
+
+import gevent
+from gevent.event import Event
 
 import itertools
 import logging

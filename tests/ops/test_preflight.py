@@ -2,9 +2,10 @@
 what is not a Matomo: each failure named by its step and reason, nothing tracked without probe,
 exactly one named hit with it, the token never shown, and the answer bounded by the timeout."""
 
+import locust  # noqa: F401  (gevent monkey-patching before anything imports urllib3/requests)
+
 import gevent
 import gevent.event
-import locust  # noqa: F401  (gevent monkey-patching before anything imports urllib3/requests)
 from gevent.pywsgi import WSGIServer
 
 import json

@@ -343,9 +343,9 @@ def test_the_example_in_docs_traffic_md_loads(tmp_path):
     import re
     from pathlib import Path
 
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "traffic.md").read_text(encoding="utf-8")
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "traffic.md").read_text(encoding="utf-8")
     example = re.findall(r"```yaml\n(.*?)```", docs, flags=re.S)[-1]
-    (tmp_path / "urls.txt").write_text((Path(__file__).resolve().parents[1] / "config" / "urls.txt").read_text())
+    (tmp_path / "urls.txt").write_text((Path(__file__).resolve().parents[2] / "config" / "urls.txt").read_text())
     (tmp_path / "traffic.yaml").write_text(example)
     config = load_config(tmp_path / "traffic.yaml", env={"MATOMO_SHOP_TOKEN": "t"})
     blog, shop = config.targets

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import receiver_for
+from harness import receiver_for
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path

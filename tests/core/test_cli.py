@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 TOKEN = "tok-9c2e51aa-never-print"
 ENV_TOKEN = "envtok-77d0b3-never-print"
 TOKEN_ENV = {"TRAFFICINATOR_TEST_TOKEN": ENV_TOKEN}

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from test_webui import LocustProcess  # the real-locust launcher shared with the API tests
+from test_web_process import LocustProcess  # the real-locust launcher shared with the API tests
 
 from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOKENS = {
     "DEMO_DEV_TOKEN": "browser-dev-token-1q2w",
     "DEMO_STAGING_TOKEN": "browser-staging-token-3e4r",

@@ -6,8 +6,9 @@ shortfall); the real end-to-end run is in test_e2e_traffic.py.
 
 from __future__ import annotations
 
-import gevent
 import locust  # noqa: F401  (first: gevent monkey-patching)
+
+import gevent
 from gevent.event import Event
 
 import json

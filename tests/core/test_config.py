@@ -7,7 +7,7 @@ import pytest
 
 from trafficinator_locust.core.config import ConfigError, load_config, slugify, tracker_url
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 EXAMPLES = ["demo.yaml", "multi-client.yaml", "multi-environment.yaml", "single-target.yaml"]
 TOKEN = "tok-4b1d9e0f-do-not-print"
 

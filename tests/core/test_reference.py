@@ -5,7 +5,7 @@ from pathlib import Path
 from trafficinator_locust.core.config import json_schema
 from trafficinator_locust.core.reference import render
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def _keys(schema: dict) -> set[str]:

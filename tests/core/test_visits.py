@@ -14,7 +14,7 @@ from trafficinator_locust.core.protocol import check_hit, classify
 from trafficinator_locust.core.tracking import FORM_CONTENT_TYPE, TrackingEncoder
 from trafficinator_locust.core.visits import VisitPlanner
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 TOKEN = "tok-0a7c55e1-planner"
 SEED = 20240611
 ACTION_KINDS = ("search", "outlink", "download", "event")

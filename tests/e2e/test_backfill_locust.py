@@ -14,7 +14,7 @@ import sys
 from datetime import date, timedelta
 
 import pytest
-from conftest import receiver_for
+from harness import receiver_for
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path

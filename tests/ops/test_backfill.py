@@ -26,7 +26,7 @@ from trafficinator_locust.core.visits import VisitPlanner
 from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.ops import backfill as bf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CDT_RE = re.compile(r"\A\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z")
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp()
 

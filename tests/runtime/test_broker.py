@@ -8,12 +8,13 @@ are exact; waits are on gevent events with timeouts, never sleeps.
 
 from __future__ import annotations
 
-import gevent
 import locust  # noqa: F401  (first: gevent monkey-patching before anything imports urllib3)
-from gevent.event import Event
 from locust import User, constant, task
 from locust.dispatch import UsersDispatcher
 from locust.env import Environment
+
+import gevent
+from gevent.event import Event
 
 import json
 import math
