@@ -13,10 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from trafficinator_locust.core.config import Config, Target, json_schema, load_config, single_target_as_multi
+from trafficinator_locust.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, Problem, UsageError, describe
 from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config, migration_yaml
-from trafficinator_locust.core.yaml_source import ConfigError, Problem
-from trafficinator_locust.plugin import exit_on_config_error
-from trafficinator_locust.runtime.summary import render_table
+from trafficinator_locust.core.table import render_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,11 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except ConfigError as error:
-        exit_on_config_error(error)
-        return 2
+    except UsageError as error:  # bad input: one clear message, no traceback
+        print(describe(error), file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:

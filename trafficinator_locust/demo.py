@@ -20,7 +20,7 @@ from typing import Any
 
 from trafficinator_locust.core.config import Config, load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.runtime.summary import render_table
+from trafficinator_locust.core.table import render_table
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 DEFAULT_DEMO_CONFIG = Path("config/demo.yaml")

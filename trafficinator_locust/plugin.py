@@ -40,12 +40,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trafficinator_locust.core.checks import EXIT_CHECK_FAILED, METRICS, CheckSyntaxError, Rule, evaluate, parse_rules
+from trafficinator_locust.core.checks import EXIT_CHECK_FAILED, METRICS, Rule, evaluate, parse_rules
 from trafficinator_locust.core.checks import exit_code as check_exit_code
 from trafficinator_locust.core.config import Config, load_config
+from trafficinator_locust.core.errors import CheckSyntaxError, ConfigError, Problem, StateError, UsageError
 from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config
-from trafficinator_locust.core.yaml_source import ConfigError, Problem
-from trafficinator_locust.ops.backfill import Checkpoint, UsageError, prepare
+from trafficinator_locust.ops.backfill import Checkpoint, prepare
 from trafficinator_locust.runtime.backfill_locust import LocustBackfill, backfill_options
 from trafficinator_locust.runtime.broker import (
     DEFAULT_TTL,
@@ -54,7 +54,6 @@ from trafficinator_locust.runtime.broker import (
     TICK_SECONDS,
     PermitBroker,
     PermitClient,
-    StateError,
     StateFile,
     build_budgets,
     default_state_path,

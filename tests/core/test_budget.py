@@ -149,7 +149,9 @@ def test_negative_want_and_bad_settings_are_refused():
         DayProfile((0.0,) * 24)
     with pytest.raises(ValueError):
         WeekProfile((1, 1, 1, 1, 1, 1, -1))
-    with pytest.raises(Exception):
+    from zoneinfo import ZoneInfoNotFoundError
+
+    with pytest.raises(ZoneInfoNotFoundError):
         Pace(10, "Mars/Olympus_Mons")
 
 

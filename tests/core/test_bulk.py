@@ -7,7 +7,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from trafficinator_locust.core.bulk import BulkError, batches, build_payload, encode_item, in_time_order, parse_answer
+from trafficinator_locust.core.bulk import batches, build_payload, encode_item, in_time_order, parse_answer
+from trafficinator_locust.core.errors import BulkError
 
 TOKEN = "bulk-secret-token-9f8e7d"
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from trafficinator_locust.core.checks import EXIT_CHECK_FAILED, CheckSyntaxError, Rule, evaluate, exit_code, parse_rules
+from trafficinator_locust.core.checks import EXIT_CHECK_FAILED, Rule, evaluate, exit_code, parse_rules
+from trafficinator_locust.core.errors import CheckSyntaxError
 
 FIGURES = {
     "Production": {

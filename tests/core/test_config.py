@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.core.config import ConfigError, load_config, slugify, tracker_url
+from trafficinator_locust.core.config import load_config, slugify, tracker_url
+from trafficinator_locust.core.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 EXAMPLES = ["demo.yaml", "multi-client.yaml", "multi-environment.yaml", "single-target.yaml"]

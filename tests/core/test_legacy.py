@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trafficinator_locust.core.config import ConfigError, load_config
+from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.errors import ConfigError
 from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config, migration_yaml, unmapped_variables
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"

@@ -19,7 +19,8 @@ def test_every_schema_key_is_documented():
     text = DOC.read_text(encoding="utf-8")
     missing = sorted(key for key in _keys(json_schema()) if f"| `{key}` |" not in text)
     assert not missing, (
-        f"keys missing from docs/configuration.md: {missing}; run `trafficinator schema --markdown > docs/configuration.md`"
+        f"keys missing from docs/configuration.md: {missing}; "
+        "run `trafficinator schema --markdown > docs/configuration.md`"
     )
 
 

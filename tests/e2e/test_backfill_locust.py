@@ -24,8 +24,10 @@ CONFIG = """
 defaults:
   traffic: {{pageviews: {{min: 2, max: 4}}}}
 targets:
-  - {{name: Alpha, url: "http://127.0.0.1:{port}/a/matomo.php", site_id: 1, token_auth: bfl-alpha-token-1, visits_per_day: 40}}
-  - {{name: Beta, url: "http://127.0.0.1:{port}/b/matomo.php", site_id: 2, token_auth: bfl-beta-token-2, visits_per_day: 25, timezone: Asia/Tokyo}}
+  - {{name: Alpha, url: "http://127.0.0.1:{port}/a/matomo.php", site_id: 1, token_auth: bfl-alpha-token-1,
+      visits_per_day: 40}}
+  - {{name: Beta, url: "http://127.0.0.1:{port}/b/matomo.php", site_id: 2, token_auth: bfl-beta-token-2,
+      visits_per_day: 25, timezone: Asia/Tokyo}}
 """
 
 

@@ -26,8 +26,10 @@ defaults:
     pause_between_visits: {{min: 0, max: 0.05}}
 targets:
   - {{name: Single, url: "http://127.0.0.1:{port}/single/matomo.php", site_id: 1, visits_per_day: 120}}
-  - {{name: Bulk Token, url: "http://127.0.0.1:{port}/bulk/matomo.php", site_id: 2, token_auth: e2e-bulk-token-31, visits_per_day: 150, transport: bulk, bulk_size: 20}}
-  - {{name: Bulk Plain, url: "http://127.0.0.1:{port}/plain/matomo.php", site_id: 3, visits_per_day: 90, transport: bulk}}
+  - {{name: Bulk Token, url: "http://127.0.0.1:{port}/bulk/matomo.php", site_id: 2, token_auth: e2e-bulk-token-31,
+      visits_per_day: 150, transport: bulk, bulk_size: 20}}
+  - {{name: Bulk Plain, url: "http://127.0.0.1:{port}/plain/matomo.php", site_id: 3, visits_per_day: 90,
+      transport: bulk}}
 """
 CAPS = {"Single": 120, "Bulk Token": 150, "Bulk Plain": 90}
 

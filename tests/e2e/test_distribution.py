@@ -24,7 +24,8 @@ defaults:
     actions: {{search: 0.3, event: 0.3}}
 targets:
   - {{name: One, url: "http://127.0.0.1:{port}/one/matomo.php", site_id: 1, timezone: UTC}}
-  - {{name: Two, url: "http://127.0.0.1:{port}/two/matomo.php", site_id: 1, timezone: America/New_York, token_auth: mirror-token-2}}
+  - {{name: Two, url: "http://127.0.0.1:{port}/two/matomo.php", site_id: 1, timezone: America/New_York,
+      token_auth: mirror-token-2}}
   - {{name: Three, url: "http://127.0.0.1:{port}/three/matomo.php", site_id: 5, timezone: Asia/Tokyo}}
 """
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.errors import StateError
 from trafficinator_locust.plugin import Plugin, shape_wanted, state_file_for
 from trafficinator_locust.runtime import broker as broker_module
 from trafficinator_locust.runtime.broker import (
@@ -33,7 +34,6 @@ from trafficinator_locust.runtime.broker import (
     MSG_REPORT,
     PermitBroker,
     PermitClient,
-    StateError,
     StateFile,
     build_budgets,
     default_state_path,

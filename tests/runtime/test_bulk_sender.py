@@ -66,7 +66,8 @@ class FakeSession:
 def target(write_yaml):
     path = write_yaml(f"""
         targets:
-          - {{name: Bulky, url: 'http://127.0.0.1:9/b/matomo.php', site_id: 2, token_auth: {TOKEN}, transport: bulk, bulk_size: 5}}
+          - {{name: Bulky, url: 'http://127.0.0.1:9/b/matomo.php', site_id: 2, token_auth: {TOKEN},
+              transport: bulk, bulk_size: 5}}
     """)
     return load_config(path).enabled_targets[0]
 

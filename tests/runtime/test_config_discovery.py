@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.core.config import ConfigError
+from trafficinator_locust.core.errors import ConfigError
 from trafficinator_locust.plugin import discover_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"

@@ -23,7 +23,8 @@ from trafficinator_locust.runtime.users import AwaitingConfig, build_user_classe
 
 TWO = """
 targets:
-  - {name: Alpha, url: 'http://127.0.0.1:9/a/matomo.php', site_id: 1, token_auth: secret-alpha-token, visits_per_day: 100}
+  - {name: Alpha, url: 'http://127.0.0.1:9/a/matomo.php', site_id: 1, token_auth: secret-alpha-token,
+      visits_per_day: 100}
   - {name: Beta, url: 'http://127.0.0.1:9/b/matomo.php', site_id: 2, visits_per_day: 50}
 """
 THREE = TWO + "  - {name: Gamma, url: 'http://127.0.0.1:9/c/matomo.php', site_id: 3, visits_per_day: 10}\n"

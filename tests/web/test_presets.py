@@ -16,16 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from trafficinator_locust.web.presets import (
-    PresetExists,
-    PresetInvalid,
-    PresetNotFound,
-    PresetStore,
-    StalePreset,
-    check_name,
-    env_reference,
-    strip_tokens,
-)
+from trafficinator_locust.core.errors import PresetExists, PresetInvalid, PresetNotFound, StalePreset
+from trafficinator_locust.web.presets import PresetStore, check_name, env_reference, strip_tokens
 
 CONFIG = {"targets": [{"name": "A", "url": "http://127.0.0.1:9/a", "site_id": 1, "token_auth": "${A_TOKEN}"}]}
 
@@ -160,7 +152,7 @@ def test_two_concurrent_writers_lose_no_update_and_keep_the_file_intact(tmp_path
         for name in ("one", "two")
     ]
     outputs = [w.communicate(timeout=120) for w in writers]
-    for writer, (out, err) in zip(writers, outputs):
+    for writer, (_out, err) in zip(writers, outputs):
         assert writer.returncode == 0, err
     store = PresetStore(path)
     shared = store.get("shared")

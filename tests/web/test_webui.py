@@ -551,7 +551,10 @@ def test_backups_never_overwrite_each_other(tmp_path: Path):
 
 
 def test_render_yaml_keeps_comments_and_layout_of_unchanged_parts():
-    original = "# head\ntargets:\n- name: A  # keep me\n  url: http://x\n  site_id: 1\n- name: B\n  url: http://y\n  site_id: 2\n"
+    original = (
+        "# head\ntargets:\n- name: A  # keep me\n  url: http://x\n  site_id: 1\n"
+        "- name: B\n  url: http://y\n  site_id: 2\n"
+    )
     data = yaml.safe_load(original)
     data["targets"][1]["enabled"] = False
     data["targets"].insert(0, {"name": "C", "url": "http://z", "site_id": 3})

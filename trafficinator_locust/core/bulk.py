@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import TypeVar
 from urllib.parse import quote_plus
 
+from trafficinator_locust.core.errors import BulkError
 from trafficinator_locust.core.masking import mask_secrets
 
 T = TypeVar("T")
@@ -39,7 +40,6 @@ __all__ = [
     "MAX_BULK_SIZE",
     "JSON_CONTENT_TYPE",
     "BulkAnswer",
-    "BulkError",
     "batches",
     "build_payload",
     "encode_item",
@@ -117,19 +117,6 @@ class BulkAnswer:
     @property
     def complete(self) -> bool:
         return self.tracked >= self.sent
-
-
-class BulkError(Exception):
-    """A bulk request that did not store every hit; ``answer`` holds the counts when known.
-
-    ``status`` is the HTTP status (0 when no answer arrived). The message never contains the
-    request body or the token.
-    """
-
-    def __init__(self, message: str, *, status: int = 0, answer: BulkAnswer | None = None):
-        super().__init__(message)
-        self.status = status
-        self.answer = answer
 
 
 def parse_answer(status: int, body: bytes, sent: int, token: str | None = None) -> BulkAnswer:

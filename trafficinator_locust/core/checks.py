@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from trafficinator_locust.core.errors import CheckSyntaxError
+
 EXIT_CHECK_FAILED = 3
 
 METRICS: dict[str, str] = {
@@ -33,10 +35,6 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 _RULE = re.compile(
     r"^\s*(?:(?P<target>[^:<>=]+?)\s*:)?\s*(?P<metric>[a-z_0-9]+)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>-?[0-9]+(?:\.[0-9]+)?)\s*$"
 )
-
-
-class CheckSyntaxError(ValueError):
-    """A rule that cannot be parsed; the message says what is allowed."""
 
 
 @dataclass(frozen=True)

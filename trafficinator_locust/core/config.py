@@ -30,9 +30,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from trafficinator_locust.core.budget import DayProfile, Pace, WeekProfile, weight_shares
 from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, MAX_BULK_SIZE
+from trafficinator_locust.core.errors import ConfigError, Problem
 from trafficinator_locust.core.spec_errors import problems_from_validation
 from trafficinator_locust.core.traffic import Resolved, Spec, Traffic, TrafficSpec, check_http_url, resolve_traffic
-from trafficinator_locust.core.yaml_source import ConfigError, ConfigPath, Problem, SourceDocument, load_yaml_file
+from trafficinator_locust.core.yaml_source import ConfigPath, SourceDocument, load_yaml_file
 
 
 class Distribution(str, Enum):
@@ -452,10 +453,8 @@ def json_schema() -> dict[str, Any]:
 
 __all__ = [
     "Config",
-    "ConfigError",
     "ConfigFile",
     "Distribution",
-    "Problem",
     "Target",
     "Traffic",
     "json_schema",

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from trafficinator_locust.core.config import Config, resolve_document
-from trafficinator_locust.core.yaml_source import ConfigError, ConfigPath, Problem, SourceDocument
+from trafficinator_locust.core.yaml_source import ConfigPath, SourceDocument
 
 LEGACY_SOURCE = "environment"
 
@@ -201,8 +201,6 @@ def _number(value: float) -> int | float:
 
 
 __all__ = [
-    "ConfigError",
-    "Problem",
     "is_legacy_environment",
     "legacy_config",
     "legacy_document",

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ValidationError
 
-from trafficinator_locust.core.yaml_source import ConfigPath, Problem, SourceDocument
+from trafficinator_locust.core.errors import Problem
+from trafficinator_locust.core.yaml_source import ConfigPath, SourceDocument
 
 _SECRET_KEYS = {"token_auth"}
 

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trafficinator_locust.core import catalog
+from trafficinator_locust.core.errors import ConfigError, Problem
 from trafficinator_locust.core.spec_errors import problems_from_validation
-from trafficinator_locust.core.yaml_source import ConfigError, ConfigPath, Problem, SourceDocument, load_yaml_file
+from trafficinator_locust.core.yaml_source import ConfigPath, SourceDocument, load_yaml_file
 
 DEFAULT_SITE_URL = "https://www.example.com"
 MAX_GAP_SECONDS = 1800

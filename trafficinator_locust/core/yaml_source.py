@@ -17,31 +17,11 @@ from typing import Any
 
 import yaml
 
+from trafficinator_locust.core.errors import ConfigError, Problem
+
 ConfigPath = tuple[str | int, ...]
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a config: where it is, what is wrong, what is allowed."""
-
-    source: str
-    line: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source
-        return f"{where}: {self.path or '<top level>'}: {self.message}"
-
-
-class ConfigError(Exception):
-    """Raised with every problem found, so a user fixes them all in one pass."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 def format_path(path: ConfigPath) -> str:

@@ -58,15 +58,16 @@ from trafficinator_locust.core.bulk import (
     JSON_CONTENT_TYPE,
     MAX_BULK_SIZE,
     BulkAnswer,
-    BulkError,
     batches,
     build_payload,
     encode_item,
     parse_answer,
 )
 from trafficinator_locust.core.config import Config, Target
+from trafficinator_locust.core.errors import BulkError, SendError, UsageError
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.protocol import ACTION_KINDS, classify
+from trafficinator_locust.core.table import render_table
 from trafficinator_locust.core.tracking import TrackingEncoder
 from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
 
@@ -82,7 +83,6 @@ __all__ = [
     "Placer",
     "TokenBucket",
     "Transport",
-    "UsageError",
     "add_command",
     "cdt",
     "day_visits",
@@ -103,10 +103,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CDT_FORMAT = "%Y-%m-%d %H:%M:%S"
 RETRYABLE_STATUSES = frozenset({429, 502, 503})
 IDLE_RECONNECT_SECONDS = 5.0
-
-
-class UsageError(Exception):
-    """Bad input (options, config, checkpoint): printed as one message, exit code 2."""
 
 
 # =============================================================================================
@@ -387,14 +383,6 @@ class Checkpoint:
 
 # =============================================================================================
 # Transport
-
-
-class SendError(Exception):
-    """A request that failed; ``retryable`` when Matomo cannot have stored anything."""
-
-    def __init__(self, message: str, retryable: bool):
-        super().__init__(message)
-        self.retryable = retryable
 
 
 def display_url(url: str) -> str:
@@ -909,7 +897,6 @@ def report_document(
 
 
 def _summary(document: Mapping[str, Any]) -> str:
-    from trafficinator_locust.runtime.summary import render_table
 
     rows = []
     for entry in document["targets"]:
@@ -936,7 +923,6 @@ def _summary(document: Mapping[str, Any]) -> str:
 
 def dry_run(jobs: Sequence[TargetJob], now: float, out: TextIO) -> int:
     """Plan every day without sending: visits, hits and the first/last ``cdt`` per target."""
-    from trafficinator_locust.runtime.summary import render_table
 
     rows = []
     for job in jobs:

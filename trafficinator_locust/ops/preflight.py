@@ -37,6 +37,7 @@ from urllib.parse import urlencode, urlsplit
 
 from trafficinator_locust.core.config import Target
 from trafficinator_locust.core.masking import mask_secrets
+from trafficinator_locust.core.table import render_table
 from trafficinator_locust.ops.backfill import display_url
 from trafficinator_locust.ops.verify import api_url
 
@@ -475,7 +476,6 @@ class _Check:
 def render_results(results: Sequence[TargetResult], *, timeout: float, probe: bool) -> str:
     """The CLI's view: one row per target (each step ok / FAIL / - when it did not run), then the
     failed step's detail and the warnings of each target, then a verdict line."""
-    from trafficinator_locust.runtime.summary import render_table
 
     steps = [name for name in STEP_NAMES if probe or name != "probe"]
     rows = []

@@ -34,14 +34,15 @@ from typing import Any, TextIO
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from trafficinator_locust.core.config import Config, Target
+from trafficinator_locust.core.errors import ReportingApiError, UsageError
 from trafficinator_locust.core.masking import mask_secrets
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.ops.backfill import TokenBucket, UsageError, display_url, print_usage_error
+from trafficinator_locust.core.table import render_table
+from trafficinator_locust.ops.backfill import TokenBucket, display_url, print_usage_error
 
 __all__ = [
     "DEFAULT_CALLS_PER_MINUTE",
     "DEFAULT_THRESHOLD",
-    "ApiError",
     "DayCheck",
     "ReportingApi",
     "SentDay",
@@ -172,10 +173,6 @@ def api_url(tracker_url: str) -> str:
 # I/O
 
 
-class ApiError(Exception):
-    """A Reporting API call that failed (network, HTTP status, or Matomo's error JSON)."""
-
-
 class ReportingApi:
     """POSTs Reporting API calls for one target, the token in the body, paced by ``limiter``."""
 
@@ -200,17 +197,17 @@ class ReportingApi:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
-            raise ApiError(f"{method}: HTTP {exc.code} from {display_url(self.url)}") from None
+            raise ReportingApiError(f"{method}: HTTP {exc.code} from {display_url(self.url)}") from None
         except (OSError, urllib.error.URLError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ApiError(f"{method}: cannot reach {display_url(self.url)} ({reason})") from None
+            raise ReportingApiError(f"{method}: cannot reach {display_url(self.url)} ({reason})") from None
         try:
             data = json.loads(body)
         except ValueError:
-            raise ApiError(f"{method}: the answer of {display_url(self.url)} is not JSON (is it a Matomo?)") from None
+            raise ReportingApiError(f"{method}: the answer of {display_url(self.url)} is not JSON (is it a Matomo?)") from None
         if isinstance(data, dict) and data.get("result") == "error":
             message = mask_secrets(str(data.get("message", "")), [self._token] if self._token else [])
-            raise ApiError(f"{method}: Matomo says: {message[:300]}")
+            raise ReportingApiError(f"{method}: Matomo says: {message[:300]}")
         return data
 
     def visits_summary(self, site_id: int, day: str) -> tuple[int, int]:
@@ -219,16 +216,16 @@ class ReportingApi:
         if isinstance(data, list) and not data:
             return 0, 0
         if not isinstance(data, dict):
-            raise ApiError(f"VisitsSummary.get: unexpected answer for {day}")
+            raise ReportingApiError(f"VisitsSummary.get: unexpected answer for {day}")
         try:
             return int(data.get("nb_visits", 0) or 0), int(data.get("nb_actions", 0) or 0)
         except (TypeError, ValueError):
-            raise ApiError(f"VisitsSummary.get: nb_visits/nb_actions are not numbers for {day}") from None
+            raise ReportingApiError(f"VisitsSummary.get: nb_visits/nb_actions are not numbers for {day}") from None
 
     def tracking_failures(self, site_id: int) -> list[Mapping[str, Any]]:
         data = self.call("CoreAdminHome.getTrackingFailures")
         if not isinstance(data, list):
-            raise ApiError("CoreAdminHome.getTrackingFailures: unexpected answer")
+            raise ReportingApiError("CoreAdminHome.getTrackingFailures: unexpected answer")
         return [row for row in data if isinstance(row, dict) and str(row.get("idsite", "")) == str(site_id)]
 
 
@@ -273,7 +270,6 @@ def run_verify(
     timeout: float = 30.0,
 ) -> int:
     """Compare sent with stored for every target and day of ``report``; returns the exit code."""
-    from trafficinator_locust.runtime.summary import render_table
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -291,7 +287,7 @@ def run_verify(
         try:
             failures[target.name] = api.tracking_failures(target.site_id)
             checks.extend(day_checks(api, sent, target, threshold))
-        except ApiError as exc:
+        except ReportingApiError as exc:
             broken[target.name] = str(exc)
     rows = []
     for check in checks:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from trafficinator_locust.core.config import Config, Target
-from trafficinator_locust.ops.backfill import EXIT_OK, BackfillOptions, SendError, UsageError, run_backfill
+from trafficinator_locust.core.errors import SendError, UsageError
+from trafficinator_locust.ops.backfill import EXIT_OK, BackfillOptions, run_backfill
 from trafficinator_locust.runtime.bulk_sender import own_session, post_bulk
 
 logger = logging.getLogger("trafficinator")

@@ -50,6 +50,7 @@ from typing import Any
 
 from trafficinator_locust.core.budget import Ledger, Pace, TargetBudget, TargetStatus, parse_state, state_json
 from trafficinator_locust.core.config import Config
+from trafficinator_locust.core.errors import StateError
 from trafficinator_locust.core.files import write_atomic
 
 logger = logging.getLogger("trafficinator.broker")
@@ -108,10 +109,6 @@ def default_state_path(source: str, env: Mapping[str, str] | None = None) -> Pat
     path = Path(source)
     key = str(path.resolve()) if path.is_file() else source
     return state_folder(env) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-
-
-class StateError(Exception):
-    """The state file exists but cannot be used; the master refuses to guess a day's count."""
 
 
 class StateFile:
@@ -665,7 +662,6 @@ __all__ = [
     "MSG_RETURN",
     "PermitBroker",
     "PermitClient",
-    "StateError",
     "StateFile",
     "build_budgets",
     "default_state_path",

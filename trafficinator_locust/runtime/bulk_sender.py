@@ -28,8 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from trafficinator_locust.core.bulk import JSON_CONTENT_TYPE, BulkError, build_payload, parse_answer
+from trafficinator_locust.core.bulk import JSON_CONTENT_TYPE, build_payload, parse_answer
 from trafficinator_locust.core.config import Target
+from trafficinator_locust.core.errors import BulkError
 from trafficinator_locust.runtime.summary import VisitTally
 
 LANES = 4

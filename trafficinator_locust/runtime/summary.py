@@ -21,6 +21,7 @@ from typing import Any
 
 from trafficinator_locust.core.budget import Pace, TargetStatus
 from trafficinator_locust.core.config import Config, Transport
+from trafficinator_locust.core.table import render_table
 
 REPORT_KEY = "trafficinator_tally"
 # A target whose failed visits are at least this share of its visits (and at least one) is "failing".
@@ -219,18 +220,6 @@ def summarize(
             )
         )
     return rows
-
-
-def render_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain fixed-width table (works in CI logs, no terminal features needed)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _shown(value: float | int | None) -> str:

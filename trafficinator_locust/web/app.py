@@ -28,22 +28,22 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
 
-from trafficinator_locust.core.masking import mask_secrets, mask_strings
-from trafficinator_locust.core.yaml_source import ConfigError
-from trafficinator_locust.runtime.broker import state_folder
-from trafficinator_locust.web.control import ControlPlane
-from trafficinator_locust.web.login import EXIT_CONFIG_ERROR, PASSWORD_ENV, USER_ENV, configure_login
-from trafficinator_locust.web.openapi import openapi_document
-from trafficinator_locust.web.presets import (
-    FILE_NAME,
+from trafficinator_locust.core.errors import (
+    ConfigError,
     PresetError,
     PresetExists,
     PresetInvalid,
     PresetNotFound,
-    PresetStore,
     StalePreset,
+    WebApiError,
 )
-from trafficinator_locust.web.workspace import ApiError, Workspace, problems_of
+from trafficinator_locust.core.masking import mask_secrets, mask_strings
+from trafficinator_locust.runtime.broker import state_folder
+from trafficinator_locust.web.control import ControlPlane
+from trafficinator_locust.web.login import EXIT_CONFIG_ERROR, PASSWORD_ENV, USER_ENV, configure_login
+from trafficinator_locust.web.openapi import openapi_document
+from trafficinator_locust.web.presets import FILE_NAME, PresetStore
+from trafficinator_locust.web.workspace import Workspace, problems_of
 
 logger = logging.getLogger("trafficinator.webui")
 
@@ -276,18 +276,18 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str, loopback_only: boo
         if body.get("target") is not None:
             found = ws.resolved(str(body["target"]))
             if found is None:
-                raise ApiError(404, f"no target named '{body['target']}'")
+                raise WebApiError(404, f"no target named '{body['target']}'")
             targets = [found]
         timeout = body.get("timeout", DEFAULT_TIMEOUT)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 120:
-            raise ApiError(
+            raise WebApiError(
                 422,
                 "timeout must be a number of seconds in (0, 120]",
                 [{"path": "timeout", "message": "must be > 0 and <= 120"}],
             )
         probe = body.get("probe", False)
         if not isinstance(probe, bool):
-            raise ApiError(422, "probe must be true or false", [{"path": "probe", "message": "must be a boolean"}])
+            raise WebApiError(422, "probe must be true or false", [{"path": "probe", "message": "must be a boolean"}])
         results = [r.as_dict() for r in preflight(targets, timeout=float(timeout), probe=probe)]
         return {"ok": all(r["ok"] for r in results), "probe": probe, "timeout": timeout, "results": results}
 
@@ -373,7 +373,7 @@ def _guarded(view: Callable[..., Any], control: ControlPlane, loopback_only: boo
         try:
             _check_origin(loopback_only)
             return view(*args, **kwargs)
-        except ApiError as error:
+        except WebApiError as error:
             return _error(error.status, error.message, error.problems)
         except ConfigError as error:
             return _error(
@@ -400,9 +400,9 @@ def _guarded(view: Callable[..., Any], control: ControlPlane, loopback_only: boo
 def _check_origin(loopback_only: bool) -> None:
     origin = request.headers.get("Origin")
     if origin and origin.rstrip("/").split("://", 1)[-1] != request.host:
-        raise ApiError(403, "cross-origin requests to the trafficinator API are refused")
+        raise WebApiError(403, "cross-origin requests to the trafficinator API are refused")
     if loopback_only and request.host.rsplit(":", 1)[0] not in LOOPBACK_NAMES:
-        raise ApiError(
+        raise WebApiError(
             403, f"the UI is bound to loopback without a login; the Host header '{request.host}' is not a loopback name"
         )
 
@@ -428,7 +428,7 @@ def _body(optional: bool = False) -> dict[str, Any]:
         return {}
     data = request.get_json(force=True, silent=True)
     if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object (Content-Type: application/json)")
+        raise WebApiError(400, "the body must be a JSON object (Content-Type: application/json)")
     return data
 
 
@@ -445,4 +445,4 @@ def _expected_version(body: dict[str, Any]) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ApiError(400, "version (or If-Match) must be a whole number") from None
+        raise WebApiError(400, "version (or If-Match) must be a whole number") from None

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from trafficinator_locust.core.errors import PresetError, PresetExists, PresetInvalid, PresetNotFound, StalePreset
+
 FILE_NAME = "presets.sqlite3"
 MAX_NAME_LENGTH = 100
 BUSY_TIMEOUT = 10.0
@@ -38,32 +40,6 @@ CREATE TABLE IF NOT EXISTS presets (
     version INTEGER NOT NULL
 )
 """
-
-
-class PresetError(Exception):
-    """A preset operation that cannot be done as asked (the message says why and what to do)."""
-
-
-class PresetInvalid(PresetError):
-    """A bad name, or a token that is not a bare ``${VAR}`` reference."""
-
-
-class PresetNotFound(PresetError):
-    pass
-
-
-class PresetExists(PresetError):
-    pass
-
-
-class StalePreset(PresetError):
-    """The caller's version is not the stored one: someone else saved in between."""
-
-    def __init__(self, name: str, expected: int, current: int):
-        self.current = current
-        super().__init__(
-            f"preset '{name}' is at version {current}, not {expected}: it changed since you read it; reload it and apply your change again"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,12 +255,7 @@ def _preset(row: tuple[str, str, float, float, int]) -> Preset:
 __all__ = [
     "FILE_NAME",
     "Preset",
-    "PresetError",
-    "PresetExists",
-    "PresetInvalid",
-    "PresetNotFound",
     "PresetStore",
-    "StalePreset",
     "check_name",
     "env_reference",
     "strip_tokens",

@@ -9,7 +9,7 @@ shared by all targets) run once per target in its own thread (green under gevent
 and the answer comes within the calls-per-minute pacing plus ``timeout`` whatever a server does: a
 target still busy then fails with "timed out" and stops before its next call.
 
-Bad input is an :class:`~.workspace.ApiError` (4xx) naming the field: bad options, a report of the
+Bad input is an :class:`~.workspace.WebApiError` (4xx) naming the field: bad options, a report of the
 wrong shape, a report naming targets the config does not have, or sent to another site or URL
 than the config's target of that name (a report of another config). No Flask here.
 """
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from trafficinator_locust.core.config import Config, Target
-from trafficinator_locust.ops.backfill import TokenBucket, UsageError, display_url
+from trafficinator_locust.core.errors import ReportingApiError, UsageError, WebApiError
+from trafficinator_locust.ops.backfill import TokenBucket, display_url
 from trafficinator_locust.ops.verify import (
     DEFAULT_CALLS_PER_MINUTE,
     DEFAULT_THRESHOLD,
@@ -38,8 +39,6 @@ from trafficinator_locust.ops.verify import (
     parse_report,
     targets_for,
 )
-from trafficinator_locust.ops.verify import ApiError as ReportingError
-from trafficinator_locust.web.workspace import ApiError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -120,7 +119,7 @@ class TargetVerdict:
 
 def read_request(body: Mapping[str, Any], config: Config, folder: Path) -> VerifyRequest:
     """Check a request body (see docs/web-ui.md) against ``config``; a relative ``report_path``
-    resolves against ``folder`` (the config's). Raises :class:`ApiError` (404/422) naming the field."""
+    resolves against ``folder`` (the config's). Raises :class:`WebApiError` (404/422) naming the field."""
     threshold = _number(body, "threshold", DEFAULT_THRESHOLD, upper=1.0, rule="> 0 and <= 1 (e.g. 0.99)")
     calls_per_minute = _number(body, "calls_per_minute", DEFAULT_CALLS_PER_MINUTE, upper=None, rule="> 0")
     timeout = _number(body, "timeout", DEFAULT_TIMEOUT, upper=MAX_TIMEOUT, rule=f"> 0 and <= {MAX_TIMEOUT:g} seconds")
@@ -131,17 +130,17 @@ def read_request(body: Mapping[str, Any], config: Config, folder: Path) -> Verif
     try:
         pairs = tuple(targets_for(config, sent))
     except UsageError as error:
-        raise ApiError(
+        raise WebApiError(
             422, f"the report does not fit the current config: {error}", _problems("report", str(error))
         ) from None
     if not pairs:
-        raise ApiError(
+        raise WebApiError(
             422, "the report names no target: nothing to verify", [{"path": "report", "message": "'targets' is empty"}]
         )
     _check_same_destinations(raw, pairs, config)
     request = VerifyRequest(pairs, threshold, calls_per_minute, timeout, source)
     if request.pacing_seconds > MAX_PACING_SECONDS:
-        raise ApiError(
+        raise WebApiError(
             422,
             f"the report needs {request.calls} Reporting API calls: at calls_per_minute={calls_per_minute:g} that takes "
             f"{request.pacing_seconds:.0f} s, more than the {MAX_PACING_SECONDS:.0f} s a web request may take; raise calls_per_minute "
@@ -159,7 +158,7 @@ def _number(body: Mapping[str, Any], key: str, default: float, *, upper: float |
         or not value > 0
         or (upper is not None and value > upper)
     ):
-        raise ApiError(
+        raise WebApiError(
             422,
             f"{key} must be a number {rule}, got {json.dumps(value)}",
             [{"path": key, "message": f"must be {rule}"}],
@@ -171,7 +170,7 @@ def _report(body: Mapping[str, Any], folder: Path) -> tuple[Any, list[SentTarget
     """The report as sent (for :func:`_check_same_destinations`), parsed, and where it came from."""
     inline, path = body.get("report"), body.get("report_path")
     if (inline is None) == (path is None):
-        raise ApiError(
+        raise WebApiError(
             422,
             'send the report of what was sent: either {"report": <the JSON report>} or {"report_path": "<file on this server>"}',
             [{"path": "report", "message": "exactly one of report and report_path is required"}],
@@ -179,7 +178,7 @@ def _report(body: Mapping[str, Any], folder: Path) -> tuple[Any, list[SentTarget
     if inline is not None:
         return inline, _usage_errors(lambda: parse_report(inline, "report"), "report", "report"), "the request body"
     if not isinstance(path, str) or not path.strip():
-        raise ApiError(
+        raise WebApiError(
             422,
             "report_path must be the path of a JSON report on this server",
             [{"path": "report_path", "message": "must be a non-empty string"}],
@@ -195,7 +194,7 @@ def _usage_errors(parse: Callable[[], list[SentTarget]], source: str, field: str
         return parse()
     except UsageError as error:
         text = str(error).replace(f"--report {source}: ", "")
-        raise ApiError(422, f"{field}: {text}", _problems(field, text)) from None
+        raise WebApiError(422, f"{field}: {text}", _problems(field, text)) from None
 
 
 def _problems(field: str, text: str) -> list[dict[str, Any]]:
@@ -206,10 +205,10 @@ def _only(sent: list[SentTarget], name: Any, config: Config) -> list[SentTarget]
     """The report's entry for target ``name`` (404 when the config has no such target)."""
     if not isinstance(name, str) or not any(t.name.casefold() == name.casefold() for t in config.targets):
         known = ", ".join(t.name for t in config.targets)
-        raise ApiError(404, f"no target named {json.dumps(name)} (targets: {known})")
+        raise WebApiError(404, f"no target named {json.dumps(name)} (targets: {known})")
     chosen = [entry for entry in sent if entry.name.casefold() == name.casefold()]
     if not chosen:
-        raise ApiError(
+        raise WebApiError(
             422,
             f"the report has no days for target '{name}' (it names: {', '.join(e.name for e in sent) or 'no target'})",
             [{"path": "target", "message": "not in the report"}],
@@ -237,7 +236,7 @@ def _check_same_destinations(raw: Any, pairs: Sequence[tuple[SentTarget, Target]
                 f"{sent.name}: the report was sent to {entry['url']}, {config.source} has {display_url(target.url)}"
             )
     if problems:
-        raise ApiError(
+        raise WebApiError(
             422, "the report is of another config: " + "; ".join(problems), _problems("report", "\n".join(problems))
         )
 
@@ -332,7 +331,7 @@ class _TargetRun:
                 self.checks.append(check)
                 if self.clock() > self.deadline and len(self.checks) < len(self.sent.days):
                     raise _OutOfTime
-        except ReportingError as error:
+        except ReportingApiError as error:
             self.error = str(error)
         except _OutOfTime:
             self.error = self._timed_out()

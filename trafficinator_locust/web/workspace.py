@@ -7,7 +7,7 @@ says ``"token_auth": "set"`` or ``null``; a token typed as a value lives in memo
 ``${TRAFFICINATOR_UI_TOKEN_<n>}`` variable the document references, so saving refuses it and
 presets omit it. See docs/adr/010-web-control-plane.md.
 
-No Flask and no Locust here: requests arrive as plain dicts, refusals leave as :class:`ApiError`.
+No Flask and no Locust here: requests arrive as plain dicts, refusals leave as :class:`WebApiError`.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from typing import Any
 import yaml
 
 from trafficinator_locust.core.config import Config, Target, resolve_document, single_target_as_multi
+from trafficinator_locust.core.errors import ConfigError, WebApiError
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.legacy import legacy_document
-from trafficinator_locust.core.yaml_source import ConfigError, load_yaml_text
+from trafficinator_locust.core.yaml_source import load_yaml_text
 from trafficinator_locust.web.config_writer import backup_path, render_yaml
 from trafficinator_locust.web.presets import env_reference, strip_tokens
 
-__all__ = ["READ_ONLY_KEYS", "SECRET_PREFIX", "TOKEN_KEEP", "ApiError", "Workspace", "name_in", "problems_of"]
+__all__ = ["READ_ONLY_KEYS", "SECRET_PREFIX", "TOKEN_KEEP", "Workspace", "name_in", "problems_of"]
 
 logger = logging.getLogger("trafficinator.webui")
 
@@ -42,16 +43,6 @@ READ_ONLY_KEYS = ("token_env", "effective")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class ApiError(Exception):
-    """An answer other than success: status code, message, and the config problems if any."""
-
-    def __init__(self, status: int, message: str, problems: list[dict[str, Any]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.problems = problems or []
-
-
 def problems_of(error: ConfigError) -> list[dict[str, Any]]:
     return [{"path": p.path or "<top level>", "message": p.message} for p in error.problems]
 
@@ -60,7 +51,7 @@ def name_in(body: dict[str, Any]) -> str:
     """The ``name`` of a target sent by a client (422 when missing or not text)."""
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ApiError(422, "a target needs a name (text)", [{"path": "name", "message": "required, non-empty text"}])
+        raise WebApiError(422, "a target needs a name (text)", [{"path": "name", "message": "required, non-empty text"}])
     return name
 
 
@@ -151,7 +142,7 @@ class Workspace:
         if config is None:
             return strip_tokens(self.portable())
         if not isinstance(config, dict):
-            raise ApiError(
+            raise WebApiError(
                 422,
                 "config must be a JSON object (a whole traffic config)",
                 [{"path": "config", "message": "must be an object"}],
@@ -170,7 +161,7 @@ class Workspace:
         index = self.index_of(name)
         if index is None:
             known = ", ".join(str(t.get("name")) for t in self.data.get("targets") or [])
-            raise ApiError(404, f"no target named '{name}' (targets: {known})")
+            raise WebApiError(404, f"no target named '{name}' (targets: {known})")
         return index
 
     # -- changing (each returns a whole new document; ControlPlane.change validates and commits it)
@@ -178,7 +169,7 @@ class Workspace:
     def with_added(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         name = name_in(body)
         if self.index_of(name) is not None:
-            raise ApiError(
+            raise WebApiError(
                 409,
                 f"a target named '{name}' exists (names are case-insensitive); change it with PUT/PATCH /api/targets/{name}",
             )
@@ -200,7 +191,7 @@ class Workspace:
         new_name = name_in(body)
         other = self.index_of(new_name)
         if other is not None and other != index:
-            raise ApiError(409, f"a target named '{new_name}' exists (names are case-insensitive)")
+            raise WebApiError(409, f"a target named '{new_name}' exists (names are case-insensitive)")
         target, secret = self.incoming_target(body, current)
         data = copy.deepcopy(self.data)
         data["targets"][index] = target
@@ -226,7 +217,7 @@ class Workspace:
         if token == TOKEN_KEEP:
             token = current.get("token_auth") if current else None
         elif token is not None and not isinstance(token, str):
-            raise ApiError(
+            raise WebApiError(
                 422,
                 "token_auth must be text: a ${VAR} reference, a token, or null to remove it",
                 [{"path": "token_auth", "message": "must be a string or null"}],
@@ -262,7 +253,7 @@ class Workspace:
 
     def check_savable(self, data: dict[str, Any]) -> None:
         if self.path is None:
-            raise ApiError(
+            raise WebApiError(
                 409,
                 "this config came from the MATOMO_* environment variables: there is no file to save to; start Locust with --traffic-config FILE",
             )
@@ -272,7 +263,7 @@ class Workspace:
             if isinstance(t, dict) and str(env_reference(t.get("token_auth")) or "").startswith(SECRET_PREFIX)
         ]
         if typed:
-            raise ApiError(
+            raise WebApiError(
                 422,
                 f"the token of {', '.join(typed)} was typed as a value in the web UI and is never written to a file: "
                 "send token_auth as a ${VAR} reference (and export VAR) to save",
@@ -284,7 +275,7 @@ class Workspace:
         original = self.path.read_text(encoding="utf-8")
         text = render_yaml(original, self.data)
         if yaml.safe_load(text) != self.data:
-            raise ApiError(
+            raise WebApiError(
                 500,
                 "the YAML written back would not read as the edited config (a value YAML 1.1 reads differently?); nothing was saved",
             )
