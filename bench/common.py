@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from trafficinator_locust.demo import stop_process
+from trafficinator_locust.receiver.process import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -152,7 +152,10 @@ http {{
         listen 127.0.0.1:{port};
         location / {{ return 204; }}
         # Bulk requests (bench/throughput.py): Matomo's bulk answer for a full batch of BULK_SIZE hits.
-        location /bulk/ {{ default_type application/json; return 200 '{{"status":"success","tracked":{bulk_size},"invalid":0}}'; }}
+        location /bulk/ {{
+            default_type application/json;
+            return 200 '{{"status":"success","tracked":{bulk_size},"invalid":0}}';
+        }}
     }}
 }}
 """

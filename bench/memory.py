@@ -51,7 +51,7 @@ from bench.common import (  # noqa: E402
     stop,
     write_results,
 )
-from trafficinator_locust.runtime.summary import render_table  # noqa: E402
+from trafficinator_locust.core.table import render_table
 
 GOAL_MB = 60.0
 INSTANCE = "/mem"
@@ -213,8 +213,8 @@ def main() -> int:
                 "trafficinator": ["-f", str(PLUGIN_LOCUSTFILE), "--traffic-config", str(config), "--traffic-state", ""],
             }
             print(
-                f"memory: one Locust process (local runner), users spawned at {args.spawn_rate}/s, embedded receiver on "
-                f"{receiver.host}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                f"memory: one Locust process (local runner), users spawned at {args.spawn_rate}/s, "
+                f"embedded receiver on {receiver.host}, {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 flush=True,
             )
             for users in counts:
@@ -257,7 +257,8 @@ def main() -> int:
     mine = [float(r["mb_per_1000"]) for r in rows if r["client"] == "trafficinator" and isinstance(r["users"], int)]
     worst = max(mine) if mine else float("nan")
     print(
-        f"trafficinator: {fmt(worst, 1)} MB per 1,000 concurrent paced visitors (largest of the counts; goal <= {GOAL_MB:g}: "
+        f"trafficinator: {fmt(worst, 1)} MB per 1,000 concurrent paced visitors "
+        f"(largest of the counts; goal <= {GOAL_MB:g}: "
         f"{'met' if worst <= GOAL_MB else 'not met'}); the receiver stored {visits} visits from both clients"
     )
     path = write_results(

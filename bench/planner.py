@@ -90,20 +90,24 @@ def main(paths: list[str]) -> int:
             default.write_text("targets: [{name: Defaults, url: 'http://127.0.0.1:1/matomo.php', site_id: 1}]\n")
             paths = [str(default), str(REPO / "config" / "demo.yaml"), str(full)]
         print(
-            f"{'config':<28}{'hits/visit':>11}{'plan us/visit':>15}{'encode us/hit':>15}{'bare request us':>17}{'plan / bare':>13}"
+            f"{'config':<28}{'hits/visit':>11}{'plan us/visit':>15}{'encode us/hit':>15}"
+            f"{'bare request us':>17}{'plan / bare':>13}"
         )
         for path in paths:
             target = load_config(path).enabled_targets[0]
             planner, encoder = VisitPlanner(target, seed=1), TrackingEncoder(target)
             hits = sum(len(planner.plan(n).hits) for n in range(BATCH)) / BATCH
             plan, bare = best_per_call(
-                lambda offset, count: [planner.plan(n) for n in range(offset, offset + count)], beside=bare_request
+                lambda offset, count, planner=planner: [planner.plan(n) for n in range(offset, offset + count)],
+                beside=bare_request,
             )
             sample = [planner.plan(n) for n in range(200)]
             now = datetime.now(timezone.utc)
             pairs = [(hit, visit.visitor) for visit in sample for hit in visit.hits][:BATCH]
             encode = best_per_call(
-                lambda offset, count: [encoder.body(hit, visitor, now) for hit, visitor in pairs[:count]],
+                lambda offset, count, encoder=encoder, now=now, pairs=pairs: [
+                    encoder.body(hit, visitor, now) for hit, visitor in pairs[:count]
+                ],
                 batch=len(pairs),
             )
             print(f"{Path(path).name:<28}{hits:>11.1f}{plan:>15.1f}{encode:>15.1f}{bare:>17.1f}{plan / bare:>13.1f}")

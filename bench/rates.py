@@ -21,8 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
-from trafficinator_locust.runtime.summary import render_table
+from trafficinator_locust.core.table import render_table
+from trafficinator_locust.demo import LOCUSTFILE
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 CONFIG = """
 defaults:
@@ -33,8 +34,10 @@ defaults:
     visitors: {{returning: 0}}
 targets:
   - {{name: Fast, url: "http://127.0.0.1:{port}/fast/matomo.php", site_id: 1, visits_per_day: 864000, timezone: UTC}}
-  - {{name: Medium, url: "http://127.0.0.1:{port}/medium/matomo.php", site_id: 2, visits_per_day: 259200, timezone: America/New_York}}
-  - {{name: Slow, url: "http://127.0.0.1:{port}/slow/matomo.php", site_id: 3, visits_per_day: 43200, timezone: Asia/Tokyo}}
+  - {{name: Medium, url: "http://127.0.0.1:{port}/medium/matomo.php", site_id: 2, visits_per_day: 259200,
+      timezone: America/New_York}}
+  - {{name: Slow, url: "http://127.0.0.1:{port}/slow/matomo.php", site_id: 3, visits_per_day: 43200,
+      timezone: Asia/Tokyo}}
   - {{name: Refusing, url: "http://127.0.0.1:{closed}/down/matomo.php", site_id: 1, visits_per_day: 172800}}
   - {{name: Delayed, url: "http://127.0.0.1:{slow_port}/lag/matomo.php", site_id: 1, visits_per_day: 172800}}
 """
@@ -50,7 +53,7 @@ def main() -> int:
         config = workdir / "traffic.yaml"
         config.write_text(CONFIG.format(port=port, slow_port=slow_port, closed=closed))
         env = {**os.environ, "XDG_STATE_HOME": str(workdir / "state")}
-        sink = start_sink(config, port, env)
+        sink = start_receiver(config, port, env)
         lagging = subprocess.Popen(
             [
                 sys.executable,

@@ -157,9 +157,11 @@ WRK_SCRIPT = r"""
 counter = 0
 math.randomseed(os.time())
 local prefix = math.random(1, 2^30)
+local template = "idsite=1&rec=1&send_image=0&cid=%08x%08x"
+  .. "&url=https%%3A%%2F%%2Fbench.example%%2Fpage&action_name=Bench&res=1920x1080"
 request = function()
   counter = counter + 1
-  local body = string.format("idsite=1&rec=1&send_image=0&cid=%08x%08x&url=https%%3A%%2F%%2Fbench.example%%2Fpage&action_name=Bench&res=1920x1080", prefix, counter)
+  local body = string.format(template, prefix, counter)
   return wrk.format("POST", wrk.path, {["Content-Type"]="application/x-www-form-urlencoded"}, body)
 end
 """

@@ -48,7 +48,7 @@ from bench.common import (  # noqa: E402
     wait_for_quiet,
     write_results,
 )
-from trafficinator_locust.runtime.summary import render_table  # noqa: E402
+from trafficinator_locust.core.table import render_table
 
 GOAL_SECONDS = 3.0
 PACED_PER_DAY = 8_640_000  # 100 visits/s per target: the first permit of a fresh bucket after 10 ms
@@ -185,7 +185,10 @@ def main() -> int:
         "--settle",
         type=float,
         default=10.0,
-        help="before each start, wait up to this many seconds for other processes to leave the CPU (default: %(default)s; 0: don't)",
+        help=(
+            "before each start, wait up to this many seconds for other processes to leave the CPU "
+            "(default: %(default)s; 0: don't)"
+        ),
     )
     args = parser.parse_args()
     counts = [int(n) for n in args.targets.split(",")]
@@ -232,7 +235,8 @@ def main() -> int:
                     start = measure(case, options, count, endpoint, workdir, args.deadline)
                     starts.append(start)
                     print(
-                        f"  {repeat + 1}/{args.repeats} {case:<7}{count:>4} target(s): first request {fmt(start.first_request, 2)} s, "
+                        f"  {repeat + 1}/{args.repeats} {case:<7}{count:>4} target(s): "
+                        f"first request {fmt(start.first_request, 2)} s, "
                         f"all targets {fmt(start.all_targets, 2)} s",
                         flush=True,
                     )

@@ -63,7 +63,7 @@ from bench.common import (  # noqa: E402
     wait_for_quiet,
     write_results,
 )
-from trafficinator_locust.runtime.summary import render_table  # noqa: E402
+from trafficinator_locust.core.table import render_table
 
 GOAL = 0.9
 BUSY_PERCENT = 30.0  # CPU used by other processes above which a run's figures are flagged
@@ -108,7 +108,8 @@ def _figure(client: str, processes: int, run: LocustRun, warmup: float, seconds:
     start, end = run.steady_window(warmup, seconds)
     if run.code != 0 or run.failures or not run.requests:
         print(
-            f"  note: {client} (--processes {processes}) exit code {run.code}, {run.failures} failures; log tail:\n{run.log_tail}",
+            f"  note: {client} (--processes {processes}) exit code {run.code}, {run.failures} failures; "
+            f"log tail:\n{run.log_tail}",
             file=sys.stderr,
         )
     cpu = run.cpu_percent(start, end)
@@ -168,7 +169,8 @@ def _run(
         busy = wait_for_quiet(args.settle)
         if busy >= BUSY_PERCENT:
             print(
-                f"  ({name}: the machine stayed busy ({busy:.0f} % of a core in use) for {args.settle:g} s; measuring anyway)",
+                f"  ({name}: the machine stayed busy ({busy:.0f} % of a core in use) for {args.settle:g} s; "
+                "measuring anyway)",
                 flush=True,
             )
     common = ["-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s", "--stop-timeout", "5"]
@@ -294,7 +296,8 @@ def profile(endpoint: Endpoint, workdir: Path, args: argparse.Namespace) -> dict
         stop(process)
     if not raw.exists():
         print(
-            f"profile: py-spy wrote nothing (it needs ptrace rights on the Locust process): {spied.stderr.strip()[-500:]}",
+            "profile: py-spy wrote nothing (it needs ptrace rights on the Locust process): "
+            f"{spied.stderr.strip()[-500:]}",
             file=sys.stderr,
         )
         return {}
@@ -362,7 +365,10 @@ def main() -> int:
         "--settle",
         type=float,
         default=20.0,
-        help="before each run, wait up to this many seconds for other processes to leave the CPU (default: %(default)s; 0: don't)",
+        help=(
+            "before each run, wait up to this many seconds for other processes to leave the CPU "
+            "(default: %(default)s; 0: don't)"
+        ),
     )
     parser.add_argument("--no-scaling", action="store_true", help="skip the --processes 1/2 comparison")
     parser.add_argument(
@@ -401,8 +407,10 @@ def main() -> int:
                 ratio = traffic.hits_per_second / bare.hits_per_second if bare.hits_per_second else float("nan")
                 pairs.append((index, bare, traffic, ratio))
                 print(
-                    f"  run {index}: bare {bare.hits_per_second:.0f} hits/s, trafficinator {traffic.hits_per_second:.0f} hits/s, "
-                    f"ratio {ratio:.2f} (CPU used by other processes: {fmt(bare.others_cpu)} % / {fmt(traffic.others_cpu)} %)",
+                    f"  run {index}: bare {bare.hits_per_second:.0f} hits/s, "
+                    f"trafficinator {traffic.hits_per_second:.0f} hits/s, "
+                    f"ratio {ratio:.2f} (CPU used by other processes: "
+                    f"{fmt(bare.others_cpu)} % / {fmt(traffic.others_cpu)} %)",
                     flush=True,
                 )
             scaling: list[Figure] = []
@@ -464,7 +472,8 @@ def main() -> int:
     )
     ratios = [r for *_, r in pairs]
     print(
-        f"ratio trafficinator/bare per run: {', '.join(f'{r:.2f}' for r in ratios)}  (goal >= {GOAL} in {args.runs} consecutive runs: "
+        f"ratio trafficinator/bare per run: {', '.join(f'{r:.2f}' for r in ratios)}  "
+        f"(goal >= {GOAL} in {args.runs} consecutive runs: "
         f"{'met' if all(r >= GOAL for r in ratios) else 'not met'})"
     )
     busy = [i for i, b, t, _ in pairs if max(b.others_cpu, t.others_cpu) > BUSY_PERCENT]
@@ -474,8 +483,10 @@ def main() -> int:
             "their hits/s and ratio are not reliable (rerun on a quiet machine, or read the ratio per CPU s)"
         )
     print(
-        "CPU % = the Locust process tree in % of one core; ratio per CPU s = the same ratio on hits per second of Locust's own CPU "
-        "(less sensitive to other load); others CPU % = what other processes on the machine used meanwhile (bare/trafficinator)"
+        "CPU % = the Locust process tree in % of one core; "
+        "ratio per CPU s = the same ratio on hits per second of Locust's own CPU "
+        "(less sensitive to other load); "
+        "others CPU % = what other processes on the machine used meanwhile (bare/trafficinator)"
     )
     if scaling:
         print("\nscaling (same users split over the processes; CPU in % of one core, the whole process tree)")
@@ -509,7 +520,8 @@ def main() -> int:
     if generator_bulk is not None:
         single_run = pairs[-1][2]
         print(
-            f"\nbulk transport vs single hits, one Locust process, nginx answering as Matomo (the generator's own capacity; bulk hits = requests x {BULK_SIZE})"
+            "\nbulk transport vs single hits, one Locust process, nginx answering as Matomo "
+            f"(the generator's own capacity; bulk hits = requests x {BULK_SIZE})"
         )
         print(
             render_table(
@@ -551,7 +563,8 @@ def main() -> int:
     if profiled:
         kept = f"; raw stacks in {args.profile_out}" if args.profile_out else ""
         print(
-            f"\nprofile of one trafficinator run (py-spy --gil over the steady window, {profiled['samples']} samples{kept})"
+            "\nprofile of one trafficinator run "
+            f"(py-spy --gil over the steady window, {profiled['samples']} samples{kept})"
         )
         print(render_table(["function (self)", "% samples"], [list(item) for item in profiled["self"]]))
         print()

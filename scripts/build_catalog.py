@@ -180,17 +180,26 @@ BOTS = (
     ("Googlebot", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
     (
         "Googlebot Smartphone",
-        "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/135.0.7049.84 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        (
+            "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/135.0.7049.84 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        ),
     ),
     (
         "Bingbot",
-        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) Chrome/116.0.1938.76 Safari/537.36",
+        (
+            "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; "
+            "+http://www.bing.com/bingbot.htm) Chrome/116.0.1938.76 Safari/537.36"
+        ),
     ),
     ("DuckDuckBot", "DuckDuckBot/1.1; (+http://duckduckgo.com/duckduckbot.html)"),
     ("YandexBot", "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)"),
     (
         "Applebot",
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.1 Safari/605.1.15 (Applebot/0.1; +http://www.apple.com/go/applebot)",
+        (
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.1 "
+            "Safari/605.1.15 (Applebot/0.1; +http://www.apple.com/go/applebot)"
+        ),
     ),
     ("AhrefsBot", "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"),
     ("Baiduspider", "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)"),
@@ -858,7 +867,7 @@ def build_countries(ranges: list[tuple[int, int, str]]) -> list[dict]:
     countries = []
     for code, name, weight, language in COUNTRIES:
         candidates = sorted(
-            ((f, l) for f, l in by_country[code] if clean(f, l) and l - f + 1 <= MAX_RANGE_SIZE),
+            ((lo, hi) for lo, hi in by_country[code] if clean(lo, hi) and hi - lo + 1 <= MAX_RANGE_SIZE),
             key=lambda r: (-(r[1] - r[0]), r[0]),
         )
         chosen, first_octets = [], set()
@@ -875,7 +884,9 @@ def build_countries(ranges: list[tuple[int, int, str]]) -> list[dict]:
                 "name": name,
                 "weight": weight,
                 "language": language,
-                "ranges": [[str(ipaddress.IPv4Address(f)), str(ipaddress.IPv4Address(l)), f, l] for f, l in chosen],
+                "ranges": [
+                    [str(ipaddress.IPv4Address(lo)), str(ipaddress.IPv4Address(hi)), lo, hi] for lo, hi in chosen
+                ],
             }
         )
     return countries
@@ -978,24 +989,28 @@ def main(argv: list[str] | None = None) -> int:
                 "date": FAKE_UA_DATES.get(fake_ua_version, f"unknown (fake-useragent {fake_ua_version})"),
                 "url": "https://github.com/fake-useragent/fake-useragent",
                 "method": (
-                    "Rows mapped to kind (desktop/mobile->smartphone/tablet), browser (Chrome, Safari, Firefox, Edge, "
-                    "Samsung Internet, Opera) and OS; other browsers and in-app webviews left out. Per (kind, browser, OS) "
-                    f"group: weight = summed usage percent of versions within {WEIGHT_MAJORS} majors of the newest; kept "
-                    f"user agents = the most used of the newest {RECENT_MAJORS_DEFAULT + 1} majors (Safari: "
-                    f"{RECENT_MAJORS['Safari'] + 1}), {QUOTA_MIN}-{QUOTA_MAX} per group; the group weight is spread over them "
-                    "by their usage percent; share = weight normalised to 1 within each kind."
+                    "Rows mapped to kind (desktop/mobile->smartphone/tablet), browser (Chrome, Safari, Firefox, "
+                    "Edge, Samsung Internet, Opera) and OS; other browsers and in-app webviews left out. "
+                    f"Per (kind, browser, OS) group: weight = summed usage percent of versions within {WEIGHT_MAJORS} "
+                    f"majors of the newest; kept user agents = the most used of the newest {RECENT_MAJORS_DEFAULT + 1} "
+                    f"majors (Safari: {RECENT_MAJORS['Safari'] + 1}), {QUOTA_MIN}-{QUOTA_MAX} per group; the group "
+                    "weight is spread over them by their usage percent; share = weight normalised to 1 within each "
+                    "kind."
                 ),
             },
             "variants": (
-                "Curated, approximate: screen sizes (CSS px) per kind and OS; client hints (uadata) for Chrome and Edge "
-                "on Windows/macOS/Linux/Android with full versions taken from the newest Chromium/Edge builds seen in "
-                "the same source, Windows 10/11 and macOS platformVersion splits, and popular Android models for the "
+                "Curated, approximate: screen sizes (CSS px) per kind and OS; client hints (uadata) for Chrome and "
+                "Edge on Windows/macOS/Linux/Android with full versions taken from the newest Chromium/Edge builds "
+                "seen in the same source, Windows 10/11 and macOS platformVersion splits, and popular Android models "
+                "for the "
                 f"reduced 'Android 10; K' user agents. Entries with >= {SPLIT_THRESHOLD} of their kind are split over "
                 "all options, smaller ones get one option chosen by a hash of the user agent."
             ),
-            "checked_with": f"device-detector {dd_version} (PyPI, MIT), Python port of Matomo's DeviceDetector: user agents "
-            "(and client-hint variants) it does not classify as declared (device type, browser, OS family, "
-            "not a bot) are left out",
+            "checked_with": (
+                f"device-detector {dd_version} (PyPI, MIT), Python port of Matomo's DeviceDetector: user agents "
+                "(and client-hint variants) it does not classify as declared (device type, browser, OS family, "
+                "not a bot) are left out"
+            ),
             "rejected_user_agents": stats["rejected"],
             "dropped_variants": dropped,
             "group_weights": stats["groups"],
@@ -1017,17 +1032,21 @@ def main(argv: list[str] | None = None) -> int:
         out / "countries.json",
         {
             "source": {
-                "package": f"Debian package {TOR_GEOIP_PACKAGE} {deb_version}, file {TOR_GEOIP_PATH} (Tor's geoip file)",
+                "package": (
+                    f"Debian package {TOR_GEOIP_PACKAGE} {deb_version}, file {TOR_GEOIP_PATH} (Tor's geoip file)"
+                ),
                 "data": f"{header.get('vendor', 'IPFire Project')} Location database (https://location.ipfire.org/), "
                 "converted by Tor's geoip-db-tool",
                 "licence": header.get("license", "CC BY-SA 4.0")
                 + " (https://creativecommons.org/licenses/by-sa/4.0/); "
                 "this file is an adaptation and is shared under the same licence",
                 "date": header.get("generated", "unknown"),
-                "method": f"Per country the {RANGES_PER_COUNTRY} largest ranges of the file of at most {MAX_RANGE_SIZE} addresses "
-                "(a /10; larger ones are mostly legacy military/corporate blocks), at most one per first octet, "
-                "as listed there (start, end, start int, end int); ranges touching special-purpose networks "
-                "(private, loopback, link-local, CGNAT, documentation, multicast, reserved) are skipped.",
+                "method": (
+                    f"Per country the {RANGES_PER_COUNTRY} largest ranges of the file of at most {MAX_RANGE_SIZE} "
+                    "addresses (a /10; larger ones are mostly legacy military/corporate blocks), at most one per first "
+                    "octet, as listed there (start, end, start int, end int); ranges touching special-purpose networks "
+                    "(private, loopback, link-local, CGNAT, documentation, multicast, reserved) are skipped."
+                ),
                 "weights": COUNTRY_WEIGHT_SOURCE,
             },
             "countries": countries,
@@ -1050,7 +1069,8 @@ def main(argv: list[str] | None = None) -> int:
                 "search_engines": "Curated. Hosts and keyword parameters as in Matomo's SearchEngines.yml "
                 "(matomo-org/searchengine-and-social-list); weights: approximate worldwide search engine "
                 "shares after StatCounter, 2025.",
-                "social_networks": "Curated. Hosts as in Matomo's Socials.yml (matomo-org/searchengine-and-social-list); "
+                "social_networks": "Curated. Hosts as in Matomo's Socials.yml "
+                "(matomo-org/searchengine-and-social-list); "
                 "names as Matomo reports them; weights: approximate social media referral shares after "
                 "StatCounter, 2025.",
                 "websites": "Invented pages on RFC 2606 example domains.",
@@ -1080,7 +1100,8 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         kinds[device["kind"]] += 1
     print(
-        f"devices: {len(devices)} entries, {len({d['user_agent'] for d in devices})} distinct user agents, {dict(kinds)}"
+        f"devices: {len(devices)} entries, {len({d['user_agent'] for d in devices})} distinct user agents, "
+        f"{dict(kinds)}"
     )
     for line in stats["rejected"]:
         print("  rejected:", line)

@@ -24,14 +24,14 @@ class Receiver(NamedTuple):
 def receiver_for(folder: Path, config_template: str, *sink_options: str) -> Iterator[Receiver]:
     """Write ``config_template.format(port=...)`` to ``folder/traffic.yaml``, start the embedded
     receiver for it on a free 127.0.0.1 port, stop it afterwards."""
-    from trafficinator_locust.demo import free_port, start_sink, stop_process
+    from trafficinator_locust.receiver.process import free_port, start_receiver, stop_process
 
     port = free_port()
     config_path = folder / "traffic.yaml"
     config_path.write_text(config_template.format(port=port), encoding="utf-8")
     env = {**os.environ, "XDG_STATE_HOME": str(folder / "state")}
     env.pop("TRAFFICINATOR_CONFIG", None)
-    process = start_sink(config_path, port, env, *sink_options)
+    process = start_receiver(config_path, port, env, *sink_options)
     try:
         yield Receiver(port, config_path, env, process)
     finally:

@@ -11,6 +11,9 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
 
 from trafficinator_locust.core.config import Config, Target, json_schema, load_config, single_target_as_multi
 from trafficinator_locust.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, Problem, UsageError, describe
@@ -45,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--online",
         action="store_true",
-        help="also check each enabled target: DNS, TCP, TLS, the tracker, the Reporting API, the site and the token's write access; exit 1 when one fails",
+        help="also check each enabled target: DNS, TCP, TLS, the tracker, the Reporting API, the site and the token's "
+        "write access; exit 1 when one fails",
     )
     validate.add_argument(
         "--timeout",
@@ -57,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--probe",
         action="store_true",
-        help="with --online: send one test hit per target (action 'trafficinator preflight probe'); without it nothing is tracked",
+        help="with --online: send one test hit per target (action 'trafficinator preflight probe'); "
+        "without it nothing is tracked",
     )
     validate.add_argument("--target", metavar="NAME", help="with --online: check only this target (disabled or not)")
     validate.set_defaults(handler=cmd_validate)
@@ -83,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
         "--instance",
         action="append",
         default=None,
-        help="without --config: an instance path prefix, e.g. /dev (repeatable; default: the demo's /dev, /staging, /prod)",
+        help="without --config: an instance path prefix, e.g. /dev "
+        "(repeatable; default: the demo's /dev, /staging, /prod)",
     )
     sink.add_argument("--sites", default="1", help="with --instance: comma-separated site ids of every instance")
     sink.add_argument("--timezone", default="UTC", help="with --instance: the sites' time zone")
@@ -106,13 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--loss-seed", type=int, default=0, help="seed of which hits --loss drops (repeatable runs)")
     sink.set_defaults(handler=cmd_sink)
 
-    from trafficinator_locust.ops import (
-        backfill,
-        verify,  # backfill and verify define their own options
-    )
-
-    backfill.add_command(commands)
-    verify.add_command(commands)
+    _add_backfill(commands)
+    _add_verify(commands)
 
     demo = commands.add_parser(
         "demo", help="run Locust for ~30 s against 3 targets on the embedded receiver and print a table"
@@ -181,7 +182,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             ]
         )
     print(
-        f"{config.source}: OK, {len(config.enabled_targets)} enabled target(s), distribution {config.distribution.value}"
+        f"{config.source}: OK, {len(config.enabled_targets)} enabled target(s), "
+        f"distribution {config.distribution.value}"
     )
     print(render_table(["target", "url", "site", "weight %", "visits/day", "timezone", "token", "enabled"], rows))
     if not args.online:
@@ -258,21 +260,27 @@ def migrate_yaml_file(path: str) -> str:
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
-    from trafficinator_locust.receiver import sink
+    from trafficinator_locust.receiver.instances import (
+        ReceiverInstance,
+        ReceiverSite,
+        default_instances,
+        instances_from_targets,
+    )
+    from trafficinator_locust.receiver.server import run
 
     if args.config:
-        instances = sink.instances_from_targets(load_config(args.config).targets, port=args.port)
+        instances = instances_from_targets(load_config(args.config).targets, port=args.port)
     elif args.instance:
         site_ids = [int(part) for part in args.sites.split(",") if part.strip()]
-        sites = {site_id: sink.SinkSite(site_id, timezone=args.timezone) for site_id in site_ids}
-        instances = [sink.SinkInstance(prefix, dict(sites), set(args.token)) for prefix in args.instance]
+        sites = {site_id: ReceiverSite(site_id, timezone=args.timezone) for site_id in site_ids}
+        instances = [ReceiverInstance(prefix, dict(sites), set(args.token)) for prefix in args.instance]
     else:
-        instances = sink.default_instances()
+        instances = default_instances()
     if not 0 <= args.loss < 1:
         print("trafficinator sink: --loss must be >= 0 and < 1 (e.g. 0.05)", file=sys.stderr)
         return 2
     return (
-        sink.run(
+        run(
             instances,
             host="127.0.0.1",
             port=args.port,
@@ -290,6 +298,164 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from trafficinator_locust.demo import run_demo
 
     return run_demo(config_path=args.config, run_time=args.run_time, users=args.users, port=args.port)
+
+
+# --- backfill and verify -----------------------------------------------------------------------------
+def _add_backfill(commands: Any) -> None:
+    from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE
+    from trafficinator_locust.ops.backfill import DEFAULT_MAX_DAYS
+
+    parser = commands.add_parser(
+        "backfill",
+        help="send the planned traffic of past days (cdt + bulk requests) to every target",
+        description="Send each target's planned visits for every local day of a past range, with cdt and bulk "
+        "requests. Resumable (--checkpoint). See docs/backfill.md.",
+    )
+    parser.add_argument("config", help="traffic YAML")
+    parser.add_argument(
+        "--from", dest="first", required=True, type=_iso_date, metavar="YYYY-MM-DD", help="first local day"
+    )
+    parser.add_argument(
+        "--to",
+        dest="last",
+        required=True,
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="last local day (at most the target's today)",
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this target (repeatable; default: every enabled target)",
+    )
+    parser.add_argument(
+        "--max-hits-per-second", type=float, default=None, metavar="N", help="per target (default: unthrottled)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default="backfill-checkpoint.json",
+        metavar="FILE",
+        help="progress file for resuming (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--report",
+        default="backfill-report.json",
+        metavar="FILE",
+        help="JSON report per target and day, read by `trafficinator verify` (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bulk-size",
+        type=_positive_int,
+        default=DEFAULT_BULK_SIZE,
+        metavar="N",
+        help="hits per bulk request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-days",
+        type=_positive_int,
+        default=DEFAULT_MAX_DAYS,
+        metavar="N",
+        help="refuse longer ranges (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="retries of a batch Matomo cannot have stored (refused, 429/502/503); default %(default)s",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default: %(default)s)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="plan and count, send nothing")
+    parser.add_argument("--stop-after-batches", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=cmd_backfill)
+
+
+def _add_verify(commands: Any) -> None:
+    from trafficinator_locust.ops.verify import DEFAULT_CALLS_PER_MINUTE, DEFAULT_THRESHOLD
+
+    parser = commands.add_parser(
+        "verify",
+        help="compare what a run or backfill sent with what each Matomo stored (Reporting API)",
+        description="For each target and day of a report, ask the target's Reporting API (VisitsSummary.get, "
+        "CoreAdminHome.getTrackingFailures) what it stored. Exit 1 when a target stored less than threshold x sent "
+        "on some day.",
+    )
+    parser.add_argument("config", help="traffic YAML (targets, URLs, tokens)")
+    parser.add_argument(
+        "--report",
+        required=True,
+        metavar="REPORT.json",
+        help="what was sent: a backfill report or a run report with per-day counts",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="minimum stored/sent ratio per day (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calls-per-minute",
+        type=float,
+        default=DEFAULT_CALLS_PER_MINUTE,
+        help="Reporting API calls per minute, all targets together (default: %(default)s)",
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per API call (default: %(default)s)")
+    parser.set_defaults(handler=cmd_verify)
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2025-03-14") from None
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return number
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """``trafficinator backfill``: config errors go to :func:`main` (exit 2); the run's own bad input too, named."""
+    from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
+
+    config = load_config(args.config)
+    options = BackfillOptions(
+        first=args.first,
+        last=args.last,
+        targets=args.target,
+        max_hits_per_second=args.max_hits_per_second,
+        checkpoint=Path(args.checkpoint),
+        report=Path(args.report) if args.report else None,
+        bulk_size=args.bulk_size,
+        max_days=args.max_days,
+        dry_run=args.dry_run,
+        retries=max(args.retries, 0),
+        timeout=args.timeout,
+        stop_after_batches=args.stop_after_batches,
+    )
+    try:
+        return run_backfill(config, options)
+    except UsageError as error:
+        print(describe(error, "trafficinator backfill"), file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from trafficinator_locust.ops.verify import run_verify
+
+    config = load_config(args.config)
+    try:
+        return run_verify(config, Path(args.report), args.threshold, args.calls_per_minute, timeout=args.timeout)
+    except UsageError as error:
+        print(describe(error, "trafficinator verify"), file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -10,64 +10,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from trafficinator_locust.core.config import Config, load_config
 from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.core.table import render_table
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+"""The packaged locustfile (``locust -f``): what the demo and the end-to-end tests run."""
 DEFAULT_DEMO_CONFIG = Path("config/demo.yaml")
 PORT_VARIABLE = "TRAFFICINATOR_SINK_PORT"
-
-
-def free_port() -> int:
-    """A port the OS considers free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_sink(config_path: Path, port: int, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
-    """Start the receiver and return once it listens (it prints one line when bound)."""
-    command = [
-        sys.executable,
-        "-m",
-        "trafficinator_locust.cli",
-        "sink",
-        "--port",
-        str(port),
-        "--config",
-        str(config_path),
-        *options,
-    ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening" not in line:
-        process.kill()
-        raise RuntimeError(f"the receiver did not start: {line}{process.stderr.read() if process.stderr else ''}")
-    return process
-
-
-def stop_process(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def receiver_stats(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/sink/stats", timeout=10) as response:
-        return json.load(response)
 
 
 def run_locust(
@@ -131,6 +88,12 @@ def demo_rows(config: Config, report: dict[str, Any], stored: dict[str, Any]) ->
 
 
 def run_demo(config_path: str | None = None, run_time: str = "30s", users: int = 30, port: int = 0) -> int:
+    """``trafficinator demo``: receiver, Locust, table; the exit code (0 healthy, 1 not, 2 no config).
+
+    Example::
+
+        run_demo(run_time="10s", users=12)  # from the repository folder (config/demo.yaml)
+    """
     path = Path(config_path) if config_path else DEFAULT_DEMO_CONFIG
     if not path.is_file():
         print(
@@ -143,7 +106,7 @@ def run_demo(config_path: str | None = None, run_time: str = "30s", users: int =
     config = load_config(path.resolve(), env=env)
     with tempfile.TemporaryDirectory(prefix="trafficinator-demo-") as tmp:
         workdir = Path(tmp)
-        sink = start_sink(path.resolve(), port, env)
+        receiver = start_receiver(path.resolve(), port, env)
         try:
             targets = ", ".join(t.name for t in config.enabled_targets)
             print(
@@ -153,7 +116,7 @@ def run_demo(config_path: str | None = None, run_time: str = "30s", users: int =
             code, report = run_locust(path.resolve(), env, run_time, users, workdir)
             stored = receiver_stats(port)
         finally:
-            stop_process(sink)
+            stop_process(receiver)
         if code != 0:
             print((workdir / "locust.log").read_text(encoding="utf-8")[-4000:], file=sys.stderr)
         rows, healthy = demo_rows(config, report, stored)

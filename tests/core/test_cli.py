@@ -801,7 +801,7 @@ targets:
 def online(tmp_path_factory):
     """A receiver process that knows TOKEN for site 1 of /dev, a config of it (plus a disabled
     target on a closed port), and the same config with a wrong token."""
-    from trafficinator_locust.demo import free_port, start_sink, stop_process
+    from trafficinator_locust.receiver.process import free_port, start_receiver, stop_process
 
     folder = tmp_path_factory.mktemp("online")
     port, closed = free_port(), free_port()
@@ -809,7 +809,7 @@ def online(tmp_path_factory):
     good.write_text(ONLINE_CONFIG.format(port=port, closed=closed, token=TOKEN), encoding="utf-8")
     wrong = folder / "wrong.yaml"
     wrong.write_text(ONLINE_CONFIG.format(port=port, closed=closed, token=ENV_TOKEN), encoding="utf-8")
-    process = start_sink(good, port, dict(os.environ), "--record-hits")
+    process = start_receiver(good, port, dict(os.environ), "--record-hits")
     try:
         yield {"port": port, "closed": closed, "good": good, "wrong": wrong}
     finally:
@@ -823,7 +823,7 @@ def _preflight_rows(stdout: str) -> dict[str, list[str]]:
 
 
 def test_validate_online_passes_a_good_target_exit_0_and_tracks_nothing(run_cli, online):
-    from trafficinator_locust.demo import receiver_stats
+    from trafficinator_locust.receiver.process import receiver_stats
 
     result = run_cli("validate", online["good"], "--online", "--timeout", "5")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -846,7 +846,7 @@ def test_validate_online_exit_1_names_the_failed_step_without_the_token(run_cli,
 
 
 def test_validate_online_target_picks_one_even_disabled_and_probe_sends_one_hit(run_cli, online):
-    from trafficinator_locust.demo import receiver_stats
+    from trafficinator_locust.receiver.process import receiver_stats
 
     paused = run_cli("validate", online["good"], "--online", "--target", "paused", "--timeout", "3")
     assert paused.returncode == 1, paused.stdout + paused.stderr

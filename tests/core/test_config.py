@@ -7,6 +7,7 @@ import pytest
 
 from trafficinator_locust.core.config import load_config, slugify, tracker_url
 from trafficinator_locust.core.errors import ConfigError
+from trafficinator_locust.runtime.tally import VisitTally
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 EXAMPLES = ["demo.yaml", "multi-client.yaml", "multi-environment.yaml", "single-target.yaml"]
@@ -509,7 +510,6 @@ def test_boolean_site_id_is_rejected(write_yaml):
 
 
 def test_distribution_round_robin_gives_equal_user_weights(write_yaml):
-    from trafficinator_locust.runtime.summary import VisitTally
     from trafficinator_locust.runtime.users import build_user_classes
 
     path = write_yaml("""\
@@ -525,7 +525,6 @@ def test_distribution_round_robin_gives_equal_user_weights(write_yaml):
 def test_distribution_random_routes_each_visit_by_weight(write_yaml):
     import random as stdlib_random
 
-    from trafficinator_locust.runtime.summary import VisitTally
     from trafficinator_locust.runtime.users import build_user_classes
 
     path = write_yaml("""\

@@ -117,6 +117,21 @@ def test_device_kind_shares(visits, target):
         assert abs(share(counts[kind]) - expected) < TOLERANCE, (kind, share(counts[kind]), expected)
 
 
+def test_devices_follow_their_shares_within_a_kind(visits):
+    """Within a kind, browsers come in the catalogue's shares (new visitors: the returning pool is a sample)."""
+    kinds = {d.user_agent: d for d in catalog.DEVICES}
+    desktop = [kinds[v.visitor.user_agent] for v in visits if not v.visitor.returning]
+    desktop = [d for d in desktop if d.kind == "desktop"]
+    drawn = Counter(d.browser for d in desktop)
+    expected: Counter[str] = Counter()
+    for device in catalog.DEVICES_BY_KIND["desktop"]:
+        expected[device.browser] += device.share
+    total = sum(expected.values())
+    assert len(desktop) > 5_000
+    for browser, weight in expected.items():
+        assert abs(drawn[browser] / len(desktop) - weight / total) < 0.02, browser
+
+
 def test_language_and_country_shares(visits, target):
     accept = {lang.accept_language: lang.tag for lang in catalog.LANGUAGE_SHARES}
     languages = Counter(accept[v.visitor.language] for v in visits)

@@ -18,7 +18,8 @@ from harness import receiver_for
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE, receiver_stats
+from trafficinator_locust.demo import LOCUSTFILE
+from trafficinator_locust.receiver.process import receiver_stats
 
 CONFIG = """
 defaults:

@@ -25,7 +25,7 @@ import pytest
 from test_web_process import LocustProcess  # the real-locust launcher shared with the API tests
 
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -96,7 +96,7 @@ def demo(tmp_path: Path):
     env = {**os.environ, **TOKENS, "XDG_STATE_HOME": str(tmp_path / "state")}
     for name in ("TRAFFICINATOR_WEB_USER", "TRAFFICINATOR_WEB_PASSWORD", "TRAFFICINATOR_CONFIG"):
         env.pop(name, None)
-    sink = start_sink(config_path, port, env)
+    sink = start_receiver(config_path, port, env)
     yield config_path, port, env
     stop_process(sink)
 

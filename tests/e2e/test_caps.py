@@ -29,7 +29,8 @@ import pytest
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.demo import LOCUSTFILE
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 from trafficinator_locust.runtime.shape import mean_visit_seconds, pool_size
 
 CONFIG = """
@@ -94,7 +95,7 @@ class Receiver:
             pv_min=pv_min,
         )
         self.config_path.write_text(text, encoding="utf-8")
-        self.process = start_sink(self.config_path, self.port, self.env)
+        self.process = start_receiver(self.config_path, self.port, self.env)
 
     def stored(self) -> dict[str, int]:
         """Visits the receiver stored per target name."""

@@ -11,7 +11,8 @@ import os
 import subprocess
 import sys
 
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.demo import LOCUSTFILE
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 CONFIG = """
 distribution: mirror
@@ -35,7 +36,7 @@ def test_mirror_sends_identical_visits_to_every_target(tmp_path):
     config = tmp_path / "traffic.yaml"
     config.write_text(CONFIG.format(port=port))
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    sink = start_sink(config, port, env, "--record-hits")
+    sink = start_receiver(config, port, env, "--record-hits")
     try:
         result = subprocess.run(
             [
@@ -95,7 +96,7 @@ def test_random_draws_each_visits_target_by_weight(tmp_path):
     config = tmp_path / "traffic.yaml"
     config.write_text(RANDOM.format(port=port))
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    sink = start_sink(config, port, env)
+    sink = start_receiver(config, port, env)
     try:
         result = subprocess.run(
             [

@@ -18,7 +18,8 @@ import pytest
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.demo import LOCUSTFILE
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 TOKENS = {"Alpha": "e2e-alpha-token-93jd7", "Beta Shop": "e2e-beta-token-k2k2k", "Gamma": "e2e-gamma-token-zz81q"}
 
@@ -57,7 +58,7 @@ def setup(tmp_path: Path):
     config_path = tmp_path / "traffic.yaml"
     config_path.write_text(CONFIG.format(port=port, alpha=TOKENS["Alpha"], gamma=TOKENS["Gamma"]), encoding="utf-8")
     env = {**os.environ, "BETA_TOKEN": TOKENS["Beta Shop"]}
-    sink = start_sink(config_path, port, env)
+    sink = start_receiver(config_path, port, env)
     yield config_path, port, env
     stop_process(sink)
 

@@ -15,7 +15,8 @@ import pytest
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.demo import LOCUSTFILE
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 CONFIG = """
 seed: 11
@@ -63,7 +64,7 @@ def run(tmp_path_factory):
     config_path = tmp_path / "traffic.yaml"
     config_path.write_text(CONFIG.format(port=port), encoding="utf-8")
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    sink = start_sink(config_path, port, env)
+    sink = start_receiver(config_path, port, env)
     try:
         command = [
             sys.executable,

@@ -17,7 +17,8 @@ import pytest
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.demo import LOCUSTFILE
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 from trafficinator_locust.web.app import TAB_KEY
 
 ALPHA_TOKEN = "alpha-token-7Hq2xZ"
@@ -129,7 +130,7 @@ def sink_setup(tmp_path: Path):
     env = {**os.environ, "ALPHA_TOKEN": ALPHA_TOKEN, "XDG_STATE_HOME": str(tmp_path / "state")}
     for name in ("TRAFFICINATOR_WEB_USER", "TRAFFICINATOR_WEB_PASSWORD", "TRAFFICINATOR_CONFIG"):
         env.pop(name, None)
-    sink = start_sink(config_path, port, env)
+    sink = start_receiver(config_path, port, env)
     yield config_path, port, env
     stop_process(sink)
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import requests
 
-from trafficinator_locust.demo import LOCUSTFILE, free_port, receiver_stats, start_sink, stop_process
+from trafficinator_locust.demo import LOCUSTFILE
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 TARGETS = """
 defaults:
@@ -52,7 +53,7 @@ def test_a_target_added_in_the_web_ui_runs_on_a_worker_started_without_config(tm
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     for name in ("TRAFFICINATOR_CONFIG", "TRAFFICINATOR_WEB_USER", "TRAFFICINATOR_WEB_PASSWORD"):
         env.pop(name, None)
-    sink = start_sink(sink_config, sink_port, env)
+    sink = start_receiver(sink_config, sink_port, env)
     web_port, master_port = free_port(), free_port()
     logs = [tmp_path / "master.log", tmp_path / "worker.log"]
     master_cmd = [

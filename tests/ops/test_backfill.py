@@ -1,167 +1,51 @@
-"""Backfill: day counts, placement in time, cdt rules, determinism (pure), then real runs into the
-embedded receiver: exact stored visits per target and local day, interrupt + resume, bad input."""
+"""Backfill: resuming mid-visit, the rate limiter, the checkpoint, bad input, then real runs into the
+embedded receiver: exact stored visits per target and local day, interrupt + resume, a closed port.
+(Day counts, placement and cdt rules are pure: tests/core/test_backfill_days.py.)"""
 
 from __future__ import annotations
 
 import io
 import json
 import math
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from trafficinator_locust.cli import main
+from trafficinator_locust.core.backfill_days import day_visits, day_window, run_id_for
 from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.errors import UsageError
 from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.core.tracking import TrackingEncoder
 from trafficinator_locust.core.visits import VisitPlanner
-from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.ops import backfill as bf
+from trafficinator_locust.ops.checkpoint import Checkpoint
+from trafficinator_locust.ops.rate_limit import TokenBucket
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
-CDT_RE = re.compile(r"\A\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z")
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp()
 
 
-def one_target(write_yaml, timezone_name="UTC", visits=28, extra="", name="traffic.yaml"):
-    path = write_yaml(
-        f"""
+def resumable_target(write_yaml):
+    """One target whose visits hold orders (an ``ec_id`` that must not change on resume)."""
+    path = write_yaml("""
         seed: 5
         targets:
-          - name: Site
-            url: http://127.0.0.1:9/site/matomo.php
-            site_id: 1
-            token_auth: site-token-1234
-            timezone: {timezone_name}
-            visits_per_day: {visits}
-        {extra}""",
-        name=name,
-    )
+          - {name: Site, url: "http://127.0.0.1:9/site/matomo.php", site_id: 1, token_auth: site-token-1234,
+             timezone: America/New_York, visits_per_day: 40, traffic: {ecommerce: {cart: 0.5, order: 0.4}}}
+        """)
     return load_config(path).targets[0]
 
 
-def windows_visits(target, day, seed=5, now=FAR_FUTURE):
-    pace = target.pace()
-    window = bf.day_window(pace, day, now)
-    return window, list(bf.day_visits(VisitPlanner(target, seed), pace, window))
-
-
-# --- days ------------------------------------------------------------------------------------------
-def test_day_counts_follow_the_cap_and_weekday_factors(write_yaml):
-    target = one_target(write_yaml, extra="    profile: {weekdays: [1, 1, 1, 1, 2, 0.5, 0.5]}")
-    pace = target.pace()
-    monday = date(2025, 3, 10)
-    counts = [bf.day_window(pace, monday + timedelta(days=n), FAR_FUTURE).visits for n in range(7)]
-    assert counts == [28, 28, 28, 28, 56, 14, 14]  # 28 x 7 x w / sum(w), sum(w) = 7
-    odd = one_target(write_yaml, visits=10, extra="    profile: {weekdays: [3, 1, 1, 1, 1, 1, 1]}", name="odd.yaml")
-    pace = odd.pace()
-    assert [bf.day_window(pace, monday + timedelta(days=n), FAR_FUTURE).visits for n in range(2)] == [
-        23,
-        8,
-    ]  # 10*7*3/9 = 23.3, 10*7/9 = 7.8
-
-
-def test_today_gets_the_visits_due_so_far_all_before_now_and_a_later_day_is_refused(write_yaml):
-    target = one_target(write_yaml, visits=240)
-    pace = target.pace()
-    now = datetime(2025, 3, 10, 6, 0, 0, tzinfo=timezone.utc).timestamp()
-    window = bf.day_window(pace, date(2025, 3, 10), now)
-    assert window.end == int(now) and window.visits == 60  # a quarter of a flat day
-    visits = list(bf.day_visits(VisitPlanner(target, 5), pace, window))
-    assert len(visits) == 60 and all(t < now for v in visits for t in v.times)
-    with pytest.raises(ValueError, match="not begun"):
-        bf.day_window(pace, date(2025, 3, 11), now)
-
-
-def test_visit_numbers_and_order_id_prefix_are_fixed_by_day_index_and_seed():
-    assert bf.visit_number(date(2025, 3, 14), 17) == 20250314_000000017
-    assert bf.visit_number(date(2025, 3, 14), 0) != bf.visit_number(date(2025, 3, 15), 0)
-    with pytest.raises(ValueError):
-        bf.visit_number(date(2025, 3, 14), 10**9)
-    assert bf.run_id_for(5, "Shop") == bf.run_id_for(5, "Shop") != bf.run_id_for(6, "Shop")
-    assert bf.run_id_for(5, "Shop") != bf.run_id_for(5, "Blog")
-
-
-# --- placement -------------------------------------------------------------------------------------
-def test_visits_are_placed_by_the_hourly_profile(write_yaml):
-    hours = [0] * 24
-    hours[9], hours[17] = 1, 3
-    target = one_target(write_yaml, "Europe/Berlin", visits=400, extra=f"    profile: {{hours: {hours}}}")
-    window, visits = windows_visits(target, date(2025, 5, 14))
-    zone = ZoneInfo("Europe/Berlin")
-    started = Counter(datetime.fromtimestamp(v.start, zone).hour for v in visits)
-    assert started == {9: 100, 17: 300}  # stratified: exactly the profile's shares
-    starts = [v.start for v in visits]
-    assert starts == sorted(starts)  # visit index order is time order
-
-
-def test_flat_profile_spreads_visits_over_every_hour(write_yaml):
-    target = one_target(write_yaml, "Asia/Tokyo", visits=480)
-    _, visits = windows_visits(target, date(2025, 5, 14))
-    per_hour = Counter(datetime.fromtimestamp(v.start, ZoneInfo("Asia/Tokyo")).hour for v in visits)
-    assert set(per_hour) == set(range(24)) and all(19 <= n <= 21 for n in per_hour.values())
-
-
-@pytest.mark.parametrize(
-    "zone, day",
-    [
-        ("UTC", date(2025, 5, 14)),
-        ("America/New_York", date(2025, 5, 14)),
-        ("Asia/Tokyo", date(2025, 12, 31)),
-        ("Europe/Berlin", date(2025, 3, 30)),  # 23 hours
-        ("America/New_York", date(2025, 11, 2)),  # 25 hours
-    ],
-)
-def test_every_cdt_is_utc_inside_its_local_day_and_in_time_order(write_yaml, zone, day):
-    target = one_target(write_yaml, zone, visits=150, extra="    traffic: {dwell_seconds: {min: 200, max: 1500}}")
-    window, visits = windows_visits(target, day)
-    tz = ZoneInfo(zone)
-    encoder = TrackingEncoder(target, run_id="bftest")
-    assert len(visits) == 150
-    for visit in visits:
-        assert list(visit.times) == sorted(visit.times)
-        for position, ts in enumerate(visit.times):
-            params = bf.hit_params(encoder, 1, visit, position)
-            assert CDT_RE.match(params["cdt"]) and "token_auth" not in params
-            moment = datetime.strptime(params["cdt"], bf.CDT_FORMAT).replace(tzinfo=timezone.utc)
-            local = moment.astimezone(tz)
-            assert local.date() == day, (visit.index, params["cdt"])
-            assert (params["h"], params["m"], params["s"]) == (str(local.hour), str(local.minute), str(local.second))
-            assert window.start <= ts < window.end
-
-
-def test_dst_days_place_visits_in_the_hours_that_exist(write_yaml):
-    target = one_target(write_yaml, "Europe/Berlin", visits=250)
-    spring, spring_visits = windows_visits(target, date(2025, 3, 30))
-    assert spring.end - spring.start == 23 * 3600
-    zone = ZoneInfo("Europe/Berlin")
-    spring_hours = Counter(datetime.fromtimestamp(v.start, zone).hour for v in spring_visits)
-    assert 2 not in spring_hours and len(spring_hours) == 23
-    autumn, autumn_visits = windows_visits(target, date(2025, 10, 26))
-    assert autumn.end - autumn.start == 25 * 3600
-    autumn_hours = Counter(datetime.fromtimestamp(v.start, zone).hour for v in autumn_visits)
-    assert 19 <= autumn_hours[2] <= 21  # 02:00-03:00 happens twice: 2/25 of the day
-
-
-def test_a_visit_that_would_pass_midnight_is_shifted_back_and_a_too_long_one_squeezed():
-    assert bf.hit_times(990.0, [0, 5, 10], 0, 1000) == (984, 989, 999)
-    assert bf.hit_times(100.2, [0, 5.5, 10], 0, 1000) == (100, 105, 115)
-    squeezed = bf.hit_times(5.0, [0, 300, 300], 0, 100)
-    assert squeezed[0] == 0 and squeezed[-1] == 99 and list(squeezed) == sorted(squeezed)
-
-
+# --- resume ----------------------------------------------------------------------------------------
 def test_plans_are_deterministic_with_the_seed_and_resume_mid_visit_gives_the_same_hits(write_yaml):
-    target = one_target(
-        write_yaml, "America/New_York", visits=40, extra="    traffic: {ecommerce: {cart: 0.5, order: 0.4}}"
-    )
+    target = resumable_target(write_yaml)
     day = date(2025, 6, 2)
 
     def stream(seed, cursor=(0, 0)):
@@ -171,13 +55,12 @@ def test_plans_are_deterministic_with_the_seed_and_resume_mid_visit_gives_the_sa
             target.pace(),
             [day],
             seed,
-            bf.run_id_for(seed, target.name),
+            run_id_for(seed, target.name),
             VisitPlanner(target, seed),
-            TrackingEncoder(target, run_id=bf.run_id_for(seed, target.name)),
+            TrackingEncoder(target, run_id=run_id_for(seed, target.name)),
         )
         return [
-            (item.visit, item.hit, item.query)
-            for item in bf._items(job, bf.day_window(job.pace, day, FAR_FUTURE), cursor)
+            (item.visit, item.hit, item.query) for item in bf._items(job, day_window(job.pace, day, FAR_FUTURE), cursor)
         ]
 
     full = stream(5)
@@ -204,7 +87,7 @@ class FakeClock:
 
 def test_hits_per_second_bucket_lets_a_batch_through_then_paces_without_busy_waiting():
     clock = FakeClock()
-    bucket = bf.TokenBucket(100, burst=50, clock=clock)
+    bucket = TokenBucket(100, burst=50, clock=clock)
     waits = [bucket.acquire(50, sleep=clock.sleep) for _ in range(5)]
     assert waits == [0, 0.5, 0.5, 0.5, 0.5] and clock.slept == [0.5] * 4
     clock.now += 10  # idle: the bucket refills to its burst, never beyond
@@ -213,17 +96,17 @@ def test_hits_per_second_bucket_lets_a_batch_through_then_paces_without_busy_wai
 
 def test_checkpoint_is_written_whole_and_rejects_other_files(tmp_path):
     path = tmp_path / "cp.json"
-    checkpoint = bf.Checkpoint.load(path)
+    checkpoint = Checkpoint.load(path)
     checkpoint.adopt("Shop", "f1", 5, "bfx")["days"]["2025-01-01"] = {"planned": 3}
     checkpoint.save()
-    assert bf.Checkpoint.load(path).data == checkpoint.data
+    assert Checkpoint.load(path).data == checkpoint.data
     assert [p.name for p in tmp_path.iterdir()] == ["cp.json"]  # no temp file left behind
     path.write_text('{"version": 99}')
-    with pytest.raises(bf.UsageError, match="version"):
-        bf.Checkpoint.load(path)
+    with pytest.raises(UsageError, match="version"):
+        Checkpoint.load(path)
     path.write_text("{not json")
-    with pytest.raises(bf.UsageError, match="not a readable checkpoint"):
-        bf.Checkpoint.load(path)
+    with pytest.raises(UsageError, match="not a readable checkpoint"):
+        Checkpoint.load(path)
 
 
 # --- bad input: exit 2, a clear message, no traceback ----------------------------------------------
@@ -341,7 +224,7 @@ def test_unknown_target_and_changed_settings_are_refused(write_yaml, capsys, tmp
         capsys, "backfill", config, "--from", day, "--to", day, "--target", "Nope", "--checkpoint", tmp_path / "cp.json"
     )
     assert code == 2 and "--target Nope" in err and "Good, NoToken, NoPace" in err
-    checkpoint = bf.Checkpoint(tmp_path / "cp.json")
+    checkpoint = Checkpoint(tmp_path / "cp.json")
     checkpoint.adopt("Good", "another-fingerprint", 1, "bfold")
     checkpoint.save()
     code, _, err = _main(
@@ -398,7 +281,7 @@ def e2e(tmp_path_factory):
     config.write_text(E2E_CONFIG.format(port=port, extra=""), encoding="utf-8")
     closed = folder / "with-closed.yaml"
     closed.write_text(E2E_CONFIG.format(port=port, extra=CLOSED_TARGET.format(closed=free_port())), encoding="utf-8")
-    sink = start_sink(config, port, {**__import__("os").environ})
+    sink = start_receiver(config, port, {**__import__("os").environ})
     last = datetime.now(timezone.utc).date() - timedelta(days=2)  # past in every zone
     try:
         yield {
@@ -498,8 +381,8 @@ def _batches_planned(e2e) -> int:
     for target in config.targets:
         pace = target.pace()
         for n in range(7):
-            window = bf.day_window(pace, e2e["first"] + timedelta(days=n), time.time())
-            hits = sum(len(v.times) for v in bf.day_visits(VisitPlanner(target, 2024), pace, window))
+            window = day_window(pace, e2e["first"] + timedelta(days=n), time.time())
+            hits = sum(len(v.times) for v in day_visits(VisitPlanner(target, 2024), pace, window))
             total += math.ceil(hits / 50)
     return total
 
@@ -587,7 +470,7 @@ def test_dry_run_sends_nothing(e2e, capsys):
 
 
 def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one(write_yaml):
-    target = one_target(write_yaml)
+    target = resumable_target(write_yaml)
     job = bf.TargetJob(
         target,
         0,

@@ -21,10 +21,13 @@ import pytest
 from pydantic import SecretStr
 
 from trafficinator_locust.core.config import Target, load_config
-from trafficinator_locust.demo import free_port, receiver_stats, start_sink, stop_process
 from trafficinator_locust.ops import preflight as pf
 from trafficinator_locust.ops.preflight import PROBE_CID, Step, TargetResult, preflight, render_results
-from trafficinator_locust.receiver.sink import TRACKER_PAGE, SinkApp, SinkInstance, SinkSite, serve
+from trafficinator_locust.receiver.app import ReceiverApp
+from trafficinator_locust.receiver.instances import ReceiverInstance, ReceiverSite
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
+from trafficinator_locust.receiver.server import serve
+from trafficinator_locust.receiver.tracker import TRACKER_PAGE
 
 GOOD_TOKEN = "preflight-good-token-7d1e0c"
 WRONG_TOKEN = "preflight-wrong-token-55aa9f"
@@ -71,7 +74,7 @@ def receiver(tmp_path_factory):
     folder = tmp_path_factory.mktemp("preflight")
     port = free_port()
     path = _config(folder, port)
-    process = start_sink(path, port, dict(os.environ), "--record-hits")
+    process = start_receiver(path, port, dict(os.environ), "--record-hits")
     try:
         yield {"port": port, "config": load_config(path)}
     finally:
@@ -84,7 +87,7 @@ def slow_receiver(tmp_path_factory):
     folder = tmp_path_factory.mktemp("preflight-slow")
     port = free_port()
     path = _config(folder, port)
-    process = start_sink(path, port, dict(os.environ), "--delay", "5")
+    process = start_receiver(path, port, dict(os.environ), "--delay", "5")
     try:
         yield {"port": port, "config": load_config(path)}
     finally:
@@ -96,8 +99,8 @@ def in_process():
     """``in_process(*instances) -> port``: the receiver app served on 127.0.0.1 in this process."""
     servers = []
 
-    def start(*instances: SinkInstance) -> int:
-        server, port = serve(SinkApp(list(instances)), "127.0.0.1", 0)
+    def start(*instances: ReceiverInstance) -> int:
+        server, port = serve(ReceiverApp(list(instances)), "127.0.0.1", 0)
         servers.append(server)
         return port
 
@@ -199,8 +202,11 @@ def test_targets_are_checked_with_their_own_instance(receiver):
 
 def test_a_view_only_token_fails_the_write_check_and_a_write_token_passes(in_process, receiver):
     port = in_process(
-        SinkInstance(
-            "/dev", {1: SinkSite(1, "Europe/Stockholm")}, {GOOD_TOKEN}, roles={VIEW_TOKEN: "view", WRITE_TOKEN: "write"}
+        ReceiverInstance(
+            "/dev",
+            {1: ReceiverSite(1, "Europe/Stockholm")},
+            {GOOD_TOKEN},
+            roles={VIEW_TOKEN: "view", WRITE_TOKEN: "write"},
         )
     )
     url = f"http://127.0.0.1:{port}/dev/matomo.php"
@@ -226,7 +232,9 @@ def test_a_view_only_token_fails_the_write_check_and_a_write_token_passes(in_pro
 
 def test_time_zone_currency_and_ecommerce_differences_are_warnings_not_failures(in_process, write_yaml):
     port = in_process(
-        SinkInstance("/shop", {4: SinkSite(4, "America/New_York", "EUR", ecommerce=False, name="Shop")}, {GOOD_TOKEN})
+        ReceiverInstance(
+            "/shop", {4: ReceiverSite(4, "America/New_York", "EUR", ecommerce=False, name="Shop")}, {GOOD_TOKEN}
+        )
     )
     config = load_config(
         write_yaml(f"""
@@ -436,7 +444,7 @@ def certificate(tmp_path_factory):
 
 
 def test_https_checks_the_certificate_and_then_talks_tls_to_matomo(certificate, wsgi, monkeypatch, receiver):
-    app = SinkApp([SinkInstance("/tls", {1: SinkSite(1, "Europe/Stockholm")}, {GOOD_TOKEN})])
+    app = ReceiverApp([ReceiverInstance("/tls", {1: ReceiverSite(1, "Europe/Stockholm")}, {GOOD_TOKEN})])
     port = wsgi(app, certificate["context"])
     target = _target(receiver["config"].targets[0], url=f"https://127.0.0.1:{port}/tls/matomo.php")
     [untrusted] = preflight([target], timeout=5)

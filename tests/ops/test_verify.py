@@ -14,10 +14,12 @@ import pytest
 
 from trafficinator_locust.cli import main
 from trafficinator_locust.core.config import load_config
+from trafficinator_locust.core.errors import UsageError
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import free_port, receiver_stats, stop_process
 from trafficinator_locust.ops import verify as vf
 from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
+from trafficinator_locust.ops.reporting_api import api_url
+from trafficinator_locust.receiver.process import free_port, receiver_stats, stop_process
 
 CONFIG = """
 seed: 77
@@ -139,7 +141,7 @@ def _stored_actions(sent, target, day) -> int:
             "token_auth": target.token_auth.get_secret_value(),
         }
     ).encode()
-    with urllib.request.urlopen(vf.api_url(target.url), data=form, timeout=10) as response:
+    with urllib.request.urlopen(api_url(target.url), data=form, timeout=10) as response:
         return json.load(response)["nb_actions"]
 
 
@@ -214,13 +216,13 @@ def test_report_format_is_targets_with_days():
         ({"targets": [{"target": "A"}]}, r"targets\[0\]"),
         ({"targets": [{"target": "A", "days": {"Jan 1": {"visits": 1}}}]}, "date"),
     ]:
-        with pytest.raises(vf.UsageError, match=where):
+        with pytest.raises(UsageError, match=where):
             vf.parse_report(bad, "r.json")
 
 
 def test_api_url_is_next_to_the_tracker():
-    assert vf.api_url("https://a.example/matomo/matomo.php") == "https://a.example/matomo/index.php"
-    assert vf.api_url("http://127.0.0.1:8765/matomo.php") == "http://127.0.0.1:8765/index.php"
+    assert api_url("https://a.example/matomo/matomo.php") == "https://a.example/matomo/index.php"
+    assert api_url("http://127.0.0.1:8765/matomo.php") == "http://127.0.0.1:8765/index.php"
 
 
 def test_calls_per_minute_limiter_spaces_calls_without_busy_waiting():

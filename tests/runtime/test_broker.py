@@ -16,6 +16,7 @@ from locust.env import Environment
 import gevent
 from gevent.event import Event
 
+import argparse
 import json
 import math
 from datetime import datetime, timezone
@@ -26,7 +27,6 @@ import pytest
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.errors import StateError
-from trafficinator_locust.plugin import Plugin, shape_wanted, state_file_for
 from trafficinator_locust.runtime import broker as broker_module
 from trafficinator_locust.runtime.broker import (
     MAX_WAIT,
@@ -40,8 +40,11 @@ from trafficinator_locust.runtime.broker import (
     lease_margin,
     restore_ledger,
 )
+from trafficinator_locust.runtime.coordinator import Coordinator, shape_wanted, state_file_for
+from trafficinator_locust.runtime.deployment import Deployment
 from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape, mean_visit_seconds, pool_size
-from trafficinator_locust.runtime.summary import BudgetView, VisitTally, summarize, target_state
+from trafficinator_locust.runtime.summary import BudgetView, summarize, target_state
+from trafficinator_locust.runtime.tally import VisitTally
 
 NOON = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()
 
@@ -560,23 +563,30 @@ def test_a_spent_run_waits_for_the_visits_in_progress_before_it_ends(write_yaml)
     assert shape.tick() is None and "budget" in shape.stop_reason
 
 
-def test_the_plugin_counts_visits_in_flight_here_and_on_workers_and_gives_up_after_the_stop_timeout(
+def test_the_coordinator_counts_visits_in_flight_here_and_on_workers_and_gives_up_after_the_stop_timeout(
     write_yaml, monkeypatch
 ):
-    plugin = Plugin(config=load_config(write_yaml(CONFIG)), user_classes={})
-    environment = type("Env", (), {"stop_timeout": 10.0})()
+    options = argparse.Namespace(
+        traffic_state="", traffic_pacing="stress", traffic_shape=False, traffic_check=None, num_users=10
+    )
+    deployment = Deployment.of(load_config(write_yaml(CONFIG)))
+    environment = Environment(user_classes=list(deployment.user_classes.values()), parsed_options=options)
+    environment.stop_timeout = 10.0
+    runner = environment.create_local_runner()
+    coordinator = Coordinator(deployment, environment)
     now = [1000.0]
-    monkeypatch.setattr("trafficinator_locust.plugin.time.monotonic", lambda: now[0])
-    plugin.tally.in_flight = 1
-    plugin._on_worker_report("w1", {"trafficinator_in_flight": 2})
-    assert plugin.visits_in_flight() == 3 and not plugin._settled(environment)
-    plugin.tally.in_flight = 0
-    plugin._on_worker_report("w1", {"trafficinator_in_flight": 0})
-    assert plugin._settled(environment)
-    plugin._spent_since, plugin.tally.in_flight = None, 1
-    assert not plugin._settled(environment)
+    monkeypatch.setattr("trafficinator_locust.runtime.coordinator.time.monotonic", lambda: now[0])
+    coordinator.tally.in_flight = 1
+    coordinator.on_worker_report("w1", {"trafficinator_in_flight": 2})
+    assert coordinator.visits_in_flight() == 3 and not coordinator._settled()
+    coordinator.tally.in_flight = 0
+    coordinator.on_worker_report("w1", {"trafficinator_in_flight": 0})
+    assert coordinator._settled()
+    coordinator._spent_since, coordinator.tally.in_flight = None, 1
+    assert not coordinator._settled()
     now[0] += 10.0
-    assert plugin._settled(environment), "a visit that never ends must not keep the run alive past --stop-timeout"
+    assert coordinator._settled(), "a visit that never ends must not keep the run alive past --stop-timeout"
+    runner.quit()
 
 
 def test_the_shape_is_on_for_paced_runs_without_a_user_count(config):

@@ -19,7 +19,7 @@ import pytest
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.runtime.bulk_sender import BulkSender
-from trafficinator_locust.runtime.summary import VisitTally
+from trafficinator_locust.runtime.tally import VisitTally
 
 TOKEN = "sender-secret-token-42"
 

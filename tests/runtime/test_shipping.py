@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import locust  # noqa: F401  (first: gevent monkey-patching)
 from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from gevent.pool import Group
 
 import argparse
 import time
@@ -19,7 +22,8 @@ from types import SimpleNamespace
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.plugin import Plugin, awaits_shipped_config
 from trafficinator_locust.runtime.config_shipping import PAYLOAD_OPTION, pack, received, unpack
-from trafficinator_locust.runtime.users import AwaitingConfig, build_user_classes
+from trafficinator_locust.runtime.deployment import Deployment, refusal
+from trafficinator_locust.runtime.sender import Sender
 
 TWO = """
 targets:
@@ -54,68 +58,79 @@ def test_only_a_worker_given_no_config_waits_for_the_masters():
     assert not awaits_shipped_config(["--headless"], env={})
 
 
-class FakeWorker:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict]] = []
+class FakeWorker(WorkerRunner):
+    """A worker runner with no master: it records what it sends."""
 
-    def send_message(self, msg_type: str, data: dict, client_id: str | None = None) -> None:
+    def __init__(self) -> None:  # no connection, no greenlets of Locust's own
+        self.sent: list[tuple[str, dict]] = []
+        self.greenlet = Group()
+        self.worker_index = 0
+
+    def register_message(self, msg_type: str, listener, concurrent: bool = False) -> None:
+        pass
+
+    def send_message(self, msg_type: str, data: dict | None = None, client_id: str | None = None) -> None:
         self.sent.append((msg_type, data))
+
+
+def _worker(deployment: Deployment) -> tuple[Sender, SimpleNamespace]:
+    environment = SimpleNamespace(
+        user_classes=list(deployment.user_classes.values()), runner=FakeWorker(), parsed_options=argparse.Namespace()
+    )
+    return Sender(deployment, environment), environment  # type: ignore[arg-type]
 
 
 def test_a_worker_without_config_adopts_the_shipped_one_and_says_hello(write_yaml):
     config = _config(write_yaml, TWO)
-    environment = SimpleNamespace(
-        user_classes=[AwaitingConfig], runner=FakeWorker(), parsed_options=argparse.Namespace()
-    )
-    plugin = Plugin(config=None, user_classes={AwaitingConfig.__name__: AwaitingConfig})
+    deployment = Deployment.awaiting()
+    sender, environment = _worker(deployment)
+    assert environment.runner.sent == [("trafficinator:hello", {"pending": True})]
     setattr(environment.parsed_options, PAYLOAD_OPTION, pack(config, 0))
-    plugin._adopt_shipped(environment)  # type: ignore[arg-type]
+    sender.adopt_shipped()
     assert [cls.__name__ for cls in environment.user_classes] == ["Target_Alpha", "Target_Beta"]
-    assert plugin.config is not None and plugin.config.fingerprint() == config.fingerprint()
-    ((kind, hello),) = environment.runner.sent
-    assert kind == "trafficinator:hello" and hello == plugin.identity() and hello["generation"] == 0
+    assert deployment.config is not None and deployment.config.fingerprint() == config.fingerprint()
+    kind, hello = environment.runner.sent[-1]
+    assert kind == "trafficinator:hello" and hello == deployment.identity() and hello["generation"] == 0
+    assert all(cls.permits is sender.permits for cls in environment.user_classes), "new classes, current permits"
+    environment.runner.greenlet.kill()
 
 
 def test_a_worker_with_its_own_yaml_keeps_it_for_generation_0_and_adopts_a_later_one(write_yaml):
     own, staged = _config(write_yaml, TWO), _config(write_yaml, THREE, name="three.yaml")
-    environment = SimpleNamespace(user_classes=[], runner=FakeWorker(), parsed_options=argparse.Namespace())
-    plugin = Plugin(config=own, user_classes=build_user_classes(own, Plugin(config=own, user_classes={}).tally))
-    environment.user_classes[:] = list(plugin.user_classes.values())
+    deployment = Deployment.of(own)
+    sender, environment = _worker(deployment)
+    said = len(environment.runner.sent)
     setattr(environment.parsed_options, PAYLOAD_OPTION, pack(own, 0))
-    plugin._adopt_shipped(environment)  # type: ignore[arg-type]
-    assert environment.runner.sent == [] and plugin.generation == 0
+    sender.adopt_shipped()
+    assert len(environment.runner.sent) == said and deployment.generation == 0
     setattr(environment.parsed_options, PAYLOAD_OPTION, pack(staged, 1))
-    plugin._adopt_shipped(environment)  # type: ignore[arg-type]
+    sender.adopt_shipped()
     assert [cls.__name__ for cls in environment.user_classes] == ["Target_Alpha", "Target_Beta", "Target_Gamma"]
-    assert plugin.generation == 1 and environment.runner.sent[-1][1]["generation"] == 1
+    assert deployment.generation == 1 and environment.runner.sent[-1][1]["generation"] == 1
+    environment.runner.greenlet.kill()
 
 
-def _refused(plugin: Plugin, data: dict, monkeypatch) -> bool:
-    """Whether the master refuses (exit code 2, quit spawned) a worker that says ``data`` in its hello."""
-    import trafficinator_locust.plugin as module
-
-    spawned: list[object] = []
-    monkeypatch.setattr(module.gevent, "spawn", lambda *args, **kwargs: spawned.append(args))
-    environment = SimpleNamespace(runner=None, process_exit_code=None)
-    plugin._on_hello(environment, SimpleNamespace(data=data, node_id="w1"))  # type: ignore[arg-type]
-    return bool(spawned) and environment.process_exit_code == 2
-
-
-def test_the_master_refuses_only_a_different_config_of_the_same_generation(write_yaml, monkeypatch):
+def test_the_master_refuses_only_a_different_config_of_the_same_generation(write_yaml):
     two, three = _config(write_yaml, TWO), _config(write_yaml, THREE, name="three.yaml")
-    master = Plugin(config=two, user_classes=build_user_classes(two, Plugin(config=two, user_classes={}).tally))
-    other = Plugin(config=three, user_classes=build_user_classes(three, master.tally))
-    assert not _refused(master, {"pending": True}, monkeypatch)
-    assert not _refused(master, master.identity(), monkeypatch)
-    assert _refused(master, other.identity(), monkeypatch)
-    master.generation = 1  # the master staged a new config: an older worker adopts it at the next start
-    assert not _refused(master, other.identity(), monkeypatch)
+    master, other = Deployment.of(two), Deployment.of(three)
+    assert refusal({"pending": True}, master.identity(), 0) is None
+    assert refusal(master.identity(), master.identity(), 0) is None
+    reason = refusal(other.identity(), master.identity(), 0)
+    assert reason is not None and "Target_Gamma" in reason
+    # the master staged a new config: an older worker adopts it at the next start
+    assert refusal(other.identity(), master.identity(), 1) is None
+
+
+def _local(deployment: Deployment, options: argparse.Namespace) -> tuple[Plugin, Environment]:
+    environment = Environment(user_classes=list(deployment.user_classes.values()), parsed_options=options)
+    environment.create_local_runner()
+    plugin = Plugin(deployment)
+    plugin.register(environment)
+    return plugin, environment
 
 
 def test_a_staged_config_swaps_classes_and_budgets_and_keeps_the_days_counts(write_yaml, tmp_path: Path):
     two, three = _config(write_yaml, TWO), _config(write_yaml, THREE, name="three.yaml")
-    plugin = Plugin(config=two, user_classes={})
-    plugin.user_classes = build_user_classes(two, plugin.tally)
     options = argparse.Namespace(
         traffic_state=str(tmp_path / "state.json"),
         traffic_pacing="stress",
@@ -123,36 +138,32 @@ def test_a_staged_config_swaps_classes_and_budgets_and_keeps_the_days_counts(wri
         traffic_check=None,
         num_users=10,
     )
-    environment = Environment(user_classes=list(plugin.user_classes.values()), parsed_options=options)
-    environment.create_local_runner()
-    plugin.register(environment)
-    assert plugin.broker is not None
+    plugin, environment = _local(Deployment.of(two), options)
+    coordinator, sender = plugin.coordinator, plugin.sender
+    assert coordinator is not None and coordinator.broker is not None and sender is not None
     assert unpack(getattr(options, PAYLOAD_OPTION)).generation == 0
-    plugin.broker.ledger.lease("local", "Alpha", 30, time.time(), 30.0)
+    coordinator.broker.ledger.lease("local", "Alpha", 30, time.time(), 30.0)
 
-    plugin.stage_config(three)  # no test runs: applied at once
+    coordinator.stage_config(three)  # no test runs: applied at once
 
     assert [cls.__name__ for cls in environment.user_classes] == ["Target_Alpha", "Target_Beta", "Target_Gamma"]
-    assert set(plugin.broker.ledger.targets) == {"Alpha", "Beta", "Gamma"}
-    assert plugin.broker.ledger.budget("Alpha").granted_today(time.time()) == 30
+    assert set(coordinator.broker.ledger.targets) == {"Alpha", "Beta", "Gamma"}
+    assert coordinator.broker.ledger.budget("Alpha").granted_today(time.time()) == 30
     shipment = received(options)
-    assert shipment is not None and shipment.generation == 1 and plugin.generation == 1
-    assert plugin.permits is not None
-    assert all(cls.permits is plugin.permits for cls in environment.user_classes)
+    assert shipment is not None and shipment.generation == 1 and plugin.deployment.generation == 1
+    assert sender.permits is not None
+    assert all(cls.permits is sender.permits for cls in environment.user_classes)
     environment.runner.quit()
 
 
 def test_the_end_of_run_grace_restarts_when_budgets_come_back(write_yaml, tmp_path: Path):
-    config = _config(write_yaml, TWO)
-    plugin = Plugin(config=config, user_classes={})
-    plugin.user_classes = build_user_classes(config, plugin.tally)
     options = argparse.Namespace(
         traffic_state="", traffic_pacing="stress", traffic_shape=False, traffic_check=None, num_users=10
     )
-    environment = Environment(user_classes=list(plugin.user_classes.values()), parsed_options=options)
-    runner = environment.create_local_runner()
-    plugin.register(environment)
-    plugin._spent_since = 0.0  # a spend seen long ago ...
-    plugin._upkeep(environment, runner)  # ... but Alpha and Beta have visits left today
-    assert plugin._spent_since is None
-    runner.quit()
+    plugin, environment = _local(Deployment.of(_config(write_yaml, TWO)), options)
+    coordinator = plugin.coordinator
+    assert coordinator is not None
+    coordinator._spent_since = 0.0  # a spend seen long ago ...
+    coordinator._upkeep()  # ... but Alpha and Beta have visits left today
+    assert coordinator._spent_since is None
+    environment.runner.quit()

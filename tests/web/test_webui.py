@@ -26,9 +26,9 @@ import yaml
 from trafficinator_locust.core.budget import Pace
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.masking import mask_secrets
-from trafficinator_locust.demo import free_port, start_sink, stop_process
 from trafficinator_locust.plugin import Plugin, add_arguments
-from trafficinator_locust.runtime.users import build_user_classes
+from trafficinator_locust.receiver.process import free_port, start_receiver, stop_process
+from trafficinator_locust.runtime.deployment import Deployment
 from trafficinator_locust.web.app import TAB_KEY
 from trafficinator_locust.web.config_writer import backup_path, render_yaml
 from trafficinator_locust.web.control import pending_changes
@@ -81,8 +81,7 @@ class Harness:
     ):
         self.config_path = config_path
         config = config if config is not None else load_config(config_path)
-        self.plugin = Plugin(config=config, user_classes={})
-        self.plugin.user_classes = build_user_classes(config, self.plugin.tally)
+        self.plugin = Plugin(Deployment.of(config))
         parser = get_parser()
         add_arguments(parser)
         self.options = parser.parse_args(["--traffic-state", "", "--traffic-presets", str(presets), *extra])
@@ -126,7 +125,7 @@ def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def ui(config_path: Path, tmp_path: Path):
     harness = Harness(config_path, tmp_path / "presets.sqlite3")
     staged: list[Any] = []
-    harness.plugin.stage_config = staged.append  # the lead's Plugin.stage_config, stood in for
+    harness.plugin.coordinator.stage_config = staged.append  # the coordinator's staging, stood in for
     harness.staged = staged
     yield harness
     harness.close()
@@ -207,20 +206,20 @@ def test_duplicate_and_unknown_names_and_bad_json_are_clear_4xx(ui: Harness):
 
 
 def test_disabling_a_target_pauses_its_budget_at_once(ui: Harness):
-    broker = ui.plugin.broker
+    broker = ui.plugin.coordinator.broker
     status, body = ui.call("PATCH", "/api/targets/Gamma", {"enabled": False})
     assert status == 200 and body["applied"]["live"] == ["Gamma: paused"]
     assert broker.ledger.budget("Gamma").paused
-    assert not ui.plugin.permits.try_acquire("Gamma")  # unpaced at start, limited now
+    assert not ui.plugin.sender.permits.try_acquire("Gamma")  # unpaced at start, limited now
     rows = {r["name"]: r for r in ui.call("GET", "/api/status")[1]["targets"]}
     assert rows["Gamma"]["state"] == "disabled" and rows["Alpha"]["state"] != "disabled"
     status, body = ui.call("PATCH", "/api/targets/Gamma", {"enabled": True})
     assert body["applied"]["live"] == ["Gamma: running"] and not broker.ledger.budget("Gamma").paused
-    assert ui.plugin.permits.try_acquire("Gamma")
+    assert ui.plugin.sender.permits.try_acquire("Gamma")
 
 
 def test_a_lowered_cap_applies_live_and_holds(ui: Harness):
-    broker = ui.plugin.broker
+    broker = ui.plugin.coordinator.broker
     budget = broker.ledger.budget("Alpha")
     budget.paced = False  # stress-like: only the cap limits, so the grants below are exact
     assert broker.ledger.lease("test", "Alpha", 300, time.time(), 30).count == 300
@@ -306,7 +305,7 @@ def test_status_reports_per_target_figures_health_and_a_masked_last_error(ui: Ha
     for _ in range(4):
         stats.log_request("POST", "[Gamma] ping", 50, 0)
         stats.log_error("POST", "[Gamma] ping", "no answer (ConnectionRefusedError)")
-    ui.plugin.tally.visit_started("Alpha", True, Pace(1000).day_of(time.time()).isoformat())
+    ui.plugin.deployment.tally.visit_started("Alpha", True, Pace(1000).day_of(time.time()).isoformat())
     status, body = ui.call("GET", "/api/status")
     assert status == 200
     rows = {r["name"]: r for r in body["targets"]}
@@ -599,7 +598,7 @@ def backfilled(request, tmp_path_factory):
     config_path = folder / "traffic.yaml"
     config_path.write_text(VERIFY_CONFIG.format(port=port, beta=BETA_TOKEN), encoding="utf-8")
     env = {**os.environ, "ALPHA_TOKEN": ALPHA_TOKEN, "XDG_STATE_HOME": str(folder / "state")}
-    sink = start_sink(config_path, port, env, "--loss", str(request.param), "--loss-seed", "3")
+    sink = start_receiver(config_path, port, env, "--loss", str(request.param), "--loss-seed", "3")
     try:
         last = datetime.now(timezone.utc).date() - timedelta(days=2)
         report = folder / "report.json"

@@ -50,14 +50,18 @@ State = Literal["running", "capped", "paused", "unpaced"]
 # Profiles
 
 
-def _check_weights(weights: Sequence[float], length: int, what: str) -> tuple[float, ...]:
+def check_weights(weights: Sequence[float], length: int, what: str) -> tuple[float, ...]:
+    """``length`` finite weights >= 0, not all 0 (an hour or weekday profile); ValueError naming ``what``.
+
+    The one check for the config's ``profile`` and for :class:`DayProfile`/:class:`WeekProfile`.
+    """
     values = tuple(float(w) for w in weights)
     if len(values) != length:
-        raise ValueError(f"{what} needs {length} weights, got {len(values)}")
+        raise ValueError(f"{what} needs exactly {length} weights, got {len(values)}")
     if any(not math.isfinite(w) or w < 0 for w in values):
         raise ValueError(f"{what} weights must be finite and >= 0")
     if sum(values) <= 0:
-        raise ValueError(f"{what} weights must not all be 0")
+        raise ValueError(f"{what} weights must not all be 0 (at least one > 0)")
     return values
 
 
@@ -72,7 +76,7 @@ class DayProfile:
     hours: tuple[float, ...] = (1.0,) * 24
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hours", _check_weights(self.hours, 24, "DayProfile"))
+        object.__setattr__(self, "hours", check_weights(self.hours, 24, "DayProfile"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +93,7 @@ class WeekProfile:
     days: tuple[float, ...] = (1.0,) * 7
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "days", _check_weights(self.days, 7, "WeekProfile"))
+        object.__setattr__(self, "days", check_weights(self.days, 7, "WeekProfile"))
 
     def factor(self, weekday: int) -> Fraction:
         """The exact factor of ``weekday`` (0 = Monday); mean 1 over the week."""
@@ -209,6 +213,13 @@ class Pace:
     visits per second; using the rounded cap (not the raw product) is what makes a day integrate to
     exactly its cap. If every existing hour of a day has weight 0 (possible only on a DST day whose
     missing hour holds all the weight) the rate is 0 all day.
+
+    ::
+
+        pace = Pace(24000, "Europe/Stockholm")
+        pace.cap(date(2026, 12, 3))                          # 24000
+        pace.rate(time.time())                               # visits per second now (flat profile: 0.278)
+        pace.expected_visits(start, start + 3600)            # 1000.0 over one flat hour
     """
 
     visits_per_day: int | None
@@ -409,7 +420,8 @@ class TargetBudget:
         if pace is not None:
             if pace.timezone != self.pace.timezone:
                 raise ValueError(
-                    f"{self.name}: a time zone change ({self.pace.timezone} -> {pace.timezone}) applies at the next test start"
+                    f"{self.name}: a time zone change ({self.pace.timezone} -> {pace.timezone}) "
+                    "applies at the next test start"
                 )
             self._roll(now)
             was_bucketed = self.bucketed
@@ -619,7 +631,12 @@ class Ledger:
     def lease(self, holder: str, target: str, want: int, now: float, ttl: float) -> Lease:
         """Grant up to ``want`` permits of ``target`` to ``holder`` until ``now + ttl``.
 
-        A lease of 0 permits is returned but not recorded (there is nothing to track).
+        A lease of 0 permits is returned but not recorded (there is nothing to track). The holder
+        reports what it used; the rest comes back when it expires or is returned::
+
+            ledger = Ledger([TargetBudget("Production", Pace(100), paced=False)])
+            lease = ledger.lease("worker-1", "Production", 30, now=time.time(), ttl=30.0)
+            lease.count                                      # 30 (of today's 100)
         """
         if ttl <= 0:
             raise ValueError("ttl must be > 0")

@@ -13,7 +13,8 @@ Rules kept here, because Matomo depends on them:
   items sent is a :class:`BulkError` carrying the counts (invalid items are skipped by Matomo,
   so the caller must stop and look, not resend).
 
-No I/O: the transport lives in :mod:`trafficinator_locust.ops.backfill` and ``bench/bulk.py``.
+No I/O: requests are sent by :mod:`trafficinator_locust.ops.tracker_http` (backfill),
+:mod:`trafficinator_locust.runtime.bulk_sender` (live) and ``bench/bulk.py``.
 """
 
 from __future__ import annotations

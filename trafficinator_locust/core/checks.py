@@ -58,7 +58,10 @@ class CheckResult:
 
     def __str__(self) -> str:
         shown = "n/a" if self.actual is None else f"{self.actual:g}"
-        return f"{'PASS' if self.passed else 'FAIL'} [{self.target}] {self.rule.metric}{self.rule.op}{self.rule.value:g} (actual {shown})"
+        return (
+            f"{'PASS' if self.passed else 'FAIL'} [{self.target}] "
+            f"{self.rule.metric}{self.rule.op}{self.rule.value:g} (actual {shown})"
+        )
 
 
 def parse_rules(texts: Iterable[str], known_targets: Iterable[str] = ()) -> list[Rule]:
@@ -70,7 +73,8 @@ def parse_rules(texts: Iterable[str], known_targets: Iterable[str] = ()) -> list
             match = _RULE.match(part)
             if not match:
                 raise CheckSyntaxError(
-                    f"cannot read check '{part}'; write [target:]metric<op>number, e.g. p95<800 or Production:fail_ratio<0.01"
+                    f"cannot read check '{part}'; write [target:]metric<op>number, "
+                    "e.g. p95<800 or Production:fail_ratio<0.01"
                 )
             metric = match["metric"]
             if metric not in METRICS:

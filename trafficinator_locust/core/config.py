@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
-from trafficinator_locust.core.budget import DayProfile, Pace, WeekProfile, weight_shares
+from trafficinator_locust.core.budget import DayProfile, Pace, WeekProfile, check_weights, weight_shares
 from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, MAX_BULK_SIZE
 from trafficinator_locust.core.errors import ConfigError, Problem
 from trafficinator_locust.core.spec_errors import problems_from_validation
@@ -74,13 +74,7 @@ class ProfileSpec(Spec):
 
 
 def _check_weights(value: list[float] | None, count: int, what: str) -> list[float] | None:
-    if value is None:
-        return value
-    if len(value) != count:
-        raise ValueError(f"needs exactly {count} weights ({what}), got {len(value)}")
-    if any(w < 0 for w in value) or not any(w > 0 for w in value):
-        raise ValueError("weights must be >= 0 with at least one > 0")
-    return value
+    return value if value is None else list(check_weights(value, count, what))
 
 
 class _TargetFields(Spec):
@@ -103,8 +97,8 @@ class _TargetFields(Spec):
     )
     transport: Transport | None = Field(
         None,
-        description="single: one form POST per hit (default); bulk: the hits of all of the target's users in a process go "
-        "out together as Matomo bulk requests (JSON POST, token in the body), each hit with its own cdt.",
+        description="single: one form POST per hit (default); bulk: the hits of all of the target's users in a "
+        "process go out together as Matomo bulk requests (JSON POST, token in the body), each hit with its own cdt.",
     )
     bulk_size: int | None = Field(
         None,
@@ -169,7 +163,8 @@ class ConfigFile(Spec):
     defaults: DefaultsSpec | None = None
     distribution: Distribution = Field(
         Distribution.weighted,
-        description="weighted: users split by target weight; round-robin: equal shares whatever the weights; random: each visit's target drawn by weight; mirror: every planned visit goes to every target",
+        description="weighted: users split by target weight; round-robin: equal shares whatever the weights; "
+        "random: each visit's target drawn by weight; mirror: every planned visit goes to every target",
     )
     visits_per_day: int | None = Field(
         None, ge=0, description="Total, split by weight among targets without their own rate."
@@ -222,6 +217,11 @@ class Target(Resolved):
         return self.token_auth is not None
 
     @property
+    def token(self) -> str | None:
+        """The token in clear, for a POST body only (never a URL, a log line or a message); ``None`` without one."""
+        return self.token_auth.get_secret_value() if self.token_auth is not None else None
+
+    @property
     def tzinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
@@ -257,7 +257,7 @@ class Config(Resolved):
         """A short hash of everything that shapes traffic, tokens included, to compare nodes."""
         payload = self.model_dump(mode="json", exclude={"source"})
         for raw, target in zip(payload["targets"], self.targets):
-            secret = target.token_auth.get_secret_value() if target.token_auth else ""
+            secret = target.token or ""
             raw["token_auth"] = hashlib.sha256(secret.encode()).hexdigest()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -267,7 +267,16 @@ class Config(Resolved):
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Load, validate and resolve a traffic YAML file. Raises :class:`ConfigError` with all problems."""
+    """Load, validate and resolve a traffic YAML file. Raises :class:`ConfigError` with all problems.
+
+    ``${VAR}`` references are expanded from ``env`` (default: the process environment), files the
+    config names (``urls``, ``funnels``...) are read relative to it, and every problem names its
+    file, line and config path::
+
+        config = load_config("config/multi-environment.yaml")
+        for target in config.enabled_targets:
+            print(target.name, target.url, config.weight_share(target))
+    """
     return resolve_document(load_yaml_file(Path(path), env=env))
 
 
@@ -307,14 +316,16 @@ def _name_problems(targets: Any, doc: SourceDocument) -> list[Problem]:
             problems.append(
                 doc.problem(
                     path,
-                    f"duplicate target name '{name}' (also targets[{seen_names[folded]}]); names are case-insensitive and must be unique",
+                    f"duplicate target name '{name}' (also targets[{seen_names[folded]}]); "
+                    "names are case-insensitive and must be unique",
                 )
             )
         elif slug in seen_slugs:
             problems.append(
                 doc.problem(
                     path,
-                    f"name '{name}' gives the same class name Target_{slug} as targets[{seen_slugs[slug]}]; make the names differ in letters or digits",
+                    f"name '{name}' gives the same class name Target_{slug} as targets[{seen_slugs[slug]}]; "
+                    "make the names differ in letters or digits",
                 )
             )
         seen_names.setdefault(folded, index)

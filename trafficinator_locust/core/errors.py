@@ -135,9 +135,12 @@ class StalePreset(PresetError):
 
 
 def describe(error: UsageError, what: str = "trafficinator") -> str:
-    """The text a user sees for bad input: every problem of a config on its own line."""
+    """The text a user sees for bad input, under ``what`` (the command): every problem on its own line."""
     if isinstance(error, ConfigError):
         count = len(error.problems)
         lines = [f"{what}: {count} problem{'s' if count != 1 else ''} in the traffic config:"]
         return "\n".join(lines + [f"  {problem}" for problem in error.problems])
+    lines = str(error).splitlines()
+    if len(lines) > 1:
+        return f"{what}: {len(lines)} problems:\n" + "\n".join(f"  {line}" for line in lines)
     return f"{what}: {error}"

@@ -33,9 +33,7 @@ class TrackingEncoder:
         self.run_id = run_id or secrets.token_hex(4)
         fixed = {"idsite": str(target.site_id), "rec": "1", "apiv": "1", "send_image": "0"}
         self._prefix = urlencode(fixed)
-        self._token_suffix = (
-            "&" + urlencode({"token_auth": target.token_auth.get_secret_value()}) if target.token_auth else ""
-        )
+        self._token_suffix = "&" + urlencode({"token_auth": target.token}) if target.token else ""
         self._encoded_visitor = lru_cache(maxsize=8192)(lambda visitor: form_encode(self._visitor_params(visitor)))
 
     def params(self, hit: Hit, visitor: Visitor, sent_at: datetime) -> dict[str, str]:

@@ -452,7 +452,8 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
             problems.append(
                 doc.problem(
                     path + (key,),
-                    f"max ({span.max:g}) must stay under {MAX_GAP_SECONDS} s: Matomo ends a visit after 30 minutes without a hit",
+                    f"max ({span.max:g}) must stay under {MAX_GAP_SECONDS} s: "
+                    "Matomo ends a visit after 30 minutes without a hit",
                 )
             )
         elif span:
@@ -503,7 +504,8 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
         problems.append(
             doc.problem(
                 path + ("funnels",),
-                f"journey shares add up to {sum(j.share for j in journeys):g}; they are shares of visits and must total at most 1",
+                f"journey shares add up to {sum(j.share for j in journeys):g}; "
+                "they are shares of visits and must total at most 1",
             )
         )
     values["journeys"] = tuple(journeys)
@@ -535,7 +537,8 @@ def _shares(
     path: ConfigPath,
     problems: list[Problem],
 ) -> dict[str, float]:
-    """Relative shares: keys given replace the default's; keys not given keep their default weight only if none is given."""
+    """Relative shares: keys given replace the default's; keys not given keep their default weight only if
+    none is given."""
     shares = {key: float(value) for key, value in given.items() if value is not None}
     merged = shares if shares else default
     merged = {key: merged.get(key, 0.0) for key in default}
@@ -564,7 +567,8 @@ def _ecommerce(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath, probl
         problems.append(
             doc.problem(
                 path + ("order",),
-                f"order share ({result.order:g}) must not exceed cart share ({result.cart:g}): every order starts with a cart",
+                f"order share ({result.order:g}) must not exceed cart share ({result.cart:g}): "
+                "every order starts with a cart",
             )
         )
     if result.order > result.cart:
@@ -671,7 +675,8 @@ def load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath) 
                 [
                     doc.problem(
                         path,
-                        f"cannot read '{urls}' ({exc.__class__.__name__}); it must be UTF-8 text, one 'url<TAB>title' per line",
+                        f"cannot read '{urls}' ({exc.__class__.__name__}); "
+                        "it must be UTF-8 text, one 'url<TAB>title' per line",
                     )
                 ]
             ) from None

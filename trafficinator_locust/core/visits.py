@@ -209,6 +209,13 @@ class VisitPlanner:
     # -- visits -------------------------------------------------------------------------------
 
     def plan(self, number: int) -> PlannedVisit:
+        """The visit numbered ``number``: the same number (and seed) always plans the same visit,
+        so a backfill that resumes, or mirrored targets, send the same hits::
+
+            planner = VisitPlanner(config.targets[0], seed=7)
+            visit = planner.plan(1)
+            visit.channel, [hit.kind for hit in visit.hits]   # ('social', ['pageview', ..., 'ping'])
+        """
         rng = self._reseeded(self._visit_rng, number, 0)
         if rng.random() < self.traffic.bots:
             return self._bot_visit(number, rng)

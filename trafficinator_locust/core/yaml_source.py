@@ -97,7 +97,7 @@ def load_yaml_file(path: Path, env: Mapping[str, str] | None = None) -> SourceDo
     except FileNotFoundError:
         raise ConfigError(
             [Problem(source, None, "", "file not found; check the path (relative paths start at the current folder)")]
-        )
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             [
@@ -105,7 +105,7 @@ def load_yaml_file(path: Path, env: Mapping[str, str] | None = None) -> SourceDo
                     source, None, "", f"cannot read the file ({exc.__class__.__name__}); it must be readable UTF-8 text"
                 )
             ]
-        )
+        ) from None
     return load_yaml_text(text, source, folder=path.resolve().parent, env=env)
 
 
@@ -122,9 +122,9 @@ def load_yaml_text(
         what = exc.problem or "invalid YAML"
         raise ConfigError(
             [Problem(source, line, "", f"YAML syntax error: {what}; fix the indentation or quoting near this line")]
-        )
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([Problem(source, None, "", f"YAML error: {exc}")])
+        raise ConfigError([Problem(source, None, "", f"YAML error: {exc}")]) from None
     doc = SourceDocument(data=None, source=source, folder=folder or Path.cwd())
     if root is None:
         raise ConfigError(

@@ -5,26 +5,24 @@ not only what a live Locust run adds from now on. Backfill sends, for each targe
 day of a range, exactly the visits the target's pace plans for that day, spread over the day by
 its hourly profile, each hit stamped with its own time (``cdt``), in bulk requests.
 
-Layout (pure first, I/O last):
+The pieces, by job:
 
-* **Days** (:func:`day_window`): a past local day gets ``Pace.cap(day)`` visits (``visits_per_day``
-  times the weekday factor); the target's local *today* gets the visits due between local midnight
-  and now (the pace's integral), all placed before now. Days after today are refused.
-* **Placement** (:class:`Placer`, :func:`hit_times`): visit ``i`` of ``N`` starts at the
-  ``(i + u)/N`` quantile of the day's hourly rate curve (``u`` a seeded jitter), so starts follow
-  the profile closely and grow with ``i`` (send order = time order). DST days work in real
-  seconds (``Pace`` has the 23/25-hour days). A visit that would run past the day's end is
-  shifted back so its last hit stays inside the day.
-* **Visit numbers** (:func:`visit_number`): visit ``i`` of local day ``D`` is planner visit
-  ``int(D as YYYYMMDD) * 10**9 + i``; its content comes from ``VisitPlanner(target, seed)`` and its
-  jitter from ``planner.rng_for(number, 2)``. Same seed, same day, same index: same visit, same
-  times, same ``ec_id`` (the encoder's ``run_id`` is derived from seed and target, not random).
-* **Checkpoint** (:class:`Checkpoint`): per (target, day) the number of planned visits and a
-  cursor (next visit, next hit in it) advanced after each batch Matomo confirmed, written
-  atomically; finished days are marked. A resumed run starts at the cursor: nothing is sent twice.
-* **Sending** (:class:`Transport`, :func:`run_backfill`): one thread per target (green under
-  gevent), a keep-alive HTTP connection, a hits-per-second :class:`TokenBucket`, retries only
-  where nothing can have been stored (connection refused, 429/502/503).
+* **Days, placement, visit numbers** (:mod:`trafficinator_locust.core.backfill_days`, pure): how
+  many visits a local day gets, when each hit happens, and that a rerun plans the same ones.
+* **Checkpoint** (:mod:`.checkpoint`): per (target, day) the planned visits and a cursor advanced
+  after each batch Matomo confirmed, written atomically. A resumed run starts at the cursor:
+  nothing is sent twice.
+* **Sending** (:mod:`.tracker_http`, :mod:`.rate_limit`): a keep-alive connection per target, a
+  hits-per-second token bucket.
+* **This module**: checking the options and targets (:func:`prepare`), the run (:func:`run_backfill`:
+  one OS thread per target, retries only where nothing can have been stored -- connection
+  refused, 429/502/503 --, Ctrl-C/SIGTERM handling), progress, the summary and the report. The
+  command line (``trafficinator backfill``) is :mod:`trafficinator_locust.cli`; the same run inside
+  Locust is :mod:`trafficinator_locust.runtime.backfill_locust`.
+
+Threads: each target's thread owns its job, its poster and its bucket; what they share is the
+checkpoint (changed and saved only under ``Checkpoint.lock``), the stop event and the batch
+counter (under its own lock). The main thread only reads progress counters and statuses.
 
 The report (``--report``) has the shape ``verify`` reads:
 ``{"targets": [{"target": NAME, "days": {"YYYY-MM-DD": {"visits": N, "hits": M, ...}}}]}``.
@@ -32,27 +30,30 @@ The report (``--report``) has the shape ``verify`` reads:
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import http.client
 import json
-import math
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TextIO
 
-from trafficinator_locust.core.budget import Pace, round_half_up
+from trafficinator_locust.core.backfill_days import (
+    DayWindow,
+    cdt,
+    day_visits,
+    day_window,
+    hit_params,
+    local_today,
+    run_id_for,
+)
+from trafficinator_locust.core.budget import Pace
 from trafficinator_locust.core.bulk import (
     DEFAULT_BULK_SIZE,
     JSON_CONTENT_TYPE,
@@ -64,410 +65,34 @@ from trafficinator_locust.core.bulk import (
     parse_answer,
 )
 from trafficinator_locust.core.config import Config, Target
-from trafficinator_locust.core.errors import BulkError, SendError, UsageError
+from trafficinator_locust.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BulkError, SendError, UsageError
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.protocol import ACTION_KINDS, classify
 from trafficinator_locust.core.table import render_table
 from trafficinator_locust.core.tracking import TrackingEncoder
-from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
+from trafficinator_locust.core.visits import VisitPlanner
+from trafficinator_locust.ops.checkpoint import Checkpoint, new_day, target_fingerprint
+from trafficinator_locust.ops.rate_limit import TokenBucket
+from trafficinator_locust.ops.tracker_http import Poster, TrackerPoster, display_url
 
 __all__ = [
-    "CHECKPOINT_VERSION",
     "DEFAULT_MAX_DAYS",
-    "PLACEMENT_STREAM",
-    "VISITS_PER_DAY_LIMIT",
     "BackfillOptions",
-    "Checkpoint",
-    "DayVisit",
-    "DayWindow",
-    "Placer",
-    "TokenBucket",
-    "Transport",
-    "add_command",
-    "cdt",
-    "day_visits",
-    "day_window",
-    "hit_times",
+    "PosterFactory",
+    "Progress",
+    "TargetJob",
+    "dry_run",
+    "prepare",
+    "report_document",
     "run_backfill",
-    "run_id_for",
-    "visit_number",
+    "select_targets",
 ]
 
-CHECKPOINT_VERSION = 1
 DEFAULT_MAX_DAYS = 400
-PLACEMENT_STREAM = 2
-"""``planner.rng_for(number, 2)``: the placement jitter (streams 0 and 1 belong to the planner)."""
-VISITS_PER_DAY_LIMIT = 10**9
-"""Visit numbers keep the index in the low 9 decimal digits, so a day holds fewer visits."""
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-CDT_FORMAT = "%Y-%m-%d %H:%M:%S"
 RETRYABLE_STATUSES = frozenset({429, 502, 503})
-IDLE_RECONNECT_SECONDS = 5.0
 
-
-# =============================================================================================
-# Pure: days, visit numbers, placement
-
-
-@dataclass(frozen=True)
-class DayWindow:
-    """The stretch of one local day that gets ``visits`` visits: ``[start, end)`` in unix seconds.
-
-    ``end`` is the next local midnight for a past day, the planning instant for today.
-    """
-
-    day: date
-    start: int
-    end: int
-    visits: int
-
-
-def local_today(pace: Pace, now: float) -> date:
-    return datetime.fromtimestamp(now, pace.zone).date()
-
-
-def day_window(pace: Pace, day: date, now: float) -> DayWindow:
-    """The window and visit count of local ``day`` as planned at ``now``.
-
-    Past day: the whole day and ``pace.cap(day)``. Today: local midnight to ``now`` and the visits
-    the pace expects in that stretch (rounded half up). A later day raises ``ValueError``.
-    """
-    plan = pace.plan(day)
-    cap = plan.cap or 0
-    if now >= plan.end:
-        return DayWindow(day, plan.start, plan.end, cap)
-    if now <= plan.start:
-        raise ValueError(f"{day} has not begun in {pace.timezone}")
-    until = int(now)
-    return DayWindow(day, plan.start, until, round_half_up(pace.expected_visits(plan.start, until)))
-
-
-def visit_number(day: date, index: int) -> int:
-    """The planner's visit number of visit ``index`` of local ``day``: ``YYYYMMDD * 10**9 + index``.
-
-    Readable in logs (``20250314000000017`` is visit 17 of 14 March 2025) and unique per target.
-    """
-    if not 0 <= index < VISITS_PER_DAY_LIMIT:
-        raise ValueError(f"visit index {index} out of range")
-    return (day.year * 10000 + day.month * 100 + day.day) * VISITS_PER_DAY_LIMIT + index
-
-
-def run_id_for(seed: int, target_name: str) -> str:
-    """The order-id prefix of a target's backfill: fixed by seed and target, so a resumed (or
-    repeated) run sends the same ``ec_id`` for the same visit and Matomo refuses a second copy."""
-    return "bf" + hashlib.blake2b(f"{seed}|{target_name}".encode(), digest_size=4).hexdigest()
-
-
-class Placer:
-    """Maps a quantile ``q`` in [0, 1) to an instant of a day window by its hourly rate curve.
-
-    The curve is the pace's segments clipped to the window. A window whose rate is 0 everywhere
-    (every existing hour weighted 0) falls back to a uniform spread.
-    """
-
-    def __init__(self, pace: Pace, window: DayWindow):
-        pieces: list[tuple[float, float, float]] = []  # (start, end, rate)
-        for segment in pace.plan(window.day).segments:
-            low, high = max(segment.start, window.start), min(segment.end, window.end)
-            if high > low:
-                pieces.append((low, high, segment.rate))
-        if not any(rate > 0 for _, _, rate in pieces):
-            pieces = [(window.start, window.end, 1.0)] if window.end > window.start else []
-        pieces = [piece for piece in pieces if piece[2] > 0]
-        self._pieces = pieces
-        self._cumulative: list[float] = []
-        total = 0.0
-        for low, high, rate in pieces:
-            total += rate * (high - low)
-            self._cumulative.append(total)
-        self._total = total
-        self.window = window
-
-    def at(self, quantile: float) -> float:
-        """The instant below which ``quantile`` of the window's expected visits fall."""
-        if not self._pieces:
-            return float(self.window.start)
-        target = min(max(quantile, 0.0), 1.0) * self._total
-        index = min(bisect_right(self._cumulative, target), len(self._pieces) - 1)
-        low, high, rate = self._pieces[index]
-        before = self._cumulative[index - 1] if index else 0.0
-        return min(low + (target - before) / rate, high)
-
-
-def hit_times(start: float, waits: Sequence[float], window_start: int, window_end: int) -> tuple[int, ...]:
-    """Whole-second instants of a visit's hits, in order, all inside ``[window_start, window_end)``.
-
-    Hit ``k`` comes ``waits[1..k]`` seconds after the first (``waits[0]``, the wait before the
-    first hit, is ignored). A visit that would end after the window is shifted back so its last
-    hit falls on the window's last second; one longer than the whole window is squeezed into it.
-    """
-    offsets = [0.0]
-    for wait in waits[1:]:
-        offsets.append(offsets[-1] + max(wait, 0.0))
-    duration = offsets[-1]
-    last = window_end - 1
-    scale = 1.0
-    if start + duration > last:
-        start = last - duration
-    if start < window_start:
-        start = float(window_start)
-        scale = (last - window_start) / duration if duration > 0 else 1.0
-    return tuple(min(max(int(math.floor(start + offset * scale)), window_start), last) for offset in offsets)
-
-
-def cdt(ts: int) -> str:
-    """Matomo's ``cdt``: UTC ``YYYY-MM-DD HH:MM:SS``."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime(CDT_FORMAT)
-
-
-@dataclass(frozen=True)
-class DayVisit:
-    """One planned visit of a day with its hits' instants (unix seconds, same order as its hits)."""
-
-    index: int
-    number: int
-    visit: PlannedVisit
-    times: tuple[int, ...]
-
-    @property
-    def start(self) -> int:
-        return self.times[0]
-
-
-def day_visits(planner: VisitPlanner, pace: Pace, window: DayWindow, first: int = 0) -> Iterator[DayVisit]:
-    """The visits of ``window`` from index ``first`` on, lazily (a day may hold many visits)."""
-    if window.visits >= VISITS_PER_DAY_LIMIT:
-        raise ValueError(f"{window.day}: {window.visits} visits exceed {VISITS_PER_DAY_LIMIT - 1} per day")
-    placer = Placer(pace, window)
-    for index in range(first, window.visits):
-        number = visit_number(window.day, index)
-        visit = planner.plan(number)
-        jitter = planner.rng_for(number, PLACEMENT_STREAM).random()
-        start = placer.at((index + jitter) / window.visits)
-        yield DayVisit(
-            index, number, visit, hit_times(start, [hit.wait_before for hit in visit.hits], window.start, window.end)
-        )
-
-
-FIXED_PARAMS = {"rec": "1", "apiv": "1"}
-
-
-def hit_params(encoder: TrackingEncoder, site_id: int, day_visit: DayVisit, position: int) -> dict[str, str]:
-    """Every parameter of one backfilled hit except the token: fixed ones, the encoder's, ``cdt``."""
-    hit = day_visit.visit.hits[position]
-    ts = day_visit.times[position]
-    sent_at = datetime.fromtimestamp(ts, timezone.utc)
-    return {
-        "idsite": str(site_id),
-        **FIXED_PARAMS,
-        **encoder.params(hit, day_visit.visit.visitor, sent_at),
-        "cdt": cdt(ts),
-    }
-
-
-# =============================================================================================
-# Pure: rate limiting
-
-
-class TokenBucket:
-    """A token bucket that may go into debt: ``reserve(n)`` takes ``n`` tokens at once and says how
-    long to wait before using them, so a batch of 50 hits needs no bucket of 50 (no busy wait: the
-    caller sleeps the returned seconds once). Starts full (``burst`` tokens).
-
-    Over any stretch of ``T`` seconds at most ``burst + rate * T`` tokens are used.
-    """
-
-    def __init__(self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic):
-        if not rate > 0:
-            raise ValueError("rate must be > 0")
-        if not burst > 0:
-            raise ValueError("burst must be > 0")
-        self.rate, self.burst, self.clock = float(rate), float(burst), clock
-        self._tokens = float(burst)
-        self._at: float | None = None
-
-    def reserve(self, n: float = 1.0, now: float | None = None) -> float:
-        """Take ``n`` tokens; returns the seconds to wait before acting on them (0 when available)."""
-        now = self.clock() if now is None else now
-        if self._at is not None and now > self._at:
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now if self._at is None else max(self._at, now)
-        self._tokens -= n
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-    def acquire(self, n: float = 1.0, sleep: Callable[[float], Any] = time.sleep) -> float:
-        """:meth:`reserve` and sleep the wait (``sleep`` may be an event's ``wait`` to stay stoppable)."""
-        wait = self.reserve(n)
-        if wait > 0:
-            sleep(wait)
-        return wait
-
-
-# =============================================================================================
-# Checkpoint
-
-
-def target_fingerprint(target: Target) -> str:
-    """What shapes a target's planned visits and where they go (token, weight, enabled excluded)."""
-    data = target.model_dump(mode="json", exclude={"token_auth", "weight", "enabled"})
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _new_day(window: DayWindow, full_day_end: int) -> dict[str, Any]:
-    day = {
-        "planned": window.visits,
-        "cursor": [0, 0],
-        "visits": 0,
-        "hits": 0,
-        "tracked": 0,
-        "invalid": 0,
-        "actions": 0,
-        "done": window.visits == 0,
-    }
-    if window.end != full_day_end:
-        day["until"] = window.end
-    return day
-
-
-class Checkpoint:
-    """Progress per target and local day, saved atomically after every confirmed batch.
-
-    File layout (version 1)::
-
-        {"version": 1, "targets": {NAME: {"fingerprint": ..., "seed": ..., "run_id": ...,
-            "days": {"YYYY-MM-DD": {"planned": N, "until": TS (today only), "cursor": [visit, hit],
-                                     "visits": .., "hits": .., "tracked": .., "invalid": ..,
-                                     "actions": .., "done": bool}}}}}
-
-    ``cursor`` is the next hit to send: visit index and hit index within that visit. ``path=None``
-    keeps everything in memory (dry runs, tests).
-    """
-
-    def __init__(self, path: Path | None, data: dict[str, Any] | None = None):
-        self.path = path
-        self.data: dict[str, Any] = data or {"version": CHECKPOINT_VERSION, "targets": {}}
-        self.lock = threading.Lock()
-
-    @classmethod
-    def load(cls, path: Path | None) -> Checkpoint:
-        if path is None or not path.exists():
-            return cls(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(
-                f"--checkpoint {path}: not a readable checkpoint ({exc.__class__.__name__}); move it away to start over"
-            ) from None
-        if (
-            not isinstance(data, dict)
-            or data.get("version") != CHECKPOINT_VERSION
-            or not isinstance(data.get("targets"), dict)
-        ):
-            raise UsageError(
-                f"--checkpoint {path}: not a backfill checkpoint of version {CHECKPOINT_VERSION}; move it away to start over"
-            )
-        return cls(path, data)
-
-    def target(self, name: str) -> dict[str, Any] | None:
-        return self.data["targets"].get(name)
-
-    def adopt(self, name: str, fingerprint: str, seed: int, run_id: str) -> dict[str, Any]:
-        return self.data["targets"].setdefault(
-            name, {"fingerprint": fingerprint, "seed": seed, "run_id": run_id, "days": {}}
-        )
-
-    def save(self) -> None:
-        if self.path is not None:
-            write_atomic(self.path, json.dumps(self.data, separators=(",", ":"), sort_keys=True), durable=True)
-
-
-# =============================================================================================
-# Transport
-
-
-def display_url(url: str) -> str:
-    """The URL without user:password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-class Poster(Protocol):
-    def post(self, body: bytes, content_type: str) -> tuple[int, bytes]: ...
-
-    def close(self) -> None: ...
-
-
-TransportFactory = Callable[[Target, float], Poster]
-
-
-class Transport:
-    """POSTs to one URL over a keep-alive connection (``http.client``; green under gevent).
-
-    A connection idle for more than a few seconds is replaced before use, so a server closing idle
-    connections never turns a sent batch into an ambiguous failure.
-    """
-
-    def __init__(self, url: str, timeout: float = 30.0):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {display_url(url)}")
-        self.url = url
-        self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname, parts.port
-        self._path = parts.path or "/"
-        self._timeout = timeout
-        self._headers: dict[str, str] = {"User-Agent": "trafficinator-backfill"}
-        self._connection: http.client.HTTPConnection | None = None
-        self._used_at = 0.0
-
-    def _connect(self) -> http.client.HTTPConnection:
-        now = time.monotonic()
-        if self._connection is not None and now - self._used_at > IDLE_RECONNECT_SECONDS:
-            self.close()
-        if self._connection is None:
-            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._connection = kind(self._host, self._port, timeout=self._timeout)
-        return self._connection
-
-    def post(self, body: bytes, content_type: str) -> tuple[int, bytes]:
-        """Send one POST; returns ``(status, body)`` or raises :class:`SendError`."""
-        connection = self._connect()
-        headers = {**self._headers, "Content-Type": content_type, "Content-Length": str(len(body))}
-        try:
-            connection.request("POST", self._path, body=body, headers=headers)
-        except (OSError, http.client.HTTPException) as exc:  # refused, unreachable, reset while sending
-            self.close()
-            raise SendError(f"cannot send to {display_url(self.url)}: {_reason(exc)}", retryable=True) from None
-        try:
-            response = connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise SendError(f"no answer from {display_url(self.url)}: {_reason(exc)}", retryable=False) from None
-        self._used_at = time.monotonic()
-        if response.will_close:
-            self.close()
-        return response.status, data
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, socket.timeout):
-        return "timed out"
-    text = str(exc) or exc.__class__.__name__
-    return text[:200]
-
-
-# =============================================================================================
-# The run
+PosterFactory = Callable[[Target, float], Poster]
+"""``factory(target, timeout)``: what a target's thread sends through (one poster per thread)."""
 
 
 @dataclass
@@ -544,7 +169,8 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
     span = (options.last - options.first).days + 1
     if span > options.max_days:
         raise UsageError(
-            f"--from {options.first} --to {options.last} covers {span} days, more than --max-days {options.max_days}; split the range or raise --max-days"
+            f"--from {options.first} --to {options.last} covers {span} days, more than --max-days {options.max_days}; "
+            "split the range or raise --max-days"
         )
     if not 1 <= options.bulk_size <= MAX_BULK_SIZE:
         raise UsageError(f"--bulk-size must be between 1 and {MAX_BULK_SIZE}")
@@ -556,17 +182,20 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
         where = f"{_config_label(config, index)} ({target.name})"
         if target.visits_per_day is None:
             problems.append(
-                f"{where}: no visits_per_day; backfill sends each day's planned visits, so set visits_per_day on the target, in defaults, or as the top-level total"
+                f"{where}: no visits_per_day; backfill sends each day's planned visits, "
+                "so set visits_per_day on the target, in defaults, or as the top-level total"
             )
         if target.token_auth is None:
             problems.append(
-                f"{where}: no token_auth; Matomo accepts hits older than 24 hours (cdt) only with a token with write access to site {target.site_id}: set token_auth: ${{YOUR_TOKEN_VARIABLE}}"
+                f"{where}: no token_auth; Matomo accepts hits older than 24 hours (cdt) only with a token "
+                f"with write access to site {target.site_id}: set token_auth: ${{YOUR_TOKEN_VARIABLE}}"
             )
         pace = Pace(None, target.timezone)
         today = local_today(pace, now)
         if options.last > today:
             problems.append(
-                f"{where}: --to {options.last} is in the future for this target (local today in {target.timezone}: {today}); backfill only sends past days and today up to now"
+                f"{where}: --to {options.last} is in the future for this target "
+                f"(local today in {target.timezone}: {today}); backfill only sends past days and today up to now"
             )
     if problems:
         raise UsageError("\n".join(problems))
@@ -579,7 +208,8 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
         if saved is not None and saved.get("fingerprint") != fingerprint:
             raise UsageError(
                 f"--checkpoint {checkpoint.path}: target {target.name} was backfilled with other settings "
-                f"(url, site, pace, time zone, traffic or seed changed); restore them, or use a new --checkpoint (days already sent stay in Matomo)"
+                "(url, site, pace, time zone, traffic or seed changed); restore them, "
+                "or use a new --checkpoint (days already sent stay in Matomo)"
             )
         seed = (
             int(saved["seed"])
@@ -686,7 +316,7 @@ class _Run:
         options: BackfillOptions,
         now: float,
         progress: Progress | None,
-        transport_factory: TransportFactory | None = None,
+        poster_factory: PosterFactory | None = None,
         stop: threading.Event | None = None,
     ):
         self.jobs = jobs
@@ -694,7 +324,7 @@ class _Run:
         self.options = options
         self.now = now
         self.progress = progress
-        self.transport_factory = transport_factory or (lambda target, timeout: Transport(target.url, timeout))
+        self.poster_factory = poster_factory or (lambda target, timeout: TrackerPoster(target.url, timeout))
         self.stop = stop or threading.Event()
         self.batches = 0
         self._count_lock = threading.Lock()
@@ -708,7 +338,7 @@ class _Run:
 
     def run_target(self, job: TargetJob) -> None:
         job.status = "running"
-        transport = self.transport_factory(job.target, self.options.timeout)
+        poster = self.poster_factory(job.target, self.options.timeout)
         rate = self.options.max_hits_per_second
         bucket = TokenBucket(rate, burst=max(float(self.options.bulk_size), 1.0)) if rate else None
         token = job.target.token_auth.get_secret_value() if job.target.token_auth else None
@@ -717,13 +347,13 @@ class _Run:
                 if self.stop.is_set():
                     job.status = "interrupted"
                     return
-                if not self._run_day(job, day, transport, bucket, token):
+                if not self._run_day(job, day, poster, bucket, token):
                     return
             job.status = "complete"
         except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
             job.status, job.error = "failed", f"{exc.__class__.__name__}: {exc}"
         finally:
-            transport.close()
+            poster.close()
 
     def _day_state(self, job: TargetJob, day: date) -> dict[str, Any]:
         with self.checkpoint.lock:
@@ -731,11 +361,11 @@ class _Run:
             state = days.get(day.isoformat())
             if state is None:
                 window = day_window(job.pace, day, self.now)
-                state = days[day.isoformat()] = _new_day(window, job.pace.plan(day).end)
+                state = days[day.isoformat()] = new_day(window, job.pace.plan(day).end)
             return state
 
     def _run_day(
-        self, job: TargetJob, day: date, transport: Transport, bucket: TokenBucket | None, token: str | None
+        self, job: TargetJob, day: date, poster: Poster, bucket: TokenBucket | None, token: str | None
     ) -> bool:
         state = self._day_state(job, day)
         if state["done"]:
@@ -753,7 +383,7 @@ class _Run:
                     return False
             payload = build_payload([item.query for item in batch], token)
             try:
-                answer = self._send(job, transport, payload, len(batch), token)
+                answer = self._send(poster, payload, len(batch), token)
             except BulkError as exc:
                 if exc.answer is not None:  # processed with a shortfall: never resend it
                     self._confirm(job, state, batch, exc.answer, confirmed=False)
@@ -774,11 +404,11 @@ class _Run:
         self._day_finished(job)
         return True
 
-    def _send(self, job: TargetJob, transport: Transport, payload: bytes, count: int, token: str | None) -> BulkAnswer:
+    def _send(self, poster: Poster, payload: bytes, count: int, token: str | None) -> BulkAnswer:
         attempts = self.options.retries + 1
         for attempt in range(attempts):
             try:
-                status, body = transport.post(payload, JSON_CONTENT_TYPE)
+                status, body = poster.post(payload, JSON_CONTENT_TYPE)
             except SendError as exc:
                 if not exc.retryable or attempt == attempts - 1:
                     suffix = f" (after {attempt + 1} attempts)" if attempt else ""
@@ -816,29 +446,53 @@ class _Stopped(Exception):
     """The run was asked to stop while waiting to retry."""
 
 
-def _install_signals(stop: threading.Event, out: TextIO) -> Callable[[], None]:
-    """SIGINT/SIGTERM: finish the batches in flight, save, exit 130. A second signal exits at once
-    (the checkpoint file is always whole; at most the batch in flight is sent again on resume)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+class _Signals:
+    """SIGINT/SIGTERM during a run (installed from the main thread only): the first asks the target
+    threads to stop after the batches in flight (the run then saves and returns 130); a second one
+    exits at once.
 
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            out.flush()
-            os._exit(EXIT_INTERRUPTED)
-        stop.set()
-        out.write(
-            f"\n{signal.Signals(signum).name}: stopping after the batches in flight; run the same command again to resume\n"
-        )
-        out.flush()
+    The handler only sets flags: the notice is written by the main thread's loop
+    (:meth:`show_notice`), because a handler that writes to a stream the main thread is writing to
+    can raise "reentrant call" inside that write.
+    """
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def __init__(self, stop: threading.Event, out: TextIO):
+        self.stop = stop
+        self.out = out
+        self.notice: str | None = None
+        self._previous: dict[signal.Signals, Any] = {}
 
-    def restore() -> None:
-        for sig, old in previous.items():
+    def install(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def restore(self) -> None:
+        for sig, old in self._previous.items():
             signal.signal(sig, old)
+        self._previous = {}
 
-    return restore
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.stop.is_set():
+            # The one exit outside the command line, on purpose: a second Ctrl-C means "now", and the
+            # target threads may sit in a request for up to --timeout seconds (a thread cannot be
+            # interrupted). Safe for resuming: the checkpoint is replaced atomically, so it is always
+            # whole and at most the batches in flight are sent again by the next run.
+            with suppress(Exception):  # leaving anyway: a reentrant write must not stop the exit
+                self.show_notice()
+                self.out.flush()
+            os._exit(EXIT_INTERRUPTED)
+        self.stop.set()
+        self.notice = (
+            f"\n{signal.Signals(signum).name}: stopping after the batches in flight; "
+            "run the same command again to resume\n"
+        )
+
+    def show_notice(self) -> None:
+        notice, self.notice = self.notice, None
+        if notice:
+            self.out.write(notice)
+            self.out.flush()
 
 
 def report_document(
@@ -897,11 +551,11 @@ def report_document(
 
 
 def _summary(document: Mapping[str, Any]) -> str:
-
+    """The table printed at the end: one row per target, its days summed."""
     rows = []
     for entry in document["targets"]:
-        days = entry["days"].values()
-        total = lambda key: sum(d[key] for d in days)  # noqa: E731
+        days = list(entry["days"].values())
+        total = lambda key, days=days: sum(d[key] for d in days)
         done = sum(1 for d in days if d["complete"])
         rows.append(
             [
@@ -960,14 +614,26 @@ def run_backfill(
     out: TextIO | None = None,
     err: TextIO | None = None,
     now: float | None = None,
-    transport_factory: TransportFactory | None = None,
+    poster_factory: PosterFactory | None = None,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run a backfill; returns the exit code (0 done, 1 a target failed, 2 bad input, 130 stopped).
+    """Send every day of ``options`` to every chosen target; returns the exit code.
 
-    ``transport_factory(target, timeout)`` replaces the plain HTTP transport (Locust mode records
-    each bulk request in Locust's stats); with ``stop`` given, the caller owns stopping and no
-    signal handler is installed.
+    Why: months of history in a Matomo, exactly as the targets' paces plan them, resumable (the
+    checkpoint) and bounded (``max_hits_per_second``). Checks everything first and raises
+    :class:`UsageError` before sending anything for bad input (see :func:`prepare`); then one OS
+    thread per target sends, progress goes to ``out``, failed targets to ``err``, and the report
+    (``options.report``) is written. Returns ``EXIT_OK`` (done), ``EXIT_FAILED`` (a target failed)
+    or ``EXIT_INTERRUPTED`` (stopped: run it again to resume).
+
+    ``poster_factory(target, timeout)`` replaces the plain :class:`TrackerPoster` (Locust mode
+    records each bulk request in Locust's stats); with ``stop`` given, the caller owns stopping and
+    no signal handler is installed.
+
+    Example::
+
+        options = BackfillOptions(first=date(2025, 1, 1), last=date(2025, 1, 31), max_hits_per_second=200)
+        code = run_backfill(load_config("traffic.yaml"), options)
     """
     out = out or sys.stdout
     err = err or sys.stderr
@@ -977,10 +643,10 @@ def run_backfill(
     if options.dry_run:
         return dry_run(jobs, now, out)
     progress = Progress(jobs, out, options.progress_every)
-    run = _Run(jobs, checkpoint, options, now, progress, transport_factory, stop)
+    run = _Run(jobs, checkpoint, options, now, progress, poster_factory, stop)
     with checkpoint.lock:
         checkpoint.save()
-    restore = _install_signals(run.stop, out) if stop is None else (lambda: None)
+    signals = _Signals(run.stop, out).install() if stop is None else None
     threads = [
         threading.Thread(target=run.run_target, args=(job,), name=f"backfill-{job.name}", daemon=True) for job in jobs
     ]
@@ -992,9 +658,13 @@ def run_backfill(
                 thread.join(timeout=options.progress_every)
                 if thread.is_alive():
                     break
+            if signals is not None:
+                signals.show_notice()
             progress.show()
     finally:
-        restore()
+        if signals is not None:
+            signals.restore()
+            signals.show_notice()
     progress.show(final=True)
     document = report_document(config, options, jobs, checkpoint, now)
     if options.report is not None:
@@ -1006,7 +676,8 @@ def run_backfill(
     where = f"; report: {options.report}" if options.report else ""
     if failed:
         out.write(
-            f"{len(failed)} of {len(jobs)} target(s) failed; fix the cause and run the same command again to continue{where}\n"
+            f"{len(failed)} of {len(jobs)} target(s) failed; "
+            f"fix the cause and run the same command again to continue{where}\n"
         )
         return EXIT_FAILED
     if any(job.status != "complete" for job in jobs):
@@ -1017,128 +688,3 @@ def run_backfill(
     out.write(f"backfill complete: {len(jobs)} target(s), {len(jobs[0].days) if jobs else 0} day(s){where}\n")
     out.write("Matomo: re-run archiving for these past days (see docs/backfill.md), then `trafficinator verify`.\n")
     return EXIT_OK
-
-
-# =============================================================================================
-# Command line
-
-
-def _iso_date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2025-03-14") from None
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return number
-
-
-def add_command(commands: Any) -> None:
-    """Register ``trafficinator backfill`` on the CLI's subparsers."""
-    parser = commands.add_parser(
-        "backfill",
-        help="send the planned traffic of past days (cdt + bulk requests) to every target",
-        description="Send each target's planned visits for every local day of a past range, with cdt and bulk requests. Resumable (--checkpoint). See docs/backfill.md.",
-    )
-    parser.add_argument("config", help="traffic YAML")
-    parser.add_argument(
-        "--from", dest="first", required=True, type=_iso_date, metavar="YYYY-MM-DD", help="first local day"
-    )
-    parser.add_argument(
-        "--to",
-        dest="last",
-        required=True,
-        type=_iso_date,
-        metavar="YYYY-MM-DD",
-        help="last local day (at most the target's today)",
-    )
-    parser.add_argument(
-        "--target",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only this target (repeatable; default: every enabled target)",
-    )
-    parser.add_argument(
-        "--max-hits-per-second", type=float, default=None, metavar="N", help="per target (default: unthrottled)"
-    )
-    parser.add_argument(
-        "--checkpoint",
-        default="backfill-checkpoint.json",
-        metavar="FILE",
-        help="progress file for resuming (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--report",
-        default="backfill-report.json",
-        metavar="FILE",
-        help="JSON report per target and day, read by `trafficinator verify` (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--bulk-size",
-        type=_positive_int,
-        default=DEFAULT_BULK_SIZE,
-        metavar="N",
-        help="hits per bulk request (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-days",
-        type=_positive_int,
-        default=DEFAULT_MAX_DAYS,
-        metavar="N",
-        help="refuse longer ranges (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=2,
-        metavar="N",
-        help="retries of a batch Matomo cannot have stored (refused, 429/502/503); default %(default)s",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default: %(default)s)"
-    )
-    parser.add_argument("--dry-run", action="store_true", help="plan and count, send nothing")
-    parser.add_argument("--stop-after-batches", type=_positive_int, default=None, help=argparse.SUPPRESS)
-    parser.set_defaults(handler=command)
-
-
-def command(args: argparse.Namespace) -> int:
-    """``trafficinator backfill``: config errors propagate (the CLI prints them, exit 2)."""
-    from trafficinator_locust.core.config import load_config
-
-    config = load_config(args.config)
-    options = BackfillOptions(
-        first=args.first,
-        last=args.last,
-        targets=args.target,
-        max_hits_per_second=args.max_hits_per_second,
-        checkpoint=Path(args.checkpoint),
-        report=Path(args.report) if args.report else None,
-        bulk_size=args.bulk_size,
-        max_days=args.max_days,
-        dry_run=args.dry_run,
-        retries=max(args.retries, 0),
-        timeout=args.timeout,
-        stop_after_batches=args.stop_after_batches,
-    )
-    try:
-        return run_backfill(config, options)
-    except UsageError as error:
-        print_usage_error("backfill", error)
-        return EXIT_USAGE
-
-
-def print_usage_error(command_name: str, error: UsageError) -> None:
-    """One line for one problem; a count and an indented list for several."""
-    lines = str(error).splitlines()
-    if len(lines) == 1:
-        sys.stderr.write(f"trafficinator {command_name}: {lines[0]}\n")
-    else:
-        sys.stderr.write(
-            f"trafficinator {command_name}: {len(lines)} problems:\n" + "".join(f"  {line}\n" for line in lines)
-        )

@@ -16,21 +16,23 @@ answers ``API.getMatomoVersion``; with a token: ``token`` Matomo accepts it
 ``probe`` (only with ``probe=True``) one test hit is accepted. The site's time zone, currency and
 ecommerce flag are compared with the config: a difference is a warning, not a failure.
 
-Targets are checked concurrently, one thread each (green threads when gevent has patched the
-process, as in Locust and in the CLI); each has ``timeout`` seconds for all its steps, and
-:func:`preflight` returns within ``timeout`` (+ a short grace) whatever a server does. Nothing is
-tracked unless ``probe`` is set. The token travels only in POST bodies and is masked in every detail.
+Targets are checked concurrently, one thread each (OS threads from the command line, green ones
+where gevent has patched the process, as in Locust's web UI); each has ``timeout`` seconds for all
+its steps, and :func:`preflight` returns within ``timeout`` (+ a short grace) whatever a server
+does. Nothing is tracked unless ``probe`` is set. The token travels only in POST bodies and is
+masked in every detail. HTTP goes through :mod:`.tracker_http` (the tracker page, the test hit)
+and :mod:`.reporting_api` (every API call), the package's one HTTP stack outside Locust.
 """
 
 from __future__ import annotations
 
 import http.client
-import json
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
@@ -38,8 +40,8 @@ from urllib.parse import urlencode, urlsplit
 from trafficinator_locust.core.config import Target
 from trafficinator_locust.core.masking import mask_secrets
 from trafficinator_locust.core.table import render_table
-from trafficinator_locust.ops.backfill import display_url
-from trafficinator_locust.ops.verify import api_url
+from trafficinator_locust.ops.reporting_api import ReportingApi, api_url, matomo_error
+from trafficinator_locust.ops.tracker_http import FORM_CONTENT_TYPE, Endpoint, HttpAnswer, display_url
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -134,13 +136,6 @@ class _Failed(Exception):
     """Ends a target's checks: the current step failed with this (masked) detail."""
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: bytes
-    location: str
-
-
 class _Check:
     """Runs the steps of one target in its own thread and keeps what it found so far."""
 
@@ -162,6 +157,7 @@ class _Check:
         self._deadline = self._started + timeout
         self._seconds: float | None = None
         self._context: ssl.SSLContext | None = None
+        self._api: ReportingApi | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def result(self) -> TargetResult:
@@ -336,7 +332,7 @@ class _Check:
         where = display_url(self.api)
         if isinstance(answer, dict) and "value" in answer:
             self._passed(f"Matomo {answer['value']} at {where}")
-        elif _matomo_error(answer) is None:
+        elif matomo_error(answer) is None:
             raise _Failed(
                 f"API.getMatomoVersion at {where} answered JSON that is not Matomo's: not Matomo's Reporting API"
             )
@@ -360,7 +356,7 @@ class _Check:
         site_id = self.target.site_id
         answer = self._api_call("SitesManager.getSiteFromId", idSite=str(site_id))
         if not isinstance(answer, dict) or str(answer.get("idsite")) != str(site_id):
-            error = _matomo_error(answer)
+            error = matomo_error(answer)
             said = f": Matomo says: {self._quote(error)}" if error else ""
             if site_id not in visible:
                 shown = (
@@ -424,49 +420,44 @@ class _Check:
     def _api_call(self, method: str, rejected: str = "", **params: str) -> Any:
         """A Reporting API answer (token in the POST body); Matomo's error JSON fails with ``rejected``
         when given, else is returned for the caller to read."""
-        form = {"module": "API", "format": "JSON", "method": method, **params}
-        if self._token:
-            form["token_auth"] = self._token
-        answer = self._http("POST", self.api, urlencode(form).encode(), f"{method} at {display_url(self.api)}")
-        try:
-            data = json.loads(answer.body)
-        except ValueError:
-            data = None
-        error = _matomo_error(data)
-        if error is not None and rejected:
-            raise _Failed(f"{rejected}: Matomo says: {self._quote(error)}")
-        if data is None or (answer.status != 200 and error is None):
+        where = display_url(self.api)
+        with self._transport(f"{method} at {where}"):
+            answer = self._reporting_api().answer(method, params, timeout=self._remaining())
+        if answer.error is not None and rejected:
+            raise _Failed(f"{rejected}: Matomo says: {self._quote(answer.error)}")
+        if answer.data is None or (answer.status != 200 and answer.error is None):
             raise _Failed(
-                f"POST {display_url(self.api)} ({method}) answered HTTP {answer.status} "
-                f"{'with JSON that is not Matomo' if data is not None else 'without JSON'}: not Matomo's Reporting API"
+                f"POST {where} ({method}) answered HTTP {answer.status} "
+                f"{'with JSON that is not Matomo' if answer.data is not None else 'without JSON'}: "
+                "not Matomo's Reporting API"
             )
-        return data
+        return answer.data
 
-    def _http(self, method: str, url: str, body: bytes | None, waiting_for: str) -> _Answer:
-        parts = urlsplit(url)
-        timeout = self._remaining()
-        if self.https:
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=timeout, context=self._tls_context()
-            )
-        else:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+    def _reporting_api(self) -> ReportingApi:
+        if self._api is None:
+            context = self._tls_context() if self.https else None
+            self._api = ReportingApi(self.target, user_agent=USER_AGENT, context=context, max_body=MAX_BODY)
+        return self._api
+
+    def _http(self, method: str, url: str, body: bytes | None, waiting_for: str) -> HttpAnswer:
         headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
         if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            headers["Content-Type"] = FORM_CONTENT_TYPE
+        endpoint = Endpoint(url, context=self._tls_context() if self.https else None)
+        with self._transport(waiting_for):
+            return endpoint.exchange(method, body, headers=headers, timeout=self._remaining(), max_body=MAX_BODY)
+
+    @contextmanager
+    def _transport(self, waiting_for: str) -> Iterator[None]:
+        """Network failures of one request as this step's failure, naming what it waited for."""
         try:
-            connection.request(method, parts.path or "/", body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read(MAX_BODY)
-            return _Answer(response.status, data, response.getheader("Location", "") or "")
+            yield
         except TimeoutError:
             self._timed_out(waiting_for)
         except ConnectionRefusedError:
             raise _Failed(f"connection refused on {self.host}:{self.port} ({waiting_for})") from None
         except (OSError, http.client.HTTPException) as exc:
             raise _Failed(f"{waiting_for} failed: {getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
-        finally:
-            connection.close()
 
 
 # =============================================================================================
@@ -524,16 +515,9 @@ def site_warnings(target: Target, site: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def _matomo_error(data: Any) -> str | None:
-    """The message of Matomo's error answer ``{"result": "error", "message": ...}``, else None."""
-    if isinstance(data, dict) and data.get("result") == "error":
-        return str(data.get("message", "")) or "error"
-    return None
-
-
 def _site_ids(data: Any, method: str) -> set[int]:
     if not isinstance(data, list):
-        raise _Failed(f"{method} answered {_matomo_error(data) or 'something that is not a list of site ids'}")
+        raise _Failed(f"{method} answered {matomo_error(data) or 'something that is not a list of site ids'}")
     try:
         return {int(str(value)) for value in data}
     except ValueError:

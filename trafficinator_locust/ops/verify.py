@@ -15,49 +15,45 @@ less than ``threshold`` x sent on some day. API calls are paced by a token bucke
 (``--calls-per-minute``; Matomo Cloud limits its API) that sleeps, never spins.
 
 Pure parts (:func:`load_report`, :func:`check_day`, :func:`calls_limiter`) are separate from the
-HTTP calls (:class:`ReportingApi`) so they are tested without a network.
+HTTP calls (:class:`~.reporting_api.ReportingApi`) so they are tested without a network. The
+command line (``trafficinator verify``) is :mod:`trafficinator_locust.cli`; ``/api/verify`` runs
+the same pieces with a deadline (:mod:`trafficinator_locust.web.verify_api`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from trafficinator_locust.core.config import Config, Target
-from trafficinator_locust.core.errors import ReportingApiError, UsageError
-from trafficinator_locust.core.masking import mask_secrets
-from trafficinator_locust.core.protocol import instance_path
+from trafficinator_locust.core.errors import EXIT_FAILED, EXIT_OK, ReportingApiError, UsageError
 from trafficinator_locust.core.table import render_table
-from trafficinator_locust.ops.backfill import TokenBucket, display_url, print_usage_error
+from trafficinator_locust.ops.rate_limit import TokenBucket
+from trafficinator_locust.ops.reporting_api import ReportingApi
 
 __all__ = [
     "DEFAULT_CALLS_PER_MINUTE",
     "DEFAULT_THRESHOLD",
     "DayCheck",
-    "ReportingApi",
     "SentDay",
     "SentTarget",
-    "add_command",
-    "api_url",
     "calls_limiter",
     "check_day",
+    "day_checks",
     "load_report",
+    "parse_report",
     "run_verify",
+    "targets_for",
 ]
 
 DEFAULT_THRESHOLD = 0.99
 DEFAULT_CALLS_PER_MINUTE = 60.0
-EXIT_OK, EXIT_SHORT, EXIT_USAGE = 0, 1, 2
 
 
 # =============================================================================================
@@ -90,7 +86,8 @@ def parse_report(data: Any, source: str) -> list[SentTarget]:
     """Check a report's shape (see the module docstring); :class:`UsageError` names the bad spot."""
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list):
         raise UsageError(
-            f"--report {source}: needs a top-level 'targets' list (written by `trafficinator backfill --report` or the Locust run report)"
+            f"--report {source}: needs a top-level 'targets' list "
+            "(written by `trafficinator backfill --report` or the Locust run report)"
         )
     targets = []
     for index, entry in enumerate(data["targets"]):
@@ -163,70 +160,8 @@ def calls_limiter(calls_per_minute: float, clock: Callable[[], float] = time.mon
     return TokenBucket(calls_per_minute / 60.0, burst=1.0, clock=clock)
 
 
-def api_url(tracker_url: str) -> str:
-    """``https://x/matomo/matomo.php`` -> ``https://x/matomo/index.php`` (the Reporting API)."""
-    parts = urlsplit(tracker_url)
-    return urlunsplit((parts.scheme, parts.netloc, instance_path(tracker_url) + "/index.php", "", ""))
-
-
 # =============================================================================================
-# I/O
-
-
-class ReportingApi:
-    """POSTs Reporting API calls for one target, the token in the body, paced by ``limiter``."""
-
-    def __init__(
-        self, target: Target, limiter: TokenBucket, timeout: float = 30.0, sleep: Callable[[float], Any] = time.sleep
-    ):
-        self.url = api_url(target.url)
-        self._token = target.token_auth.get_secret_value() if target.token_auth else ""
-        self._limiter = limiter
-        self._timeout = timeout
-        self._sleep = sleep
-
-    def call(self, method: str, **params: str) -> Any:
-        self._limiter.acquire(1, sleep=self._sleep)
-        form = urlencode(
-            {"module": "API", "format": "JSON", "method": method, **params, "token_auth": self._token}
-        ).encode()
-        request = urllib.request.Request(
-            self.url, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                body = response.read()
-        except urllib.error.HTTPError as exc:
-            raise ReportingApiError(f"{method}: HTTP {exc.code} from {display_url(self.url)}") from None
-        except (OSError, urllib.error.URLError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ReportingApiError(f"{method}: cannot reach {display_url(self.url)} ({reason})") from None
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ReportingApiError(f"{method}: the answer of {display_url(self.url)} is not JSON (is it a Matomo?)") from None
-        if isinstance(data, dict) and data.get("result") == "error":
-            message = mask_secrets(str(data.get("message", "")), [self._token] if self._token else [])
-            raise ReportingApiError(f"{method}: Matomo says: {message[:300]}")
-        return data
-
-    def visits_summary(self, site_id: int, day: str) -> tuple[int, int]:
-        """Stored visits and actions of one day (Matomo answers ``[]`` for a day without data)."""
-        data = self.call("VisitsSummary.get", idSite=str(site_id), period="day", date=day)
-        if isinstance(data, list) and not data:
-            return 0, 0
-        if not isinstance(data, dict):
-            raise ReportingApiError(f"VisitsSummary.get: unexpected answer for {day}")
-        try:
-            return int(data.get("nb_visits", 0) or 0), int(data.get("nb_actions", 0) or 0)
-        except (TypeError, ValueError):
-            raise ReportingApiError(f"VisitsSummary.get: nb_visits/nb_actions are not numbers for {day}") from None
-
-    def tracking_failures(self, site_id: int) -> list[Mapping[str, Any]]:
-        data = self.call("CoreAdminHome.getTrackingFailures")
-        if not isinstance(data, list):
-            raise ReportingApiError("CoreAdminHome.getTrackingFailures: unexpected answer")
-        return [row for row in data if isinstance(row, dict) and str(row.get("idsite", "")) == str(site_id)]
+# Against the targets
 
 
 def targets_for(config: Config, sent: Sequence[SentTarget]) -> list[tuple[SentTarget, Target]]:
@@ -237,13 +172,15 @@ def targets_for(config: Config, sent: Sequence[SentTarget]) -> list[tuple[SentTa
         found = by_name.get(entry.name.casefold())
         if found is None:
             problems.append(
-                f"the report names target {entry.name!r}, which {config.source} does not have (targets: {', '.join(t.name for t in config.targets)})"
+                f"the report names target {entry.name!r}, which {config.source} does not have "
+                f"(targets: {', '.join(t.name for t in config.targets)})"
             )
             continue
         index, target = found
         if target.token_auth is None:
             problems.append(
-                f"{config.source}: targets[{index}] ({target.name}): no token_auth; the Reporting API needs a token with view access to site {target.site_id}"
+                f"{config.source}: targets[{index}] ({target.name}): no token_auth; "
+                f"the Reporting API needs a token with view access to site {target.site_id}"
             )
             continue
         pairs.append((entry, target))
@@ -269,7 +206,18 @@ def run_verify(
     err: TextIO | None = None,
     timeout: float = 30.0,
 ) -> int:
-    """Compare sent with stored for every target and day of ``report``; returns the exit code."""
+    """Compare sent with stored for every target and day of ``report``; returns the exit code.
+
+    Why: only the Reporting API tells what Matomo stored, so after a backfill (and its archiving)
+    this is how to know the history is complete. Prints a table of sent beside stored to ``out``
+    and the short days to ``err``; returns ``EXIT_OK``, or ``EXIT_FAILED`` when a target stored
+    less than ``threshold`` x sent on some day or could not be asked. Bad input (options, the
+    report, targets without a token) raises :class:`UsageError`.
+
+    Example::
+
+        code = run_verify(load_config("traffic.yaml"), Path("backfill-report.json"), calls_per_minute=30)
+    """
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -334,62 +282,21 @@ def run_verify(
         err.write(f"trafficinator verify: target {name}: {message}\n")
     for name, days in short.items():
         err.write(
-            f"trafficinator verify: target {name} stored less than {threshold:.0%} of what was sent on {len(days)} day(s): {', '.join(days)}\n"
+            f"trafficinator verify: target {name} stored less than {threshold:.0%} of what was sent "
+            f"on {len(days)} day(s): {', '.join(days)}\n"
         )
     if short:
         err.write(
-            "  If these past days were sent recently, Matomo may not have archived them yet: invalidate and re-archive them\n"
-            "  (./console core:invalidate-report-data --dates=FIRST,LAST --sites=ID, then ./console core:archive) and verify again.\n"
+            "  If these past days were sent recently, Matomo may not have archived them yet: "
+            "invalidate and re-archive them\n"
+            "  (./console core:invalidate-report-data --dates=FIRST,LAST --sites=ID, then ./console core:archive) "
+            "and verify again.\n"
         )
     if short or broken:
-        return EXIT_SHORT
+        return EXIT_FAILED
     days = len(checks)
     out.write(
-        f"verify OK: {len(pairs)} target(s), {days} day(s): every target stored at least {threshold:.0%} of the visits (and actions) sent on every day\n"
+        f"verify OK: {len(pairs)} target(s), {days} day(s): every target stored at least {threshold:.0%} "
+        "of the visits (and actions) sent on every day\n"
     )
     return EXIT_OK
-
-
-# =============================================================================================
-# Command line
-
-
-def add_command(commands: Any) -> None:
-    """Register ``trafficinator verify`` on the CLI's subparsers."""
-    parser = commands.add_parser(
-        "verify",
-        help="compare what a run or backfill sent with what each Matomo stored (Reporting API)",
-        description="For each target and day of a report, ask the target's Reporting API (VisitsSummary.get, CoreAdminHome.getTrackingFailures) what it stored. Exit 1 when a target stored less than threshold x sent on some day.",
-    )
-    parser.add_argument("config", help="traffic YAML (targets, URLs, tokens)")
-    parser.add_argument(
-        "--report",
-        required=True,
-        metavar="REPORT.json",
-        help="what was sent: a backfill report or a run report with per-day counts",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help="minimum stored/sent ratio per day (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--calls-per-minute",
-        type=float,
-        default=DEFAULT_CALLS_PER_MINUTE,
-        help="Reporting API calls per minute, all targets together (default: %(default)s)",
-    )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per API call (default: %(default)s)")
-    parser.set_defaults(handler=command)
-
-
-def command(args: argparse.Namespace) -> int:
-    from trafficinator_locust.core.config import load_config
-
-    config = load_config(args.config)
-    try:
-        return run_verify(config, Path(args.report), args.threshold, args.calls_per_minute, timeout=args.timeout)
-    except UsageError as error:
-        print_usage_error("verify", error)
-        return EXIT_USAGE

@@ -3,9 +3,11 @@
 Why: operators who live in Locust's web UI or its CSV/HTML reports want the history load there too,
 with ``[<target>] bulk`` rows, response times and failures per target. The backfill itself is
 :func:`backfill.run_backfill`, unchanged (days, placement, checkpoint, resume, throttle); only its
-transport differs: each bulk POST goes through a Locust HTTP session, so it fires Locust's
-``request`` event. It runs in one greenlet of the master (or the local runner); a load shape keeps
-0 users and ends the test when the backfill is done, so no live visit mixes in.
+poster differs (:class:`LocustPoster` instead of :class:`~.tracker_http.TrackerPoster`): each bulk
+POST goes through a Locust HTTP session, so it fires Locust's ``request`` event. It runs in one
+greenlet of the master (or the local runner), its target threads green too (Locust has patched
+``threading``); a load shape keeps 0 users and ends the test when the backfill is done, so no live
+visit mixes in.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from trafficinator_locust.core.config import Config, Target
-from trafficinator_locust.core.errors import SendError, UsageError
-from trafficinator_locust.ops.backfill import EXIT_OK, BackfillOptions, run_backfill
+from trafficinator_locust.core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SendError, UsageError
+from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
 from trafficinator_locust.runtime.bulk_sender import own_session, post_bulk
 
 logger = logging.getLogger("trafficinator")
@@ -41,8 +43,8 @@ def parse_range(text: str) -> tuple[date, date]:
         raise ValueError(f"{text!r} is not a day range like 2026-01-01:2026-01-31") from None
 
 
-class LocustTransport:
-    """The backfill's transport through a Locust session: one ``[<target>] bulk`` request per batch."""
+class LocustPoster:
+    """The backfill's poster through a Locust session: one ``[<target>] bulk`` request per batch."""
 
     def __init__(self, environment: Environment, target: Target, timeout: float):
         self._session = own_session(environment, target, timeout)
@@ -100,15 +102,15 @@ class LocustBackfill:
             self.exit_code = run_backfill(
                 self.config,
                 self.options,
-                transport_factory=lambda target, timeout: LocustTransport(environment, target, timeout),
+                poster_factory=lambda target, timeout: LocustPoster(environment, target, timeout),
                 stop=self.stop,
             )
         except UsageError as error:
             logger.error("trafficinator backfill: %s", error)
-            self.exit_code = 2
+            self.exit_code = EXIT_USAGE
         except Exception:  # noqa: BLE001 - reported, and the test still ends
             logger.exception("trafficinator backfill failed")
-            self.exit_code = 1
+            self.exit_code = EXIT_FAILED
         finally:
             self.shape.done.set()
             if self.exit_code not in (None, EXIT_OK):

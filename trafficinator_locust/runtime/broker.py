@@ -132,7 +132,8 @@ class StateFile:
             return parse_state(text)
         except ValueError as exc:
             raise StateError(
-                f"the budget state {self.path} is unusable ({exc}); delete it to start the day's counts from 0, or pass --traffic-state ''"
+                f"the budget state {self.path} is unusable ({exc}); "
+                "delete it to start the day's counts from 0, or pass --traffic-state ''"
             ) from None
 
     def save(self, text: str) -> None:

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from trafficinator_locust.core.bulk import JSON_CONTENT_TYPE, build_payload, parse_answer
 from trafficinator_locust.core.config import Target
 from trafficinator_locust.core.errors import BulkError
-from trafficinator_locust.runtime.summary import VisitTally
+from trafficinator_locust.runtime.tally import VisitTally
 
 LANES = 4
 MAX_DELAY = 1.0
@@ -61,7 +61,7 @@ class Posted(NamedTuple):
 def post_bulk(session: Any, target: Target, payload: bytes, sent: int) -> Posted:
     """One ``[<target>] bulk`` request through a Locust session; no answer, an error or a shortfall
     (``bulk.parse_answer``, which masks the token) is marked as a failure in Locust's stats."""
-    token = target.token_auth.get_secret_value() if target.token_auth else None
+    token = target.token
     with session.post(
         target.url, data=payload, headers=_HEADERS, name=f"[{target.name}] bulk", catch_response=True
     ) as response:
@@ -116,7 +116,7 @@ class BulkSender:
         self._session = session
         self._tally = tally
         self._clock = clock
-        self._token = target.token_auth.get_secret_value() if target.token_auth else None
+        self._token = target.token
         self._lanes = [_Lane() for _ in range(lanes)]
         self._greenlets: list[gevent.Greenlet] = []
         self._draining = False

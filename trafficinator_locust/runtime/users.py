@@ -27,7 +27,7 @@ from trafficinator_locust.core.tracking import FORM_CONTENT_TYPE, TrackingEncode
 from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
 from trafficinator_locust.runtime.broker import PermitClient
 from trafficinator_locust.runtime.bulk_sender import BulkSender, own_session
-from trafficinator_locust.runtime.summary import VisitTally
+from trafficinator_locust.runtime.tally import VisitTally
 
 logger = logging.getLogger("trafficinator")
 

@@ -20,7 +20,6 @@ from locust.env import Environment
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Mapping
 from functools import wraps
 from pathlib import Path
@@ -35,12 +34,13 @@ from trafficinator_locust.core.errors import (
     PresetInvalid,
     PresetNotFound,
     StalePreset,
+    UsageError,
     WebApiError,
 )
 from trafficinator_locust.core.masking import mask_secrets, mask_strings
 from trafficinator_locust.runtime.broker import state_folder
-from trafficinator_locust.web.control import ControlPlane
-from trafficinator_locust.web.login import EXIT_CONFIG_ERROR, PASSWORD_ENV, USER_ENV, configure_login
+from trafficinator_locust.web.control import ControlPlane, Coordination
+from trafficinator_locust.web.login import PASSWORD_ENV, USER_ENV, configure_login
 from trafficinator_locust.web.openapi import openapi_document
 from trafficinator_locust.web.presets import FILE_NAME, PresetStore
 from trafficinator_locust.web.workspace import Workspace, problems_of
@@ -97,8 +97,13 @@ def presets_path(options: Any, env: Mapping[str, str] | None = None) -> Path:
 # Installing
 
 
-def install(environment: Environment, plugin: Any) -> None:
-    """Attach the plugin's routes and tabs to Locust's Flask app (called once per environment with a web UI)."""
+def install(environment: Environment, coordinator: Coordination) -> None:
+    """Attach the plugin's routes and tabs to Locust's Flask app (called once per environment with a web UI).
+
+    ``coordinator`` is the master's (or local runner's) role: the web side changes budgets and
+    stages configs through it and nothing else. Raises :class:`UsageError` for a presets file that
+    cannot be opened or half a login account.
+    """
     web_ui = environment.web_ui
     assert web_ui is not None
     options = environment.parsed_options
@@ -109,9 +114,8 @@ def install(environment: Environment, plugin: Any) -> None:
     try:
         presets = PresetStore(presets_path(options))
     except (PresetError, OSError) as error:
-        sys.stderr.write(f"trafficinator: --traffic-presets: {error}\n")
-        sys.exit(EXIT_CONFIG_ERROR)
-    control = ControlPlane(environment, plugin, Workspace.load(plugin.config), presets)
+        raise UsageError(f"--traffic-presets: {error}") from None
+    control = ControlPlane(environment, coordinator, Workspace.load(coordinator.config), presets)
     login = configure_login(web_ui, options, base)
     if not login and web_ui.host not in LOOPBACK_NAMES:
         logger.warning(
@@ -391,7 +395,8 @@ def _guarded(view: Callable[..., Any], control: ControlPlane, loopback_only: boo
             logger.exception("trafficinator web UI: %s %s failed", request.method, request.path)
             return _error(
                 500,
-                f"internal error ({error.__class__.__name__}): {mask_secrets(str(error), control.workspace.secret_values())}",
+                f"internal error ({error.__class__.__name__}): "
+                f"{mask_secrets(str(error), control.workspace.secret_values())}",
             )
 
     return wrapper

@@ -5,10 +5,11 @@ budget on the master (rate, cap, pause) is consulted before every visit, so ``en
 target's pace (``visits_per_day``, its share of a total, ``profile``) apply at once through the
 permit broker. The user classes are built at a test start and dispatched by name to workers, so
 new targets, URLs, tokens, time zones and the split of users wait for the next start
-(``plugin.stage_config``). :func:`pending_changes` says which is which, in words an operator reads.
+(:meth:`Coordination.stage_config`). :func:`pending_changes` says which is which, in words an operator reads.
 
-:class:`ControlPlane` ties the edited :class:`~.workspace.Workspace` to the running plugin (broker,
-tally, staging), the presets and the status view. No Flask here.
+:class:`ControlPlane` ties the edited :class:`~.workspace.Workspace` to the running generator's
+coordinating role (broker, tally, staging; typed as :class:`Coordination`), the presets and the
+status view. No Flask here.
 """
 
 from __future__ import annotations
@@ -19,14 +20,34 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from trafficinator_locust.core.config import Config
+from trafficinator_locust.runtime.broker import PermitBroker
+from trafficinator_locust.runtime.summary import BudgetView
+from trafficinator_locust.runtime.tally import VisitTally
 from trafficinator_locust.web.presets import PresetStore
 from trafficinator_locust.web.target_status import RecentRate, status_document
 from trafficinator_locust.web.workspace import Workspace
 
-__all__ = ["ControlPlane", "pending_changes"]
+__all__ = ["Coordination", "ControlPlane", "pending_changes"]
+
+
+class Coordination(Protocol):
+    """What the web side needs of the master's (or local runner's) role: the runtime's
+    :class:`~trafficinator_locust.runtime.coordinator.Coordinator` is one."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def tally(self) -> VisitTally: ...
+
+    broker: PermitBroker | None
+
+    def budget_view(self, now: float | None = None) -> BudgetView | None: ...
+
+    def stage_config(self, config: Config) -> None: ...
 
 
 def pending_changes(running: Config, new: Config) -> list[str]:
@@ -57,22 +78,22 @@ def pending_changes(running: Config, new: Config) -> list[str]:
 
 
 class ControlPlane:
-    """The workspace, the running plugin (broker, tally, staging), presets and status."""
+    """The workspace, the coordinating role (broker, tally, staging), presets and status."""
 
     def __init__(
         self,
         environment: Environment,
-        plugin: Any,
+        coordinator: Coordination,
         workspace: Workspace,
         presets: PresetStore,
         clock: Callable[[], float] = time.time,
     ):
         self.environment = environment
-        self.plugin = plugin
+        self.coordinator = coordinator
         self.workspace = workspace
         self.presets = presets
         self.clock = clock
-        self.started_config: Config = plugin.config
+        self.started_config: Config = coordinator.config
         self.staged: Config | None = None
         self.rates = RecentRate()
         self.lock = threading.RLock()
@@ -96,22 +117,13 @@ class ControlPlane:
 
     def _apply(self, config: Config) -> dict[str, Any]:
         live = self._apply_live(config)
-        stage = getattr(self.plugin, "stage_config", None)
-        if stage is not None:
-            stage(config)
-            self.staged = config
-        applied: dict[str, Any] = {
-            "live": live,
-            "next_start": pending_changes(self.started_config, config),
-            "staged": stage is not None,
-        }
-        if stage is None and applied["next_start"]:
-            applied["note"] = "this Locust cannot stage a new config: restart it (after saving) to apply the rest"
-        return applied
+        self.coordinator.stage_config(config)
+        self.staged = config
+        return {"live": live, "next_start": pending_changes(self.started_config, config), "staged": True}
 
     def _apply_live(self, config: Config) -> list[str]:
         """Pause disabled/removed targets, resume enabled ones, give each its new pace, through the broker."""
-        broker = self.plugin.broker
+        broker = self.coordinator.broker
         if broker is None:
             return []
         wanted = {t.name: t for t in config.targets}
@@ -137,22 +149,22 @@ class ControlPlane:
         (a worker that joined after a live change never heard them)."""
         if self.staged is not None:
             self.started_config, self.staged = self.staged, None
-        if self.changed_live and self.plugin.broker is not None:
-            self.plugin.broker.announce_limits()
+        if self.changed_live and self.coordinator.broker is not None:
+            self.coordinator.broker.announce_limits()
 
     # -- status
 
     def status(self) -> dict[str, Any]:
         """``GET /api/status`` (see :func:`target_status.status_document`); samples the visit rate."""
         now = self.clock()
-        tally = self.plugin.tally
+        tally = self.coordinator.tally
         self.rates.add(now, tally.started)
         runner = self.environment.runner
         return status_document(
             self.workspace.config,
             self.environment.stats,
             tally,
-            self.plugin.budget_view(now),
+            self.coordinator.budget_view(now),
             self.rates,
             now=now,
             runner_state=runner.state if runner else None,

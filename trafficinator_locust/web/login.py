@@ -11,15 +11,15 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import sys
 from typing import Any
 
 from flask import Blueprint, jsonify, redirect, request, session, url_for
 
-__all__ = ["EXIT_CONFIG_ERROR", "PASSWORD_ENV", "USER_ENV", "configure_login"]
+from trafficinator_locust.core.errors import UsageError
+
+__all__ = ["PASSWORD_ENV", "USER_ENV", "configure_login"]
 
 USER_ENV, PASSWORD_ENV = "TRAFFICINATOR_WEB_USER", "TRAFFICINATOR_WEB_PASSWORD"
-EXIT_CONFIG_ERROR = 2
 
 
 class _LoginUser:
@@ -39,8 +39,8 @@ def configure_login(web_ui: Any, options: Any, base: str) -> bool:
     """Login with TRAFFICINATOR_WEB_USER/PASSWORD when they are set or --web-login is given.
 
     Browsers log in on Locust's login page (its form posts to the plugin); API clients may send
-    HTTP Basic credentials. Returns whether login is required; exits 2 when only half the account
-    is given.
+    HTTP Basic credentials. Returns whether login is required; raises :class:`UsageError` when only
+    half the account is given.
     """
     from flask_login import LoginManager, login_user
 
@@ -48,11 +48,10 @@ def configure_login(web_ui: Any, options: Any, base: str) -> bool:
     if not (getattr(options, "web_login", False) or user or password):
         return False
     if not (user and password):
-        sys.stderr.write(
-            f"trafficinator: the web login needs both {USER_ENV} and {PASSWORD_ENV} set (the operator's account); "
-            "set them, or drop --web-login to serve the UI on 127.0.0.1 only\n"
+        raise UsageError(
+            f"the web login needs both {USER_ENV} and {PASSWORD_ENV} set (the operator's account); "
+            "set them, or drop --web-login to serve the UI on 127.0.0.1 only"
         )
-        sys.exit(EXIT_CONFIG_ERROR)
     app = web_ui.app
     if not web_ui.web_login:
         manager = LoginManager()

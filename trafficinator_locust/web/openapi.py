@@ -38,7 +38,8 @@ def _operation(
 
 _VERIFY_BODY = {
     "type": "object",
-    "description": "Exactly one of report and report_path. The report is what `trafficinator backfill --report` or `--traffic-report` wrote: "
+    "description": "Exactly one of report and report_path. "
+    "The report is what `trafficinator backfill --report` or `--traffic-report` wrote: "
     '{"targets": [{"target": NAME, "days": {"YYYY-MM-DD": {"visits": N, "actions": A}}}]}.',
     "properties": {
         "report": {"type": "object", "description": "the report document itself"},
@@ -77,7 +78,8 @@ def openapi_document(base: str = "") -> dict[str, Any]:
         "info": {
             "title": "trafficinator control plane",
             "version": "1",
-            "description": "Targets, validation, status, verification and presets of a running trafficinator Locust (docs/web-ui.md). token_auth is write-only.",
+            "description": "Targets, validation, status, verification and presets of a running trafficinator Locust "
+            "(docs/web-ui.md). token_auth is write-only.",
         },
         "servers": [{"url": base or "/"}],
         "paths": {
@@ -123,7 +125,8 @@ def openapi_document(base: str = "") -> dict[str, Any]:
             },
             "/api/verify": {
                 "post": op(
-                    "Ingestion check (as `trafficinator verify`): sent vs stored visits and actions per target and day, through each target's Reporting API",
+                    "Ingestion check (as `trafficinator verify`): sent vs stored visits and actions per target "
+                    "and day, through each target's Reporting API",
                     body="Verify",
                     errors=(400, 404, 422),
                 )
@@ -166,7 +169,8 @@ def openapi_document(base: str = "") -> dict[str, Any]:
                 "Target": {
                     "type": "object",
                     "required": ["name"],
-                    "description": 'A target as in the YAML file (docs/configuration.md). token_auth: a ${VAR} reference, a value (kept in memory only), "set" to keep, null to remove.',
+                    "description": "A target as in the YAML file (docs/configuration.md). "
+                    'token_auth: a ${VAR} reference, a value (kept in memory only), "set" to keep, null to remove.',
                     "additionalProperties": True,
                 },
                 "Validate": {

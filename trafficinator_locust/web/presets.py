@@ -74,7 +74,8 @@ def strip_tokens(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if name is None:
             del holder["token_auth"]
             warnings.append(
-                f"{where}: token_auth was given as a value and is not stored; write it as ${{VAR}} to keep it in a preset"
+                f"{where}: token_auth was given as a value and is not stored; "
+                "write it as ${VAR} to keep it in a preset"
             )
         else:
             holder["token_auth"] = f"${{{name}}}"

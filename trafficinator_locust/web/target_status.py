@@ -19,7 +19,8 @@ from typing import Any
 
 from trafficinator_locust.core.config import Config
 from trafficinator_locust.core.masking import mask_secrets
-from trafficinator_locust.runtime.summary import BudgetView, VisitTally, summarize, target_entries, visits_failing
+from trafficinator_locust.runtime.summary import BudgetView, summarize, target_entries, visits_failing
+from trafficinator_locust.runtime.tally import VisitTally
 
 __all__ = [
     "DEGRADED_FAIL_RATIO",

@@ -3,9 +3,9 @@
 Why not call :func:`verify.run_verify`: it prints a table for a terminal and returns an exit code,
 and it asks one target after the other with a 30 s timeout per call, so a web request could wait
 minutes on one silent Matomo. Here the same pieces (:func:`verify.parse_report`/:func:`load_report`
-for the report, ``targets_for`` for matching it to the config, :class:`verify.ReportingApi` for the
-calls, :func:`verify.check_day` for the verdict, :func:`verify.calls_limiter` for the rate limit
-shared by all targets) run once per target in its own thread (green under gevent, as in Locust),
+for the report, ``targets_for`` for matching it to the config, :class:`reporting_api.ReportingApi`
+for the calls, :func:`verify.check_day` for the verdict, :func:`verify.calls_limiter` for the rate
+limit shared by all targets) run once per target in its own thread (green under gevent, as in Locust),
 and the answer comes within the calls-per-minute pacing plus ``timeout`` whatever a server does: a
 target still busy then fails with "timed out" and stops before its next call.
 
@@ -26,12 +26,13 @@ from typing import Any
 
 from trafficinator_locust.core.config import Config, Target
 from trafficinator_locust.core.errors import ReportingApiError, UsageError, WebApiError
-from trafficinator_locust.ops.backfill import TokenBucket, display_url
+from trafficinator_locust.ops.rate_limit import TokenBucket
+from trafficinator_locust.ops.reporting_api import ReportingApi
+from trafficinator_locust.ops.tracker_http import display_url
 from trafficinator_locust.ops.verify import (
     DEFAULT_CALLS_PER_MINUTE,
     DEFAULT_THRESHOLD,
     DayCheck,
-    ReportingApi,
     SentTarget,
     calls_limiter,
     day_checks,
@@ -142,8 +143,9 @@ def read_request(body: Mapping[str, Any], config: Config, folder: Path) -> Verif
     if request.pacing_seconds > MAX_PACING_SECONDS:
         raise WebApiError(
             422,
-            f"the report needs {request.calls} Reporting API calls: at calls_per_minute={calls_per_minute:g} that takes "
-            f"{request.pacing_seconds:.0f} s, more than the {MAX_PACING_SECONDS:.0f} s a web request may take; raise calls_per_minute "
+            f"the report needs {request.calls} Reporting API calls: "
+            f"at calls_per_minute={calls_per_minute:g} that takes {request.pacing_seconds:.0f} s, "
+            f"more than the {MAX_PACING_SECONDS:.0f} s a web request may take; raise calls_per_minute "
             '(if your Matomo allows it), verify one target at a time ({"target": name}), or run `trafficinator verify`',
             [{"path": "calls_per_minute", "message": "too low for this report"}],
         )
@@ -172,7 +174,8 @@ def _report(body: Mapping[str, Any], folder: Path) -> tuple[Any, list[SentTarget
     if (inline is None) == (path is None):
         raise WebApiError(
             422,
-            'send the report of what was sent: either {"report": <the JSON report>} or {"report_path": "<file on this server>"}',
+            "send the report of what was sent: "
+            'either {"report": <the JSON report>} or {"report_path": "<file on this server>"}',
             [{"path": "report", "message": "exactly one of report and report_path is required"}],
         )
     if inline is not None:
@@ -229,7 +232,8 @@ def _check_same_destinations(raw: Any, pairs: Sequence[tuple[SentTarget, Target]
         entry = written.get(sent.name.casefold(), {})
         if "site_id" in entry and entry["site_id"] != target.site_id:
             problems.append(
-                f"{sent.name}: the report was sent to site {entry['site_id']}, {config.source} has site {target.site_id}"
+                f"{sent.name}: the report was sent to site {entry['site_id']}, "
+                f"{config.source} has site {target.site_id}"
             )
         if isinstance(entry.get("url"), str) and entry["url"] != display_url(target.url):
             problems.append(
@@ -259,7 +263,8 @@ def run_request(request: VerifyRequest, clock: Callable[[], float] = time.monoto
         if verdict.short_days:
             days = verdict.short_days
             problems.append(
-                f"target {verdict.target} stored less than {request.threshold:.0%} of what was sent on {len(days)} day(s): {', '.join(days)}"
+                f"target {verdict.target} stored less than {request.threshold:.0%} of what was sent "
+                f"on {len(days)} day(s): {', '.join(days)}"
             )
     return {
         "ok": all(v.ok for v in verdicts),
@@ -341,7 +346,10 @@ class _TargetRun:
             self.finished = True
 
     def _timed_out(self) -> str:
-        return f"timed out after {self.timeout:g} s of waiting for {display_url(self.api.url)}; {len(self.checks)} of {len(self.sent.days)} day(s) checked"
+        return (
+            f"timed out after {self.timeout:g} s of waiting for {display_url(self.api.url)}; "
+            f"{len(self.checks)} of {len(self.sent.days)} day(s) checked"
+        )
 
     def verdict(self) -> TargetVerdict:
         error = self.error if self.finished else self._timed_out()

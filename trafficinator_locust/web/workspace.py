@@ -51,7 +51,9 @@ def name_in(body: dict[str, Any]) -> str:
     """The ``name`` of a target sent by a client (422 when missing or not text)."""
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise WebApiError(422, "a target needs a name (text)", [{"path": "name", "message": "required, non-empty text"}])
+        raise WebApiError(
+            422, "a target needs a name (text)", [{"path": "name", "message": "required, non-empty text"}]
+        )
     return name
 
 
@@ -153,7 +155,7 @@ class Workspace:
         return clean, warnings
 
     def secret_values(self) -> list[str]:
-        values = [t.token_auth.get_secret_value() for t in self.config.targets if t.token_auth]
+        values = [t.token for t in self.config.targets if t.token]
         return values + list(self.secrets.values())
 
     def existing(self, name: str) -> int:
@@ -171,7 +173,8 @@ class Workspace:
         if self.index_of(name) is not None:
             raise WebApiError(
                 409,
-                f"a target named '{name}' exists (names are case-insensitive); change it with PUT/PATCH /api/targets/{name}",
+                f"a target named '{name}' exists (names are case-insensitive); "
+                f"change it with PUT/PATCH /api/targets/{name}",
             )
         target, secret = self.incoming_target(body, None)
         data = copy.deepcopy(self.data)
@@ -255,7 +258,8 @@ class Workspace:
         if self.path is None:
             raise WebApiError(
                 409,
-                "this config came from the MATOMO_* environment variables: there is no file to save to; start Locust with --traffic-config FILE",
+                "this config came from the MATOMO_* environment variables: there is no file to save to; "
+                "start Locust with --traffic-config FILE",
             )
         typed = [
             str(t.get("name"))
@@ -277,7 +281,8 @@ class Workspace:
         if yaml.safe_load(text) != self.data:
             raise WebApiError(
                 500,
-                "the YAML written back would not read as the edited config (a value YAML 1.1 reads differently?); nothing was saved",
+                "the YAML written back would not read as the edited config "
+                "(a value YAML 1.1 reads differently?); nothing was saved",
             )
         backup = backup_path(self.path, now)
         shutil.copy2(self.path, backup)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import random
-from bisect import bisect_right
 from collections.abc import Mapping
 from importlib import resources
-from itertools import accumulate
 from socket import inet_ntoa
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -47,7 +45,6 @@ __all__ = [
     "PRODUCTS",
     "Product",
     "SOURCES",
-    "pick_device",
     "random_ip",
 ]
 
@@ -206,26 +203,6 @@ SOURCES: Mapping[str, Any] = MappingProxyType(
 )
 
 del _devices, _countries, _languages, _referrers, _actions
-
-_CUMULATIVE_SHARES: Mapping[str, tuple[float, ...]] = MappingProxyType(
-    {kind: tuple(accumulate(d.share for d in devices)) for kind, devices in DEVICES_BY_KIND.items()}
-)
-
-
-def pick_device(rng: random.Random, kind_shares: Mapping[str, float] | None = None) -> Device:
-    """A device drawn by ``kind_shares`` (default :data:`DEVICE_KIND_SHARES`) x its share in its kind.
-
-    Pure: all randomness comes from ``rng``. Kinds without devices or with a share <= 0 are never
-    drawn; unknown kinds raise ``KeyError``.
-    """
-    shares = DEVICE_KIND_SHARES if kind_shares is None else kind_shares
-    kinds = [kind for kind, share in shares.items() if share > 0 and DEVICES_BY_KIND[kind]]
-    if not kinds:
-        raise ValueError("no device kind with a positive share")
-    kind = kinds[0] if len(kinds) == 1 else rng.choices(kinds, weights=[shares[k] for k in kinds])[0]
-    devices, cumulative = DEVICES_BY_KIND[kind], _CUMULATIVE_SHARES[kind]
-    index = bisect_right(cumulative, rng.random() * cumulative[-1])
-    return devices[min(index, len(devices) - 1)]
 
 
 def random_ip(country_code: str, rng: random.Random) -> str:

@@ -1,0 +1,124 @@
+"""The receiver's WSGI application: routes each path to the tracker, the Reporting API or the stats.
+
+Per instance prefix ``P``: ``P/matomo.php`` and ``P/piwik.php`` (the tracker, see :mod:`.tracker`),
+``P/index.php`` and ``P/`` (the Reporting API, see :mod:`.reporting`), ``GET P/sink/stats`` and
+``POST P/sink/reset``; ``GET /sink/stats`` and ``POST /sink/reset`` cover every instance. Any other
+path is 404. The routes are one dict lookup, built once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from trafficinator_locust.receiver.instances import ReceiverInstance
+from trafficinator_locust.receiver.reporting import handle as handle_api
+from trafficinator_locust.receiver.store import InstanceState
+from trafficinator_locust.receiver.tracker import Loss, Tracker
+from trafficinator_locust.receiver.wsgi import TEXT, Environ, StartResponse, read_body, respond, respond_json
+
+__all__ = ["ReceiverApp"]
+
+Handler = Callable[[InstanceState | None, Environ, StartResponse], list[bytes]]
+
+
+class ReceiverApp:
+    """The WSGI application of the receiver, serving every instance; ``clock`` returns unix seconds.
+
+    Call it through any WSGI server or test client, and read what it stored with :meth:`stats`::
+
+        app = ReceiverApp([ReceiverInstance("/dev", {1: ReceiverSite(1, "Europe/Paris")}, {"dev-token"})])
+        werkzeug.test.Client(app).get("/dev/matomo.php?idsite=1&rec=1")  # 200, Matomo's GIF
+        app.stats("/dev")["sites"]["1"]["hits"]  # 1
+        server, port = serve(app)  # the same app on http://127.0.0.1:<port> (receiver.server)
+
+    ``delay_seconds`` waits before answering each tracking request. ``record_hits`` keeps, per
+    site, each visitor's stored hits as (kind, page path) in order, shown as ``hit_log`` in the
+    stats (for tests comparing sequences; memory grows with hits). ``loss``: the share of
+    otherwise-valid hits answered as stored but dropped (0..1), chosen per hit by a keyed hash of
+    its parameters (seeded by ``loss_seed``), so runs are repeatable and ``trafficinator verify``
+    has a silent loss to find, like Matomo's silent drops. ValueError for a loss outside 0..1, two
+    instances on one prefix, or an unknown token role.
+    """
+
+    def __init__(
+        self,
+        instances: Iterable[ReceiverInstance],
+        clock: Callable[[], float] = time.time,
+        *,
+        delay_seconds: float = 0.0,
+        loss: float = 0.0,
+        loss_seed: int = 0,
+        record_hits: bool = False,
+    ) -> None:
+        self.clock = clock
+        self.tracker = Tracker(clock, delay_seconds=delay_seconds, loss=Loss(loss, loss_seed), record_hits=record_hits)
+        self._states: dict[str, InstanceState] = {}
+        for instance in instances:
+            prefix = _normalise_prefix(instance.prefix)
+            if prefix in self._states:
+                raise ValueError(f"two sink instances share the prefix {prefix!r}")
+            self._states[prefix] = InstanceState(instance, prefix)
+        self._routes = self._build_routes()
+
+    @property
+    def prefixes(self) -> list[str]:
+        """The instance prefixes served, in configuration order."""
+        return list(self._states)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        route = self._routes.get(environ.get("PATH_INFO", ""))
+        if route is None:
+            return respond(start_response, 404, b"not found", TEXT)
+        handler, state = route
+        return handler(state, environ, start_response)
+
+    def stats(self, prefix: str | None = None) -> dict[str, Any]:
+        """One instance's stats, or (``prefix=None``) every instance's keyed by prefix."""
+        if prefix is not None:
+            return self._states[_normalise_prefix(prefix)].stats()
+        return {key: state.stats() for key, state in self._states.items()}
+
+    def reset(self, prefix: str | None = None) -> None:
+        """Clear one instance's data, or every instance's with ``prefix=None``."""
+        if prefix is None:
+            states = list(self._states.values())
+        else:
+            states = [self._states[_normalise_prefix(prefix)]]
+        for state in states:
+            state.reset()
+
+    def _build_routes(self) -> dict[str, tuple[Handler, InstanceState | None]]:
+        routes: dict[str, tuple[Handler, InstanceState | None]] = {}
+        for prefix, state in self._states.items():
+            for name in ("/matomo.php", "/piwik.php"):
+                routes[prefix + name] = (self.tracker.answer, state)
+            for name in ("/index.php", "/"):
+                routes[prefix + name] = (self._api, state)
+            routes[prefix + "/sink/stats"] = (self._stats, state)
+            routes[prefix + "/sink/reset"] = (self._reset, state)
+        routes["/sink/stats"] = (self._stats, None)
+        routes["/sink/reset"] = (self._reset, None)
+        return routes
+
+    def _api(self, state: InstanceState | None, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        return handle_api(state, environ, start_response, self.clock)
+
+    def _stats(self, state: InstanceState | None, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ.get("REQUEST_METHOD") != "GET":
+            return respond(start_response, 405, b"use GET", TEXT)
+        payload = state.stats() if state is not None else self.stats()
+        return respond_json(start_response, payload)
+
+    def _reset(self, state: InstanceState | None, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return respond(start_response, 405, b"use POST", TEXT)
+        read_body(environ)
+        self.reset(state.prefix if state is not None else None)
+        return respond_json(start_response, {"status": "ok"})
+
+
+def _normalise_prefix(prefix: str) -> str:
+    prefix = prefix.strip().rstrip("/")
+    return prefix if not prefix or prefix.startswith("/") else "/" + prefix

@@ -1,0 +1,175 @@
+"""The Reporting API subset (``<prefix>/index.php?module=API``) that preflight and verify call.
+
+``API.getMatomoVersion``, ``SitesManager.getSiteFromId``, the ``SitesManager.getSites[Id]With...Access``
+lists by the token's role, ``VisitsSummary.get`` (``period=day``, site-local days) and
+``CoreAdminHome.getTrackingFailures``, answered from what the tracker stored. Like Matomo, every
+method needs a known token of some role, and errors are JSON ``{"result": "error", ...}`` with
+status 200. No answer ever echoes a request parameter (it may hold a token).
+
+Example::
+
+    params = {"module": "API", "method": "VisitsSummary.get", "idSite": "1", "token_auth": "dev-token"}
+    answer(state, params, time.time())
+    # {"nb_visits": 2, "nb_actions": 3, "nb_uniq_visitors": 2}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from trafficinator_locust.receiver.instances import ROLES, ReceiverSite
+from trafficinator_locust.receiver.store import InstanceState, SiteState
+from trafficinator_locust.receiver.wsgi import (
+    TEXT,
+    Environ,
+    StartResponse,
+    get_or_post_body,
+    request_params,
+    respond,
+    respond_json,
+)
+
+__all__ = ["MATOMO_VERSION", "answer", "handle"]
+
+MATOMO_VERSION = "5.2.0"
+_VIEW_ACCESS = "You can't access this resource as it requires 'view' access"
+_SITE_IDS_BY_ROLE = {
+    "SitesManager.getSitesIdWithAtLeastViewAccess": ROLES,
+    "SitesManager.getSitesIdWithViewAccess": ("view",),
+    "SitesManager.getSitesIdWithWriteAccess": ("write",),
+    "SitesManager.getSitesIdWithAdminAccess": ("admin",),
+}
+"""Matomo's per-role site lists: ``...WithWriteAccess`` lists write-only sites (not admin ones)."""
+_SITES_BY_ROLE = {
+    "SitesManager.getSitesWithAtLeastViewAccess": ROLES,
+    "SitesManager.getSitesWithViewAccess": ("view",),
+    "SitesManager.getSitesWithAdminAccess": ("admin",),
+}
+
+
+def handle(
+    state: InstanceState | None, environ: Environ, start_response: StartResponse, clock: Callable[[], float]
+) -> list[bytes]:
+    """The WSGI handler of ``<prefix>/index.php`` for the instance ``state`` (GET or form POST)."""
+    assert state is not None
+    body = get_or_post_body(environ)
+    if body is None:
+        return respond(start_response, 405, b"use GET or POST", TEXT)
+    params = request_params(environ, body)
+    return respond_json(start_response, answer(state, params, clock()))
+
+
+def answer(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
+    """The JSON answer of one Reporting API call (errors are answered with status 200).
+
+    Every method needs a known token (Matomo's ``API.getMatomoVersion`` too: some view access).
+    """
+    if params.get("module") != "API":
+        return _api_error("The sink only serves module=API.")
+    method = params.get("method", "")
+    token = params.get("token_auth", "")
+    role = state.roles.get(token) if token else None
+    if role is None:
+        return _access_error(params)
+    if method == "API.getMatomoVersion":
+        return {"value": MATOMO_VERSION}
+    if method == "SitesManager.getSiteFromId":
+        site = _api_site(state, params)
+        return site if isinstance(site, dict) else _site_info(site.site)
+    if method in _SITE_IDS_BY_ROLE:
+        return list(state.sites) if role in _SITE_IDS_BY_ROLE[method] else []
+    if method in _SITES_BY_ROLE:
+        return [_site_info(site.site) for site in state.sites.values()] if role in _SITES_BY_ROLE[method] else []
+    if method == "VisitsSummary.get":
+        return _visits_summary(state, params, now)
+    if method == "CoreAdminHome.getTrackingFailures":
+        return _tracking_failures(state)
+    module = method.split(".", 1)[0]
+    return _api_error(
+        f"The method '{method.split('.', 1)[-1]}' does not exist or is not available in the module '{module}'."
+    )
+
+
+def _api_error(message: str) -> dict[str, str]:
+    return {"result": "error", "message": message}
+
+
+def _access_error(params: Mapping[str, str]) -> dict[str, str]:
+    site = params.get("idSite") or params.get("idsite")
+    numbered = bool(site) and site.isdigit()
+    where = f"for the website id = {site}." if numbered else "for at least one website."
+    return _api_error(f"{_VIEW_ACCESS} {where}")
+
+
+def _site_info(site: ReceiverSite) -> dict[str, Any]:
+    return {
+        "idsite": str(site.site_id),
+        "name": site.name or f"Site {site.site_id}",
+        "timezone": site.timezone,
+        "currency": site.currency,
+        "ecommerce": 1 if site.ecommerce else 0,
+    }
+
+
+def _api_site(state: InstanceState, params: Mapping[str, str]) -> SiteState | dict[str, str]:
+    raw = (params.get("idSite") or params.get("idsite") or "").strip()
+    site = state.sites.get(int(raw)) if raw.isdigit() else None
+    if site is None:
+        return _api_error(f"An unexpected website was found in the request: website id was set to '{raw}' .")
+    return site
+
+
+def _api_date(site: SiteState, value: str, now: float) -> date | None:
+    today = datetime.fromtimestamp(now, site.zone).date()
+    if value in ("", "today"):
+        return today
+    if value == "yesterday":
+        return today - timedelta(days=1)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _visits_summary(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
+    site = _api_site(state, params)
+    if isinstance(site, dict):
+        return site
+    if params.get("period", "day") != "day":
+        return _api_error("The sink supports period=day only.")
+    day = _api_date(site, params.get("date", ""), now)
+    if day is None:
+        return _api_error("date must be YYYY-MM-DD, today or yesterday.")
+    stats = site.visits.on(day)
+    return {
+        "nb_visits": stats.visits,
+        "nb_actions": stats.actions,
+        "nb_uniq_visitors": len(stats.visitors),
+    }
+
+
+def _tracking_failures(state: InstanceState) -> list[dict[str, Any]]:
+    """Rejected (invalid) hits per site and reason, shaped like Matomo's tracking failures.
+
+    Matomo keeps one row per site and problem; the receiver adds ``count``. Request URLs are left
+    empty: the receiver never echoes parameters (they may hold a token). Silent drops are not failures.
+    """
+    failures: list[dict[str, Any]] = []
+    rows = [(str(site_id), site.site.name, site.invalid) for site_id, site in state.sites.items()]
+    rows.append(("", "", state.invalid))
+    for site_id, name, counter in rows:
+        for reason, count in sorted(counter.items()):
+            failures.append(
+                {
+                    "idsite": site_id,
+                    "idfailure": len(failures) + 1,
+                    "site_name": name or f"Site {site_id}",
+                    "problem": reason,
+                    "solution": "see the receiver's stats (invalid) for the rule",
+                    "request_url": "",
+                    "count": count,
+                }
+            )
+    return failures

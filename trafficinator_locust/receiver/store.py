@@ -1,0 +1,111 @@
+"""What the receiver stored, per instance and site, and the stats JSON that tells it.
+
+The tracker writes here (hits per kind, rejections per reason, silent drops, order ids, visits),
+``GET /sink/stats`` and the Reporting API read from here. The shape of :meth:`SiteState.stats`
+is what tests, the demo and ``trafficinator verify`` compare against: its fields do not change.
+
+Example::
+
+    state = InstanceState(ReceiverInstance("/dev", {1: ReceiverSite(1)}, {"dev-token"}), "/dev")
+    site = state.site_for({"idsite": "1"})
+    state.stats()["sites"]["1"]["hits"]  # 0
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from trafficinator_locust.core.protocol import HIT_KINDS, Rejection
+from trafficinator_locust.receiver.instances import ReceiverInstance, ReceiverSite
+from trafficinator_locust.receiver.visits import SiteVisits
+
+__all__ = ["SiteState", "InstanceState"]
+
+
+def _counter_dict(counter: Counter[str]) -> dict[str, int]:
+    return {reason: count for reason, count in sorted(counter.items())}
+
+
+class SiteState:
+    """Counters, visits and lookups of one site of one instance."""
+
+    def __init__(self, site: ReceiverSite) -> None:
+        self.site = site
+        self.zone = ZoneInfo(site.timezone)
+        self.visits = SiteVisits(self.zone)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every hit, visit and lookup."""
+        self.visits.reset()
+        self.hits = 0
+        self.ip_overrides = 0  # stored hits whose visitor IP came from cip (token required)
+        self.hit_log: dict[str, list[tuple[str, str]]] = {}
+        self.lost = 0  # valid hits answered as stored but dropped on purpose (the tracker's loss)
+        self.actions = dict.fromkeys(HIT_KINDS, 0)
+        self.invalid: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
+        self.ec_ids: set[str] = set()
+
+    def stats(self) -> dict[str, Any]:
+        """This site's counters as plain JSON-ready values."""
+        return {
+            "visits": self.visits.started,
+            "unique_visitors": self.visits.unique_visitors(),
+            "actions": dict(self.actions),
+            "hits": self.hits,
+            "ip_overrides": self.ip_overrides,
+            **(
+                {"hit_log": {cid: [list(hit) for hit in hits] for cid, hits in self.hit_log.items()}}
+                if self.hit_log
+                else {}
+            ),
+            "invalid": _counter_dict(self.invalid),
+            "ignored": _counter_dict(self.ignored),
+            "visits_by_day": self.visits.by_day(),
+            **({"lost": self.lost} if self.lost else {}),
+        }
+
+
+class InstanceState:
+    """One instance: its configuration, per-site state and counters for unattributable hits."""
+
+    def __init__(self, instance: ReceiverInstance, prefix: str) -> None:
+        self.instance = instance
+        self.prefix = prefix
+        self.roles = instance.token_roles()
+        self.tokens = frozenset(t for t, role in self.roles.items() if role != "view")
+        """Tokens the tracker accepts (write or admin)."""
+        self.sites = {site_id: SiteState(site) for site_id, site in instance.sites.items()}
+        self.invalid: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        """Forget everything recorded for this instance."""
+        for site in self.sites.values():
+            site.reset()
+        self.invalid.clear()
+        self.ignored.clear()
+
+    def site_for(self, params: Mapping[str, str]) -> SiteState | None:
+        """The site a hit names, if it is one of this instance's sites."""
+        idsite = params.get("idsite", "").strip()
+        return self.sites.get(int(idsite)) if idsite.isdigit() else None
+
+    def count(self, site: SiteState | None, outcome: Rejection) -> None:
+        """Count a hit that was not stored: on its site, or on the instance when it names no known site."""
+        holder: SiteState | InstanceState = self if site is None else site
+        counters = holder.ignored if outcome.ignored else holder.invalid
+        counters[outcome.reason] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of every site, plus invalid/ignored hits that name no known site."""
+        return {
+            "instance": self.prefix,
+            "sites": {str(site_id): site.stats() for site_id, site in self.sites.items()},
+            "invalid": _counter_dict(self.invalid),
+            "ignored": _counter_dict(self.ignored),
+        }
