@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trafficinator_locust.core.bulk import build_payload, encode_item, parse_answer  # noqa: E402
+from trafficinator_locust.receiver.process import receiver_command, wait_until_listening  # noqa: E402
 
 TOKEN = "bench-bulk-token-0123"
 PATH = "/bench/matomo.php"
@@ -59,28 +60,14 @@ class Phase:
 
 def start_sink(workdir: Path) -> tuple[subprocess.Popen[str], int]:
     ready = workdir / "ready"
-    command = [
-        sys.executable,
-        "-m",
-        "trafficinator_locust.cli",
-        "sink",
-        "--port",
-        "0",
-        "--instance",
-        "/bench",
-        "--token",
-        TOKEN,
-        "--ready-file",
-        str(ready),
-    ]
+    command = receiver_command("--port", "0", "--instance", "/bench", "--token", TOKEN, "--ready-file", str(ready))
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).resolve().parents[1]
     )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening" not in line:
-        process.kill()
-        raise SystemExit(f"the receiver did not start: {line!r}")
+    try:
+        wait_until_listening(process)
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
     return process, int(ready.read_text())
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from trafficinator_locust.receiver.process import stop_process
+from trafficinator_locust.receiver.process import receiver_command, stop_process, wait_until_listening
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -247,23 +247,12 @@ def start_nginx(workdir: Path, *, access_log: bool = False) -> Endpoint | None:
     return Endpoint("nginx", port, "/matomo.php", process, log if access_log else None)
 
 
-def start_receiver(workdir: Path, *, config: Path | None = None, instance: str = "/bench") -> Endpoint:
+def start_receiver_endpoint(workdir: Path, *, config: Path | None = None, instance: str = "/bench") -> Endpoint:
     """The embedded receiver (``trafficinator sink``) on a free loopback port."""
     ready = workdir / f"receiver-{time.monotonic_ns()}.port"
     learn = ["--config", str(config)] if config else ["--instance", instance]
-    command = [
-        sys.executable,
-        "-m",
-        "trafficinator_locust.cli",
-        "sink",
-        "--port",
-        "0",
-        *learn,
-        "--ready-file",
-        str(ready),
-    ]
     process = subprocess.Popen(
-        command,
+        receiver_command("--port", "0", *learn, "--ready-file", str(ready)),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -271,11 +260,10 @@ def start_receiver(workdir: Path, *, config: Path | None = None, instance: str =
         env=bench_env(workdir),
         preexec_fn=raise_open_files,
     )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening" not in line:
-        stop(process)
-        raise SystemExit(f"the embedded receiver did not start: {line!r}")
+    try:
+        wait_until_listening(process)
+    except RuntimeError as error:
+        raise SystemExit(f"the embedded {error}") from None
     return Endpoint("receiver", int(ready.read_text()), f"{instance}/matomo.php", process)
 
 
@@ -288,7 +276,7 @@ def start_endpoint(
         if endpoint is not None:
             return endpoint
         print("nginx is not available: falling back to the embedded receiver", file=sys.stderr, flush=True)
-    return start_receiver(workdir, config=receiver_config)
+    return start_receiver_endpoint(workdir, config=receiver_config)
 
 
 # -- measured Locust runs --------------------------------------------------------------------

@@ -47,7 +47,7 @@ from bench.common import (  # noqa: E402
     fmt,
     raise_open_files,
     rss_mb,
-    start_receiver,
+    start_receiver_endpoint,
     stop,
     write_results,
 )
@@ -198,7 +198,7 @@ def main() -> int:
     readings: list[Reading] = []
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as tmp:
         workdir = Path(tmp)
-        receiver = start_receiver(workdir, instance=INSTANCE)
+        receiver = start_receiver_endpoint(workdir, instance=INSTANCE)
         try:
             config = workdir / "traffic.yaml"
             # 1,000 visits per second (86.4 million a day): the permit bucket never holds a user back.

@@ -58,7 +58,7 @@ from bench.common import (  # noqa: E402
     fmt,
     run_locust,
     start_endpoint,
-    start_receiver,
+    start_receiver_endpoint,
     stop,
     wait_for_quiet,
     write_results,
@@ -209,7 +209,7 @@ def measure_bulk_generator(endpoint: Endpoint, workdir: Path, args: argparse.Nam
 def measure_via_receiver(workdir: Path, args: argparse.Namespace, *, bulk: bool) -> dict[str, float | int]:
     """Hits the embedded receiver stored per second of the run (a bulk request carries many hits,
     so Locust's request counts do not count hits); Locust's request rate beside it."""
-    receiver = start_receiver(workdir)
+    receiver = start_receiver_endpoint(workdir)
     try:
         options = trafficinator_options(workdir, receiver.url(), bulk=bulk)
         run = _run(options, workdir, args, 1, "bulk" if bulk else "single-receiver", receiver.process.pid)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +16,7 @@ from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.ops import verify as vf
 from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
 from trafficinator_locust.ops.reporting_api import api_url
-from trafficinator_locust.receiver.process import free_port, receiver_stats, stop_process
+from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 CONFIG = """
 seed: 77
@@ -44,27 +41,6 @@ targets:
 """
 
 
-def _start_sink(config: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "trafficinator_locust.cli",
-        "sink",
-        "--port",
-        str(port),
-        "--config",
-        str(config),
-        *extra,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening" not in line:
-        process.kill()
-        pytest.fail(f"the receiver did not start: {line}{process.stderr.read() if process.stderr else ''}")
-    return process
-
-
 def _main(capsys, *args):
     try:
         code = main(list(map(str, args)))
@@ -81,7 +57,7 @@ def sent(request, tmp_path_factory):
     port = free_port()
     config_path = folder / "traffic.yaml"
     config_path.write_text(CONFIG.format(port=port), encoding="utf-8")
-    sink = _start_sink(config_path, port, "--loss", str(request.param), "--loss-seed", "3")
+    sink = start_receiver(config_path, port, dict(os.environ), "--loss", str(request.param), "--loss-seed", "3")
     try:
         last = datetime.now(timezone.utc).date() - timedelta(days=2)
         report = folder / "report.json"

@@ -341,7 +341,7 @@ class _Run:
         poster = self.poster_factory(job.target, self.options.timeout)
         rate = self.options.max_hits_per_second
         bucket = TokenBucket(rate, burst=max(float(self.options.bulk_size), 1.0)) if rate else None
-        token = job.target.token_auth.get_secret_value() if job.target.token_auth else None
+        token = job.target.token
         try:
             for day in job.days:
                 if self.stop.is_set():

@@ -148,7 +148,7 @@ class _Check:
         self.host = self.parts.hostname or ""
         self.port = self.parts.port or (443 if self.https else 80)
         self.api = api_url(target.url)
-        self._token = target.token_auth.get_secret_value() if target.token_auth else ""
+        self._token = target.token or ""
         self._lock = threading.Lock()
         self._steps: list[Step] = []
         self._warnings: list[str] = []

@@ -86,7 +86,7 @@ class ReportingApi:
     ):
         self.url = api_url(target.url)
         self._endpoint = Endpoint(self.url, context=context)
-        self._token = target.token_auth.get_secret_value() if target.token_auth else ""
+        self._token = target.token or ""
         self._limiter = limiter
         self._timeout = timeout
         self._sleep = sleep

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from trafficinator_locust.core.loopback import LOOPBACK_HOSTS
 from trafficinator_locust.core.protocol import instance_path
 
 __all__ = [
     "ROLES",
-    "LOOPBACK_HOSTS",
     "ReceiverSite",
     "ReceiverInstance",
     "instances_from_targets",
@@ -34,7 +34,6 @@ __all__ = [
 
 ROLES = ("view", "write", "admin")
 """Matomo's roles, weakest first; tracking with a token needs write or admin."""
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass

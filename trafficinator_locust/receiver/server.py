@@ -24,8 +24,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from trafficinator_locust.core.files import write_atomic
+from trafficinator_locust.core.loopback import LOOPBACK_HOSTS
 from trafficinator_locust.receiver.app import ReceiverApp
-from trafficinator_locust.receiver.instances import LOOPBACK_HOSTS, ReceiverInstance
+from trafficinator_locust.receiver.instances import ReceiverInstance
 
 __all__ = ["serve", "run"]
 

@@ -37,6 +37,7 @@ from trafficinator_locust.core.errors import (
     UsageError,
     WebApiError,
 )
+from trafficinator_locust.core.loopback import LOOPBACK, LOOPBACK_HOSTS
 from trafficinator_locust.core.masking import mask_secrets, mask_strings
 from trafficinator_locust.runtime.broker import state_folder
 from trafficinator_locust.web.control import ControlPlane, Coordination
@@ -62,8 +63,6 @@ TAB_COLUMNS = [
     ("error", "Last error"),
 ]
 STATIC = Path(__file__).with_name("static")
-LOOPBACK = "127.0.0.1"
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 # =============================================================================================
@@ -117,7 +116,7 @@ def install(environment: Environment, coordinator: Coordination) -> None:
         raise UsageError(f"--traffic-presets: {error}") from None
     control = ControlPlane(environment, coordinator, Workspace.load(coordinator.config), presets)
     login = configure_login(web_ui, options, base)
-    if not login and web_ui.host not in LOOPBACK_NAMES:
+    if not login and web_ui.host not in LOOPBACK_HOSTS:
         logger.warning(
             "trafficinator: the web UI listens on %s without a login: anyone who reaches it can change targets. "
             "Use --web-login with %s/%s, or --web-host 127.0.0.1.",
@@ -126,7 +125,7 @@ def install(environment: Environment, coordinator: Coordination) -> None:
             PASSWORD_ENV,
         )
     web_ui.app.register_blueprint(
-        _blueprint(control, web_ui, base, loopback_only=not login and web_ui.host in LOOPBACK_NAMES)
+        _blueprint(control, web_ui, base, loopback_only=not login and web_ui.host in LOOPBACK_HOSTS)
     )
     _add_tab(control, web_ui)
     _json_errors_for_api(web_ui.app, base)
@@ -406,7 +405,7 @@ def _check_origin(loopback_only: bool) -> None:
     origin = request.headers.get("Origin")
     if origin and origin.rstrip("/").split("://", 1)[-1] != request.host:
         raise WebApiError(403, "cross-origin requests to the trafficinator API are refused")
-    if loopback_only and request.host.rsplit(":", 1)[0] not in LOOPBACK_NAMES:
+    if loopback_only and request.host.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
         raise WebApiError(
             403, f"the UI is bound to loopback without a login; the Host header '{request.host}' is not a loopback name"
         )
