@@ -320,11 +320,13 @@ SEARCH_ENGINES = (
     ("Ecosia", "https://www.ecosia.org/search?q={query}", 0.3),
 )
 # Social networks: name (as Matomo's Socials.yml names it), referrer URL, weight. Weights:
-# approximate social media referral shares after StatCounter (2025).
+# approximate social media referral shares after StatCounter (2025). Facebook uses its link shims
+# (l., lm.) and m.facebook.com: Matomo looks search engines up first, and SearchEngines.yml lists
+# www.facebook.com, so a bare https://www.facebook.com/ is the *search engine* Facebook.
 SOCIAL_NETWORKS = (
     ("Facebook", "https://l.facebook.com/", 40.0),
     ("Facebook", "https://m.facebook.com/", 20.0),
-    ("Facebook", "https://www.facebook.com/", 10.0),
+    ("Facebook", "https://lm.facebook.com/", 10.0),
     ("Twitter", "https://t.co/", 8.0),
     ("instagram", "https://l.instagram.com/", 7.0),
     ("Pinterest", "https://www.pinterest.com/", 6.0),
@@ -334,7 +336,8 @@ SOCIAL_NETWORKS = (
     ("LinkedIn", "https://www.linkedin.com/", 1.5),
     ("LinkedIn", "https://lnkd.in/", 0.5),
 )
-# Referring websites on reserved example domains (RFC 2606), so no real site is named.
+# Referring websites on reserved example domains (RFC 2606), so no real site is named; none on
+# www.example.com, the default site_url (Matomo reports a referrer on the page's own host as direct).
 WEBSITES = (
     "https://blog.example.org/review-best-widgets-2025",
     "https://blog.example.org/how-we-cut-our-shipping-costs",
@@ -342,7 +345,7 @@ WEBSITES = (
     "https://news.example.com/business/small-shops-go-online",
     "https://forum.example.net/t/which-widget-should-i-buy/4821",
     "https://forum.example.net/t/discount-codes-thread/9127",
-    "https://www.example.com/partners",
+    "https://www.example.net/partners",
     "https://directory.example.com/shopping/home-and-garden",
     "https://wiki.example.org/wiki/Widget",
     "https://compare.example.net/widgets?sort=price",
@@ -350,6 +353,17 @@ WEBSITES = (
     "https://magazine.example.org/gift-guide",
     "https://reviews.example.net/products/gadget-pro",
     "https://help.example.com/community/answers/1123",
+)
+# AI assistants (the "ai" channel): name (as Matomo's AIAssistants.yml names it), referrer URL (the
+# origin the assistant sends, a host of AIAssistants.yml), weight. Weights: approximate worldwide AI
+# chatbot referral shares after Statcounter Global Stats (AI Chatbot Market Share, July 2025).
+AI_ASSISTANTS = (
+    ("ChatGPT", "https://chatgpt.com/", 82.7),
+    ("Perplexity", "https://www.perplexity.ai/", 8.1),
+    ("Copilot", "https://copilot.microsoft.com/", 4.6),
+    ("Gemini", "https://gemini.google.com/", 2.2),
+    ("Deepseek", "https://chat.deepseek.com/", 1.6),
+    ("Claude", "https://claude.ai/", 0.9),
 )
 # Campaigns: name, source, medium, keyword, weight.
 CAMPAIGNS = (
@@ -1062,28 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # --- referrers ---
-    write_json(
-        out / "referrers.json",
-        {
-            "source": {
-                "search_engines": "Curated. Hosts and keyword parameters as in Matomo's SearchEngines.yml "
-                "(matomo-org/searchengine-and-social-list); weights: approximate worldwide search engine "
-                "shares after StatCounter, 2025.",
-                "social_networks": "Curated. Hosts as in Matomo's Socials.yml "
-                "(matomo-org/searchengine-and-social-list); "
-                "names as Matomo reports them; weights: approximate social media referral shares after "
-                "StatCounter, 2025.",
-                "websites": "Invented pages on RFC 2606 example domains.",
-                "campaigns": "Invented campaign names with common source/medium pairs.",
-            },
-            "search_engines": [{"name": n, "url": u, "weight": w} for n, u, w in SEARCH_ENGINES],
-            "social_networks": [{"name": n, "url": u, "weight": w} for n, u, w in SOCIAL_NETWORKS],
-            "websites": list(WEBSITES),
-            "campaigns": [
-                {"name": n, "source": s, "medium": m, "keyword": k, "weight": w} for n, s, m, k, w in CAMPAIGNS
-            ],
-        },
-    )
+    write_json(out / "referrers.json", referrers_json())
     write_json(
         out / "actions.json",
         {
@@ -1111,6 +1104,33 @@ def main(argv: list[str] | None = None) -> int:
         f"countries: {len(countries)}; languages: {len(build_languages())}; geoip generated {header.get('generated')}"
     )
     return 0
+
+
+def referrers_json() -> dict:
+    """The content of referrers.json: curated tables only, so it can be written alone, e.g. with
+    ``python -c "import sys; sys.path[:0] = ['scripts']; import build_catalog as b;
+    b.write_json(b.DEFAULT_OUT / 'referrers.json', b.referrers_json())"``."""
+    return {
+        "source": {
+            "search_engines": "Curated. Hosts and keyword parameters as in Matomo's SearchEngines.yml "
+            "(matomo-org/searchengine-and-social-list); weights: approximate worldwide search engine "
+            "shares after StatCounter, 2025.",
+            "social_networks": "Curated. Hosts as in Matomo's Socials.yml "
+            "(matomo-org/searchengine-and-social-list), none that SearchEngines.yml claims first; "
+            "names as Matomo reports them; weights: approximate social media referral shares after "
+            "StatCounter, 2025.",
+            "ai_assistants": "Curated. Hosts and names as in Matomo's AIAssistants.yml "
+            "(matomo-org/searchengine-and-social-list); weights: approximate worldwide AI chatbot referral "
+            "shares after Statcounter Global Stats (AI Chatbot Market Share), July 2025.",
+            "websites": "Invented pages on RFC 2606 example domains.",
+            "campaigns": "Invented campaign names with common source/medium pairs.",
+        },
+        "search_engines": [{"name": n, "url": u, "weight": w} for n, u, w in SEARCH_ENGINES],
+        "social_networks": [{"name": n, "url": u, "weight": w} for n, u, w in SOCIAL_NETWORKS],
+        "ai_assistants": [{"name": n, "url": u, "weight": w} for n, u, w in AI_ASSISTANTS],
+        "websites": list(WEBSITES),
+        "campaigns": [{"name": n, "source": s, "medium": m, "keyword": k, "weight": w} for n, s, m, k, w in CAMPAIGNS],
+    }
 
 
 def renormalise(devices: list[dict]) -> list[dict]:

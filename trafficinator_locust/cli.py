@@ -110,6 +110,17 @@ def _parser() -> argparse.ArgumentParser:
         help="share (0..1) of valid hits answered as stored but dropped, for `trafficinator verify` to find",
     )
     sink.add_argument("--loss-seed", type=int, default=0, help="seed of which hits --loss drops (repeatable runs)")
+    sink.add_argument(
+        "--fail-batches",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share (0..1) of bulk requests answered like a deadlock, 500 {status: error, tracked: 0}, "
+        "storing nothing (stats: failed_batches); for testing retries",
+    )
+    sink.add_argument(
+        "--fail-seed", type=int, default=0, help="seed of which bulk requests --fail-batches fails (repeatable runs)"
+    )
     sink.set_defaults(handler=cmd_sink)
 
     _add_backfill(commands)
@@ -279,6 +290,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
     if not 0 <= args.loss < 1:
         print("trafficinator sink: --loss must be >= 0 and < 1 (e.g. 0.05)", file=sys.stderr)
         return 2
+    if not 0 <= args.fail_batches <= 1:
+        print("trafficinator sink: --fail-batches must be between 0 and 1 (e.g. 0.2)", file=sys.stderr)
+        return 2
     return (
         run(
             instances,
@@ -289,6 +303,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
             loss=args.loss,
             loss_seed=args.loss_seed,
             record_hits=args.record_hits,
+            fail_batches=args.fail_batches,
+            fail_seed=args.fail_seed,
         )
         or 0
     )
@@ -302,7 +318,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- backfill and verify -----------------------------------------------------------------------------
 def _add_backfill(commands: Any) -> None:
-    from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE
+    from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, DEFAULT_RETRIES, DEFAULT_RETRY_DELAY
     from trafficinator_locust.ops.backfill import DEFAULT_MAX_DAYS
 
     parser = commands.add_parser(
@@ -362,9 +378,19 @@ def _add_backfill(commands: Any) -> None:
     parser.add_argument(
         "--retries",
         type=int,
-        default=2,
+        default=None,
         metavar="N",
-        help="retries of a batch Matomo cannot have stored (refused, 429/502/503); default %(default)s",
+        help="resends of a batch Matomo rolled back or did not process (a deadlock, 500, 503, connection refused), "
+        "and of each single hit isolated from one that keeps failing, before giving up on it "
+        f"(default: each target's bulk_retries, {DEFAULT_RETRIES})",
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wait before the first resend, doubled for each further one, with +-50%% jitter "
+        f"(default: each target's bulk_retry_delay, {DEFAULT_RETRY_DELAY:g})",
     )
     parser.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default: %(default)s)"
@@ -436,7 +462,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         bulk_size=args.bulk_size,
         max_days=args.max_days,
         dry_run=args.dry_run,
-        retries=max(args.retries, 0),
+        retries=args.retries,
+        retry_delay=args.retry_delay,
         timeout=args.timeout,
         stop_after_batches=args.stop_after_batches,
     )

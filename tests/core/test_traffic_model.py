@@ -64,6 +64,14 @@ targets:
           steps:
             - {type: pageview, url: /docs, title: Docs}
             - {type: download, url: /files/manual.pdf}
+        - name: Checkout
+          share: 0.05
+          continue_browsing: true
+          steps:
+            - {type: pageview, url: /basket, title: Basket}
+            - {type: cart}
+            - {type: pageview, url: /pay, title: Pay}
+            - {type: order}
 """
 
 
@@ -214,6 +222,21 @@ def test_ecommerce_shares_and_nesting(visits):
     assert abs(share(counts["cart"]) - 0.12) < TOLERANCE
     assert abs(share(counts["order"]) - 0.04) < TOLERANCE
     assert all("cart" in v.actions for v in visits if "order" in v.actions), "an order starts with a cart"
+
+
+def test_each_visit_orders_at_most_once_and_abandons_a_cart_only_without_ordering(visits):
+    """What Matomo books per visit: one order at most (a journey's order and the free draw make one), and an
+    abandoned cart only when the visit's last ecommerce hit is a cart update (never a cart after an order)."""
+    orders = abandoned = 0
+    for visit in visits:
+        marks = [h.kind for h in visit.hits if h.kind in ("cart", "order")]
+        assert marks.count("order") <= 1, marks
+        assert "order" not in marks or marks[-1] == "order", marks
+        orders += "order" in marks
+        abandoned += bool(marks) and marks[-1] == "cart"
+    journey = 0.05  # the Checkout journey orders; the free draws come on top of it
+    assert abs(share(orders) - (0.04 + journey * (1 - 0.04))) < TOLERANCE
+    assert abs(share(abandoned) - (0.12 - 0.04) * (1 - journey)) < TOLERANCE, "abandoned carts = cart - order"
 
 
 def test_orders_add_up_to_the_cent(visits, target):

@@ -10,7 +10,9 @@ import math
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pytest
 from trafficinator_locust.cli import main
 from trafficinator_locust.core.backfill_days import day_visits, day_window, run_id_for
 from trafficinator_locust.core.config import load_config
-from trafficinator_locust.core.errors import UsageError
+from trafficinator_locust.core.errors import SendError, UsageError
 from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.core.tracking import TrackingEncoder
 from trafficinator_locust.core.visits import VisitPlanner
@@ -231,6 +233,164 @@ def test_unknown_target_and_changed_settings_are_refused(write_yaml, capsys, tmp
         capsys, "backfill", config, "--from", day, "--to", day, "--target", "Good", "--checkpoint", tmp_path / "cp.json"
     )
     assert code == 2 and "Good was backfilled with other settings" in err
+
+
+# --- the delivery policy in the backfill, against an in-process Matomo (ADR 014) --------------------------
+class MatomoInMemory:
+    """One Matomo for every target: each bulk request is one transaction, like Matomo's.
+
+    ``fail(call)`` rolls a request back like a deadlock (500, tracked 0); an item matching ``poison``
+    rolls its request back (500, tracked = items before it); an item matching ``invalid`` is skipped and
+    listed; ``silent(call)`` sends the request but no answer comes back (it was stored).
+    """
+
+    def __init__(self, fail=lambda call: False, poison=None, invalid=None, silent=lambda call: False):
+        self.fail, self.poison, self.invalid, self.silent = fail, poison, invalid, silent
+        self.stored: Counter[str] = Counter()
+        self.calls = 0
+
+    def answer(self, items: list[str]) -> tuple[int, bytes]:
+        self.calls += 1
+        if self.fail(self.calls):
+            return 500, b'{"status":"error","tracked":0,"invalid":0}'
+        for position, item in enumerate(items):
+            if self.poison is not None and self.poison(item):
+                return 500, json.dumps({"status": "error", "tracked": position, "message": "plugin"}).encode()
+        skipped = [n for n, item in enumerate(items) if self.invalid is not None and self.invalid(item)]
+        self.stored.update(item for n, item in enumerate(items) if n not in skipped)
+        answer = {"status": "success", "tracked": len(items) - len(skipped), "invalid": len(skipped)}
+        return 200, json.dumps({**answer, "invalid_indices": skipped}).encode()
+
+    def factory(self, target, timeout):
+        matomo = self
+
+        class Poster:
+            def post(self, body, content_type, settle=None):
+                status, answer = matomo.answer(json.loads(body)["requests"])
+                if matomo.silent(matomo.calls):
+                    raise SendError("no answer from it: timed out", retryable=False)
+                if settle is not None:
+                    settle(status, answer)
+                return status, answer
+
+            def close(self):
+                return None
+
+        return Poster()
+
+
+POLICY_CONFIG = """
+seed: 9
+defaults:
+  traffic: {pageviews: {min: 2, max: 4}, ecommerce: {cart: 0.4, order: 0.4}}
+  bulk_retry_delay: 0
+targets:
+  - {name: One, url: "http://127.0.0.1:9/one/matomo.php", site_id: 1, token_auth: one-token-1234,
+     visits_per_day: 30}
+  - {name: Two, url: "http://127.0.0.1:9/two/matomo.php", site_id: 2, token_auth: two-token-5678,
+     visits_per_day: 20, timezone: Asia/Tokyo}
+"""
+POLICY_DAYS = (date(2025, 3, 10), date(2025, 3, 12))
+
+
+def _planned_queries(config):
+    """Every hit the backfill plans for the days, per target (what Matomo must end up with)."""
+    planned = {}
+    for target in config.targets:
+        job = bf.prepare(config, _options(), Checkpoint(None), FAR_FUTURE)
+        job = next(j for j in job if j.name == target.name)
+        planned[target.name] = [
+            item.query for day in job.days for item in bf._items(job, day_window(job.pace, day, FAR_FUTURE), (0, 0))
+        ]
+    return planned
+
+
+def _options(**extra):
+    return bf.BackfillOptions(
+        first=POLICY_DAYS[0], last=POLICY_DAYS[1], checkpoint=None, report=None, progress_every=0.01, **extra
+    )
+
+
+def _backfill_in_memory(config, matomo, **extra):
+    out, err = io.StringIO(), io.StringIO()
+    options = _options(**extra)
+    code = bf.run_backfill(config, options, out=out, err=err, now=FAR_FUTURE, poster_factory=matomo.factory)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_deadlocks_between_targets_are_retried_and_every_hit_is_stored_once(write_yaml):
+    config = load_config(write_yaml(POLICY_CONFIG))
+    planned = _planned_queries(config)
+    matomo = MatomoInMemory(fail=lambda call: call % 3 == 1)  # a third of the requests deadlock, the first too
+    code, out, err = _backfill_in_memory(config, matomo)
+    assert code == 0, out + err
+    assert matomo.stored == Counter(q for queries in planned.values() for q in queries)
+    assert max(matomo.stored.values()) == 1 and "backfill complete" in out
+
+
+def test_a_hit_matomo_refuses_is_counted_by_kind_and_the_rest_is_stored_once(write_yaml, tmp_path):
+    config = load_config(write_yaml(POLICY_CONFIG))
+    planned = _planned_queries(config)
+    orders = {q for queries in planned.values() for q in queries if "ec_id=" in q}
+    assert orders
+    matomo = MatomoInMemory(poison=lambda item: "ec_id=" in item)  # Matomo refuses every order
+    report = tmp_path / "report.json"
+    out, err = io.StringIO(), io.StringIO()
+    options = bf.BackfillOptions(
+        first=POLICY_DAYS[0], last=POLICY_DAYS[1], checkpoint=tmp_path / "cp.json", report=report
+    )
+    code = bf.run_backfill(config, options, out=out, err=err, now=FAR_FUTURE, poster_factory=matomo.factory)
+    assert code == 0, out.getvalue() + err.getvalue()
+    assert matomo.stored == Counter(q for queries in planned.values() for q in queries if q not in orders)
+    document = json.loads(report.read_text())
+    refused = {entry["target"]: entry["refused_hits"] for entry in document["targets"]}
+    assert sum(r["total"] for r in refused.values()) == len(orders)
+    assert all(set(r["by_kind"]) == {"order"} for r in refused.values() if r["total"])
+    assert all(
+        "alone, 4 tries" in r["sample"] and "one-token" not in r["sample"] for r in refused.values() if r["total"]
+    )
+    days = [d for entry in document["targets"] for d in entry["days"].values()]
+    assert sum(d["invalid"] for d in days) == len(orders) and all(d["complete"] for d in days)
+    assert sum(d["hits"] for d in days) == sum(len(q) for q in planned.values())
+    assert sum(d["tracked"] for d in days) == sum(matomo.stored.values())
+
+
+def test_invalid_hits_are_refused_without_resending_and_a_wholly_refused_batch_stops_its_target(write_yaml):
+    config = load_config(write_yaml(POLICY_CONFIG))
+    planned = _planned_queries(config)
+    matomo = MatomoInMemory(invalid=lambda item: "idsite=2" in item or "idgoal=0" in item and "idsite=1" in item)
+    code, out, err = _backfill_in_memory(config, matomo)
+    assert code == 1 and "target Two failed" in err and "refused every hit of a batch of 50" in err
+    assert "target One failed" not in err
+    assert matomo.stored == Counter(q for q in planned["One"] if "idgoal=0" not in q)  # One's carts/orders refused
+    assert not any("idsite=2" in q for q in matomo.stored)
+
+
+def test_a_batch_without_an_answer_is_not_resent_and_stops_its_target(write_yaml):
+    config = load_config(write_yaml(POLICY_CONFIG))
+    matomo = MatomoInMemory(silent=lambda call: call == 2)
+    code, out, err = _backfill_in_memory(config, matomo, targets=["One"])
+    assert code == 1 and "timed out" in err and "may have stored it" in err
+    assert max(matomo.stored.values()) == 1 and matomo.calls == 2
+
+
+def test_stopping_while_waiting_to_resend_keeps_the_checkpoint_exact(write_yaml, tmp_path):
+    config = load_config(write_yaml(POLICY_CONFIG.replace("bulk_retry_delay: 0", "bulk_retry_delay: 0.05")))
+    planned = _planned_queries(config)
+    stop = threading.Event()
+    matomo = MatomoInMemory(fail=lambda call: call >= 5 and (stop.set() or True))  # Matomo goes away; Ctrl-C
+    options = bf.BackfillOptions(
+        first=POLICY_DAYS[0], last=POLICY_DAYS[1], checkpoint=tmp_path / "cp.json", report=None, targets=["One"]
+    )
+    code = bf.run_backfill(
+        config, options, out=io.StringIO(), err=io.StringIO(), now=FAR_FUTURE, poster_factory=matomo.factory, stop=stop
+    )
+    assert code == 130
+    matomo.fail = lambda call: False
+    code = bf.run_backfill(
+        config, options, out=io.StringIO(), err=io.StringIO(), now=FAR_FUTURE, poster_factory=matomo.factory
+    )
+    assert code == 0 and matomo.stored == Counter(planned["One"])
 
 
 # --- end to end into the embedded receiver ----------------------------------------------------------

@@ -29,14 +29,18 @@ class FakeClock:
 
 
 class ReceiverClient:
-    """The receiver's WSGI app in-process (a fake clock, sites 1 and 2 of one instance, TOKEN admin)
-    with a few request helpers; every answer body is kept in ``bodies``."""
+    """The receiver's WSGI app in-process (a fake clock, sites 1 and 2 of one instance unless
+    ``sites`` says otherwise, TOKEN admin, ``options`` for :class:`ReceiverApp`) with a few request
+    helpers; every answer body is kept in ``bodies``."""
 
-    def __init__(self, tz: str = "UTC", prefix: str = "/dev") -> None:
+    def __init__(
+        self, tz: str = "UTC", prefix: str = "/dev", sites: dict[int, ReceiverSite] | None = None, **options
+    ) -> None:
         self.clock = FakeClock()
-        sites = {1: ReceiverSite(1, timezone=tz, name="Main"), 2: ReceiverSite(2, goals=frozenset({5}))}
+        if sites is None:
+            sites = {1: ReceiverSite(1, timezone=tz, name="Main"), 2: ReceiverSite(2, goals=frozenset({5}))}
         self.prefix = prefix
-        self.app = ReceiverApp([ReceiverInstance(prefix, sites, {TOKEN})], clock=self.clock)
+        self.app = ReceiverApp([ReceiverInstance(prefix, sites, {TOKEN})], clock=self.clock, **options)
         self.client = Client(self.app)
         self.bodies: list[bytes] = []
 
@@ -80,6 +84,10 @@ class ReceiverClient:
 
     def site(self, site_id: int = 1) -> dict:
         return self.stats()["sites"][str(site_id)]
+
+    def visits(self, site_id: int = 1) -> list[dict]:
+        """The site's visits (``Live.getLastVisitsDetails``), oldest first."""
+        return list(reversed(self.api("Live.getLastVisitsDetails", idSite=str(site_id), filter_limit="-1")))
 
     @staticmethod
     def _headers(extra: dict | None) -> dict:

@@ -32,7 +32,14 @@ def test_stats_shape_and_reset(receiver):
         "invalid",
         "ignored",
         "visits_by_day",
+        "returning_visits",
+        "visitor_types",
+        "referrer_types",
+        "conversions",
     }
+    assert (site["returning_visits"], site["visitor_types"], site["referrer_types"]) == (0, {"new": 1}, {"direct": 1})
+    assert site["conversions"] == {}
+    assert (stats["failed_batches"], stats["rolled_back_batches"]) == (0, 0)
     assert set(site["actions"]) == set(p.HIT_KINDS)
     assert site["visits_by_day"] == {"2026-11-25": 1}
     assert site["invalid"] == {p.BAD_CID: 1} and site["ignored"] == {p.NO_REC: 1}

@@ -101,3 +101,50 @@ def test_sink_command_refuses_a_loss_outside_0_to_1():
         timeout=60,
     )
     assert result.returncode == 2 and "--loss" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sink_command_fails_bulk_requests_with_fail_batches(tmp_path):
+    ready = tmp_path / "port"
+    process = subprocess.Popen(
+        receiver_command(
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--instance",
+            "/dev",
+            "--token",
+            TOKEN,
+            "--fail-batches",
+            "1",
+            "--fail-seed",
+            "7",
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_until_listening(process)
+        base = f"http://127.0.0.1:{int(ready.read_text())}/dev"
+        bulk = json.dumps({"requests": [f"?idsite=1&rec=1&cid={CID_A}"], "token_auth": TOKEN}).encode()
+        request = urllib.request.Request(f"{base}/matomo.php", data=bulk, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(request)
+        assert failed.value.code == 500 and json.loads(failed.value.read()) == {"status": "error", "tracked": 0}
+        with urllib.request.urlopen(f"{base}/matomo.php?idsite=1&rec=1&cid={CID_B}") as response:
+            assert response.status == 200  # single hits are never failed
+        with urllib.request.urlopen(f"{base}/sink/stats") as response:
+            stats = json.load(response)
+        assert stats["failed_batches"] == 1 and stats["sites"]["1"]["visits"] == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        process.stdout.close()
+
+
+def test_sink_command_refuses_a_fail_batches_outside_0_to_1():
+    result = subprocess.run(
+        receiver_command("--fail-batches", "1.5", "--port", "0"), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "--fail-batches" in result.stderr and "Traceback" not in result.stderr

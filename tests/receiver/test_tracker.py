@@ -172,7 +172,7 @@ def test_loss_drops_a_seeded_share_of_valid_hits_but_answers_them_as_stored():
         }
     )
     answer = client.post("/dev/matomo.php", data=bulk, content_type="application/json").json
-    assert answer == {"status": "success", "tracked": 400, "invalid": 0}
+    assert answer == {"status": "success", "tracked": 400, "invalid": 0, "invalid_indices": []}
     assert app.stats("/dev")["sites"]["1"]["lost"] == lost  # the token does not change the choice
     with pytest.raises(ValueError):
         ReceiverApp([], loss=1.0)

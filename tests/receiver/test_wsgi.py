@@ -44,7 +44,8 @@ def test_get_form_post_and_bulk_record_the_same():
     assert answer == {"status": "success", "tracked": 7, "invalid": 1}
     assert by_get.stats() == by_post.stats() == by_bulk.stats()
     site = by_get.site()
-    assert (site["visits"], site["hits"], site["ignored"]) == (3, 6, {p.NO_REC: 1})
+    # the uid's first hit has the fingerprint of B's visit in progress and takes it over (Matomo does)
+    assert (site["visits"], site["hits"], site["ignored"]) == (2, 6, {p.NO_REC: 1})
     assert site["actions"]["event"] == 1 and site["actions"]["goal"] == 1
 
 
@@ -63,7 +64,7 @@ def test_bulk_counts_tracked_and_invalid_and_applies_the_top_level_token(receive
         }
     )
     assert answer.status_code == 200
-    assert answer.json == {"status": "success", "tracked": 4, "invalid": 2}
+    assert answer.json == {"status": "success", "tracked": 4, "invalid": 2, "invalid_indices": [3, 4]}
     stats = receiver.stats()
     assert stats["sites"]["1"]["hits"] == 3 and stats["sites"]["1"]["invalid"] == {p.BAD_CID: 1}
     assert stats["invalid"] == {p.UNKNOWN_SITE: 1}

@@ -39,8 +39,9 @@ from trafficinator_locust.runtime.broker import (
     default_state_path,
     lease_margin,
     restore_ledger,
+    state_file_for,
 )
-from trafficinator_locust.runtime.coordinator import Coordinator, shape_wanted, state_file_for
+from trafficinator_locust.runtime.coordinator import Coordinator, shape_wanted
 from trafficinator_locust.runtime.deployment import Deployment
 from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape, mean_visit_seconds, pool_size
 from trafficinator_locust.runtime.summary import BudgetView, summarize, target_state

@@ -1,12 +1,15 @@
-"""The live bulk sender: batches, order per visitor, answers checked, visits counted, token kept out.
+"""The live bulk sender: batches, order per visitor, answers checked by the delivery policy (resends,
+refused hits), visits counted, token kept out; and the run summary's refused hits read from Locust's failures.
 
-A fake session stands in for Locust's HTTP session and answers as Matomo does (or with a
-shortfall); the real end-to-end run is in test_e2e_traffic.py.
+A fake session stands in for Locust's HTTP session and answers as Matomo does (one transaction per
+request: a rolled-back batch stores nothing); the real end-to-end runs are in tests/e2e/test_bulk_runs.py
+and tests/e2e/test_bulk_errors.py.
 """
 
 from __future__ import annotations
 
 import locust  # noqa: F401  (first: gevent monkey-patching)
+from locust.stats import RequestStats
 
 import gevent
 from gevent.event import Event
@@ -17,8 +20,10 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from trafficinator_locust.core.bulk import INVALID_REASON, RetryPolicy
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.runtime.bulk_sender import BulkSender
+from trafficinator_locust.runtime.summary import summarize, summary_table
 from trafficinator_locust.runtime.tally import VisitTally
 
 TOKEN = "sender-secret-token-42"
@@ -29,9 +34,13 @@ class FakeResponse:
         self.status_code = status
         self.content = json.dumps(body).encode() if body is not None else b""
         self.failed: str | None = None
+        self.succeeded = False
 
     def failure(self, message: str) -> None:
         self.failed = message
+
+    def success(self) -> None:
+        self.succeeded = True
 
     def __enter__(self) -> FakeResponse:
         return self
@@ -41,14 +50,20 @@ class FakeResponse:
 
 
 class FakeSession:
-    """Records each bulk body; answers success, or tracks ``short`` fewer hits than sent."""
+    """Records each bulk body and answers as Matomo does: success; or ``short`` fewer tracked than sent
+    (invalid, without indices); ``fail`` requests (1-based) rolled back like a deadlock; an item containing a
+    ``poison`` text rolls its request back (500); an item containing an ``invalid`` text is skipped and listed."""
 
-    def __init__(self, short: int = 0, delay: float = 0.0) -> None:
+    def __init__(
+        self, short: int = 0, delay: float = 0.0, fail: tuple[int, ...] = (), poison: str = "", invalid: str = ""
+    ) -> None:
         self.bodies: list[dict] = []
         self.responses: list[FakeResponse] = []
         self.short = short
         self.delay = delay
+        self.fail, self.poison, self.invalid = fail, poison, invalid
         self.names: set[str] = set()
+        self.stored: list[str] = []
 
     def post(self, url: str, data: bytes, headers: dict, name: str, catch_response: bool) -> FakeResponse:
         body = json.loads(data)
@@ -56,8 +71,20 @@ class FakeSession:
         self.names.add(name)
         if self.delay:
             gevent.sleep(self.delay)
-        sent = len(body["requests"])
-        response = FakeResponse(200, {"status": "success", "tracked": sent - self.short, "invalid": self.short})
+        items = body["requests"]
+        sent = len(items)
+        poisoned = [n for n, item in enumerate(items) if self.poison and self.poison in item]
+        if len(self.bodies) in self.fail:
+            response = FakeResponse(500, {"status": "error", "tracked": 0})
+        elif poisoned:
+            response = FakeResponse(500, {"status": "error", "tracked": poisoned[0], "message": f"no! {TOKEN}"})
+        else:
+            skipped = [n for n, item in enumerate(items) if self.invalid and self.invalid in item]
+            self.stored += [item for n, item in enumerate(items) if n not in skipped]
+            answer = {"status": "success", "tracked": sent - self.short - len(skipped), "invalid": self.short}
+            if skipped:
+                answer.update(invalid=len(skipped), invalid_indices=skipped)
+            response = FakeResponse(200, answer)
         self.responses.append(response)
         return response
 
@@ -121,7 +148,7 @@ def test_a_partial_batch_leaves_after_max_delay_and_stop_sends_the_rest(target):
     assert tally.started["Bulky"] == 2
 
 
-def test_a_shortfall_fails_the_request_and_the_visits_it_carried(target):
+def test_a_shortfall_without_indices_is_reported_refused_and_never_resent(target):
     session, tally = FakeSession(short=1), VisitTally()
     sender = BulkSender(target, session, tally, max_delay=60, lanes=1)
     sender.start()
@@ -129,9 +156,79 @@ def test_a_shortfall_fails_the_request_and_the_visits_it_carried(target):
         sender.add("v", f"?n={n}", ("2026-11-26", True) if n in (0, 3) else None, _never_waits)
     _until(lambda: len(session.responses) == 1)
     sender.stop(timeout=5)
-    assert "shortfall: sent 5 hits, Matomo tracked 4" in (session.responses[0].failed or "")
-    assert TOKEN not in session.responses[0].failed
-    assert tally.failed["Bulky"] == 2 and tally.started["Bulky"] == 0 and tally.hits["Bulky"] == 4
+    assert len(session.bodies) == 1  # stored: never resent
+    assert session.responses[0].failed == (
+        "refused 1 hit (unknown 1): Matomo tracked 4 of 5 hits and did not say which it refused"
+    )
+    assert tally.started["Bulky"] == 2 and tally.failed["Bulky"] == 0 and tally.hits["Bulky"] == 4
+
+
+def _send_all(session, target, items, firsts=()):
+    tally = VisitTally()
+    sender = BulkSender(target, session, tally, max_delay=60, lanes=1, policy=RetryPolicy(retries=3, delay=0))
+    sender.start()
+    for n, item in enumerate(items):
+        sender.add("v", item, ("2026-11-26", True) if n in firsts else None, _never_waits)
+    sender.stop(timeout=10)
+    return tally
+
+
+def test_a_rolled_back_batch_is_resent_and_stored_once(target):
+    session = FakeSession(fail=(1, 2))  # two deadlocks
+    items = [f"?idsite=2&rec=1&n={n}" for n in range(5)]
+    tally = _send_all(session, target, items, firsts=(0,))
+    assert session.stored == items and len(session.bodies) == 3
+    assert [r.failed for r in session.responses[:2]] == [
+        "HTTP 500 status error, tracked 0; nothing stored, resent in 0.0 s (try 2)",
+        "HTTP 500 status error, tracked 0; nothing stored, resent in 0.0 s (try 3)",
+    ]
+    assert session.responses[2].succeeded and session.responses[2].failed is None
+    assert tally.hits["Bulky"] == 5 and tally.started["Bulky"] == 1 and tally.failed["Bulky"] == 0
+
+
+def test_a_hit_matomo_refuses_is_isolated_reported_and_its_visit_counts_failed(target):
+    session = FakeSession(poison="ca=1")
+    items = ["?idsite=2&rec=1&n=0", "?idsite=2&rec=1&n=1", "?idsite=2&rec=1&idgoal=1&ca=1&n=2"]
+    items += ["?idsite=2&rec=1&n=3", "?idsite=2&rec=1&n=4"]
+    tally = _send_all(session, target, items, firsts=(0, 2))  # the goal hit opens the second visit
+    assert session.stored == items[:2] + items[3:]
+    failures = [r.failed for r in session.responses if r.failed and r.failed.startswith("refused")]
+    assert failures == ["refused 1 hit (goal 1): HTTP 500 status error, tracked 0: no! *** (alone, 4 tries)"]
+    assert all(TOKEN not in (r.failed or "") for r in session.responses)
+    assert tally.started["Bulky"] == 1 and tally.failed["Bulky"] == 1 and tally.hits["Bulky"] == 4
+
+
+def test_invalid_hits_are_refused_by_kind_and_the_summary_counts_them_from_lockers_failures(target, write_yaml):
+    session = FakeSession(invalid="idsite=99")
+    items = ["?idsite=2&rec=1&n=0", "?idsite=99&rec=1&n=1", "?idsite=99&rec=1&idgoal=1&n=2", "?idsite=2&rec=1&n=3"]
+    _send_all(session, target, items)
+    assert len(session.bodies) == 1 and session.stored == [items[0], items[3]]
+    text = session.responses[0].failed
+    assert (
+        text == "refused 2 hits (goal 1, pageview 1): skipped by Matomo as invalid (unknown site or invalid parameter)"
+    )
+    stats = RequestStats()
+    for _ in range(3):  # three such requests, as Locust collects them (also from workers)
+        stats.log_request("POST", "[Bulky] bulk", 10, 100)
+        stats.log_error("POST", "[Bulky] bulk", text)
+    stats.log_request("POST", "[Bulky] bulk", 10, 100)  # a worker's failure reaches the master as a repr
+    stats.log_error("POST", "[Bulky] bulk", "CatchResponseError('refused 1 hit (order 1): duplicate ec_id')")
+    stats.log_request("POST", "[Bulky] bulk", 10, 100)
+    stats.log_error("POST", "[Bulky] bulk", "HTTP 500 status error, tracked 0; nothing stored, resent in 1.0 s (try 2)")
+    config = load_config(
+        write_yaml(f"""
+        targets:
+          - {{name: Bulky, url: 'http://127.0.0.1:9/b/matomo.php', site_id: 2, token_auth: {TOKEN}, transport: bulk}}
+    """)
+    )
+    row = summarize(config, stats, VisitTally())[0]
+    assert row.refused_hits == {
+        "total": 7,
+        "by_kind": {"goal": 3, "order": 1, "pageview": 3},
+        "sample": INVALID_REASON,
+    }
+    table = summary_table([row])
+    assert "7 (goal 3, order 1, pageview 3)" in table and f"Bulky: {INVALID_REASON}" in table
 
 
 def test_a_full_lane_makes_the_adding_user_wait(target):

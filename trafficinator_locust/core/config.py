@@ -29,7 +29,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from trafficinator_locust.core.budget import DayProfile, Pace, WeekProfile, check_weights, weight_shares
-from trafficinator_locust.core.bulk import DEFAULT_BULK_SIZE, MAX_BULK_SIZE
+from trafficinator_locust.core.bulk import (
+    DEFAULT_BULK_SIZE,
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_DELAY,
+    MAX_BULK_SIZE,
+    MAX_RETRIES,
+    MAX_RETRY_DELAY,
+)
 from trafficinator_locust.core.errors import ConfigError, Problem
 from trafficinator_locust.core.spec_errors import problems_from_validation
 from trafficinator_locust.core.traffic import Resolved, Spec, Traffic, TrafficSpec, check_http_url, resolve_traffic
@@ -106,9 +113,26 @@ class _TargetFields(Spec):
         le=MAX_BULK_SIZE,
         description=f"Hits per bulk request (transport: bulk). Default {DEFAULT_BULK_SIZE}.",
     )
+    bulk_retries: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRIES,
+        description="Resends of a bulk request Matomo rolled back or did not process (a deadlock, 500, 503), "
+        "and of each single hit isolated from a batch that keeps failing, before giving up on it "
+        f"(transport: bulk; backfill without --retries). Default {DEFAULT_RETRIES}.",
+    )
+    bulk_retry_delay: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRY_DELAY,
+        description="Seconds before the first resend of a bulk request; each further one waits twice as long, "
+        f"with +-50% jitter (backfill without --retry-delay). Default {DEFAULT_RETRY_DELAY:g}.",
+    )
     traffic: TrafficSpec | None = None
 
-    @field_validator("site_id", "weight", "visits_per_day", "seed", "bulk_size", mode="before")
+    @field_validator(
+        "site_id", "weight", "visits_per_day", "seed", "bulk_size", "bulk_retries", "bulk_retry_delay", mode="before"
+    )
     @classmethod
     def _no_booleans(cls, value: Any) -> Any:
         if isinstance(value, bool):
@@ -199,6 +223,10 @@ class Target(Resolved):
     profile: Profile = Profile()
     transport: Transport = Transport.single
     bulk_size: int = DEFAULT_BULK_SIZE
+    # How bulk requests are resent (ADR 014). Left out of model dumps, so a backfill checkpoint written
+    # before these keys existed still matches its target: they change how hits travel, not which.
+    bulk_retries: int = Field(DEFAULT_RETRIES, exclude=True)
+    bulk_retry_delay: float = Field(DEFAULT_RETRY_DELAY, exclude=True)
     traffic: Traffic
 
     @property

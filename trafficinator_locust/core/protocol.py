@@ -10,7 +10,8 @@ Pure by design: no I/O, no gevent, no locust. Inputs are plain mappings of strin
 valid) and ``now_utc``; outputs are plain values.
 
 Facts follow Matomo 5.x (``core/Tracker/Request.php``, ``core/Tracker/Action.php``,
-``plugins/Goals``, ``plugins/BulkTracking``); see ``/work/shared/matomo-tracking.md``.
+``plugins/Goals``, ``plugins/BulkTracking``); see ``/work/shared/matomo-tracking.md`` and, for each
+rule with its Matomo source file and its test, ``docs/receiver.md``.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ __all__ = [
     "Rejection",
     "classify",
     "check_hit",
+    "custom_action_claimed",
     "parse_cdt",
     "bot_user_agent",
     "campaign_of",
     "REASONS",
     "IGNORED_REASONS",
     "INVALID_REASONS",
+    "BULK_FATAL_REASONS",
     "NO_REC",
     "BOT",
     "PING_WITHOUT_VISIT",
@@ -52,6 +55,7 @@ __all__ = [
     "UNKNOWN_SITE",
     "BAD_CID",
     "EVENT_INCOMPLETE",
+    "CA_UNCLAIMED",
     "OVERRIDE_NEEDS_TOKEN",
     "BAD_CDT",
     "CDT_NEEDS_TOKEN",
@@ -131,6 +135,9 @@ MISSING_IDSITE = "missing_idsite"
 UNKNOWN_SITE = "unknown_site"
 BAD_CID = "bad_cid"
 EVENT_INCOMPLETE = "event_incomplete"
+CA_UNCLAIMED = "ca_unclaimed"
+"""``ca=1`` (a plugin's custom action) that no action type claims: Matomo's ``Action::factory``
+throws "Request was meant for a plugin which is no longer activated" (core/Tracker/Action.php)."""
 OVERRIDE_NEEDS_TOKEN = "override_needs_token"
 BAD_CDT = "bad_cdt"
 CDT_NEEDS_TOKEN = "cdt_needs_token"
@@ -148,6 +155,7 @@ INVALID_REASONS: frozenset[str] = frozenset(
         UNKNOWN_SITE,
         BAD_CID,
         EVENT_INCOMPLETE,
+        CA_UNCLAIMED,
         OVERRIDE_NEEDS_TOKEN,
         BAD_CDT,
         CDT_NEEDS_TOKEN,
@@ -159,6 +167,13 @@ INVALID_REASONS: frozenset[str] = frozenset(
     }
 )
 REASONS: frozenset[str] = IGNORED_REASONS | INVALID_REASONS
+BULK_FATAL_REASONS: frozenset[str] = frozenset({CA_UNCLAIMED})
+"""Refusals that roll back a whole bulk request. Matomo's bulk handler skips an item (counted in
+``invalid``, listed in ``invalid_indices``) only for ``UnexpectedWebsiteFoundException`` and
+``InvalidRequestParameterException`` (unknown site, bad ``cid``, ``cip``/old ``cdt`` without a
+token, unknown goal...); any other exception, such as the plain ``Exception`` of an unclaimed
+``ca=1``, aborts the batch's transaction (plugins/BulkTracking/Tracker/Handler.php). Every other
+invalid reason here is skipped like an invalid parameter."""
 
 _CDT_FORMAT = "%Y-%m-%d %H:%M:%S"
 _UNIX_RE = re.compile(r"\A\d+(?:\.\d+)?\Z")
@@ -302,6 +317,30 @@ def _check_event(params: Mapping[str, str]) -> Rejection | None:
     return _reject(EVENT_INCOMPLETE, "events need both e_c (category) and e_a (action)")
 
 
+def custom_action_claimed(params: Mapping[str, str]) -> bool:
+    """Whether an action type claims a ``ca=1`` request, as each one's ``shouldHandle`` decides.
+
+    Claimants in a core Matomo 5: events (non-empty ``e_c`` and ``e_a``, plugins/Events/Actions/
+    ActionEvent.php), outlinks (``link``) and downloads (``download``, plugins/Actions/Actions/
+    ActionClickUrl.php, ActionDownloadUrl.php), content (``c_n``, plugins/Contents/Actions/
+    ActionContent.php) and site search (``search``, plugins/Actions/Actions/ActionSiteSearch.php,
+    site search assumed on). Pageviews never do (``ActionPageview::shouldHandle``), and goal
+    conversions, ecommerce and pings have no action class, so with ``ca=1`` they are refused.
+    """
+    if params.get("e_c", "").strip() and params.get("e_a", "").strip():
+        return True
+    return bool(params.get("link") or params.get("download") or params.get("c_n") or params.get("search"))
+
+
+def _check_custom_action(params: Mapping[str, str]) -> Rejection | None:
+    if params.get("ca", "").strip() in ("", "0") or custom_action_claimed(params):  # PHP's empty()
+        return None
+    return _reject(
+        CA_UNCLAIMED,
+        "ca=1 but no action type claims the request (only events, outlinks, downloads, content, site search)",
+    )
+
+
 def _token_problem(token_given: bool) -> str:
     return "token_auth is not valid for this site" if token_given else "token_auth is required"
 
@@ -420,18 +459,24 @@ def check_hit(
     ``token_given`` only refines the message. ``goal_ids=None`` skips the goal id check.
 
     Order: no ``rec`` (ignored, status 200; any value but "" or "0" counts as set, like PHP's
-    ``empty()``) → idsite → cid → events → overrides → cdt → goal → money → items. Every error
-    is a 400. Left to the receiver (stateful or header-based): duplicate ``ec_id``
-    (:data:`DUPLICATE_EC_ID`), bots (:func:`bot_user_agent`), pings without an active visit.
+    ``empty()``) → idsite → cid → overrides → cdt → ``ca=1`` unclaimed (:data:`CA_UNCLAIMED`) →
+    events → goal → money → items. The unclaimed ``ca=1`` comes after the checks Matomo makes
+    before its actions run (so a bulk item with a bad ``cid`` and an unclaimed ``ca`` is skipped,
+    as in Matomo, not fatal). Every error is a 400; :data:`BULK_FATAL_REASONS` says which roll a
+    bulk request back. An incomplete event *without* ``ca=1`` is refused too
+    (:data:`EVENT_INCOMPLETE`), stricter than Matomo, which would store it as a pageview. Left to
+    the receiver (stateful or header-based): duplicate ``ec_id`` (:data:`DUPLICATE_EC_ID`), bots
+    (:func:`bot_user_agent`), pings without an active visit.
     """
     if params.get("rec", "").strip() in ("", "0"):
         return Rejection(NO_REC, "rec=1 is missing: request ignored", 200)
     return (
         _check_site(params, site_exists)
         or _check_cid(params)
-        or _check_event(params)
         or _check_overrides(params, token_valid, token_given)
         or _check_cdt(params, token_valid, token_given, now_utc)
+        or _check_custom_action(params)
+        or _check_event(params)
         or _check_goal(params, goal_ids)
         or _check_money(params)
         or _check_items(params)

@@ -8,16 +8,52 @@ that never change for a target (``idsite``, ``rec``, ``token_auth``...) are enco
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from functools import lru_cache
+from types import MappingProxyType
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from trafficinator_locust.core import catalog
 from trafficinator_locust.core.bulk import form_encode
 from trafficinator_locust.core.config import Target
 from trafficinator_locust.core.visits import Hit, Visitor
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+# The browser features Matomo's JavaScript tracker (4.x, 5.x) sends. It looks up pdf, qt, realp, wma,
+# fla, java and ag in ``navigator.mimeTypes``, which today's browsers hard-code (HTML's "PDF viewing
+# support"): with the built-in PDF viewer on they list only the PDF types, so the tracker sends pdf=1
+# and 0 for the others; without one (mobile Chrome, or the viewer turned off) the list is empty and
+# it sends only ``cookie``. Matomo reads a missing flag as 0 (``Request::getPlugins``).
+PDF_VIEWER_ON: Mapping[str, str] = MappingProxyType(
+    {"pdf": "1", "qt": "0", "realp": "0", "wma": "0", "fla": "0", "java": "0", "ag": "0", "cookie": "1"}
+)
+PDF_VIEWER_OFF: Mapping[str, str] = MappingProxyType({"cookie": "1"})
+_NO_FLAGS: Mapping[str, str] = MappingProxyType({})
+_DESKTOP_AGENTS = frozenset(device.user_agent for device in catalog.DEVICES if device.kind == "desktop")
+
+
+def browser_features(visitor: Visitor, with_token: bool) -> Mapping[str, str]:
+    """The plugin flags of ``visitor``'s browser: part of the fingerprint (config id) Matomo matches visits by.
+
+    Desktop browsers show PDFs inline, phones and tablets mostly do not. Without a token every hit
+    comes from the generator's IP, and Matomo looks a ``uid`` whose visitor id it has not seen up by
+    fingerprint (OS, browser and version, plugin flags, IP, language, site), within 30 minutes,
+    among visits whose user id is empty or the same: a logged-in visitor could take over the visit
+    of a concurrent anonymous visitor on the same browser and language. So, without a token, a
+    logged-in visit has the other PDF viewer setting than its device's default, which no anonymous
+    visit on a browser of that fingerprint has. (Logged-in visits never match each other: their
+    user ids differ.) With a token each visitor sends its own ``cip``, and the IP keeps fingerprints
+    apart. Bots run no JavaScript and send no flags.
+    """
+    if visitor.bot:
+        return _NO_FLAGS
+    viewer = visitor.user_agent in _DESKTOP_AGENTS
+    if visitor.uid and not with_token:
+        viewer = not viewer
+    return PDF_VIEWER_ON if viewer else PDF_VIEWER_OFF
 
 
 class TrackingEncoder:
@@ -89,4 +125,5 @@ class TrackingEncoder:
             params["_idvc"] = str(visitor.visit_count)
         if self._with_token and visitor.ip:
             params["cip"] = visitor.ip  # overriding the IP needs a token with write access
+        params.update(browser_features(visitor, self._with_token))
         return params

@@ -4,7 +4,7 @@ Pure and seeded: ``VisitPlanner.plan(n)`` returns the same visit for the same ta
 number, whatever the concurrency, because each visit gets its own RNG derived from (seed, target,
 number). It returns plain hits with the wait before each; the Locust user only sends and waits.
 Parameters that depend on the moment or place of sending (visitor local time, ``cip`` with a token,
-a run-unique order id) are added by ``tracking``.
+the plugin flags, which depend on the token too, a run-unique order id) are added by ``tracking``.
 
 Every share is drawn independently per visit, so one action never crowds out another.
 """
@@ -23,15 +23,19 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 from trafficinator_locust.core import catalog
 from trafficinator_locust.core.config import Target
 from trafficinator_locust.core.traffic import Journey, Page, Span, Step, Traffic
+from trafficinator_locust.core.visitors import VisitorTicket
 
 T = TypeVar("T")
 _NUMBER_MASK = (1 << 128) - 1
+VISITOR_STREAM = 3
+"""``rng_for(index, 3)``: visitor ``index`` of a ticket (streams 0 and 1: the planner, 2: backfill placement)."""
 # random.Random.seed wraps the C seeding in Python; planning reseeds one Random per visit through the
 # C method directly (same state as Random(key): only Random's unused gauss cache is left alone).
 _seed_core = random.Random.__mro__[1].seed
 _QUOTED_TERMS = tuple(quote_plus(term) for term in catalog.SEARCH_TERMS)
 # Half the site searches are made in a category (Matomo's "Search Categories" report); "" = none.
 _SEARCH_CATEGORIES = ("", "", "", "Products", "Help", "Blog")
+_SHOP_STEPS = frozenset({"cart", "order"})
 
 
 class Visitor(NamedTuple):
@@ -121,6 +125,9 @@ class VisitPlanner:
         self._seed = seed if seed is not None else random.SystemRandom().getrandbits(63)
         salt = hashlib.blake2b(f"{self._seed}|{salt_name or target.name}".encode(), digest_size=16).digest()
         self._salt = int.from_bytes(salt, "big") << 136
+        # Who ticket visitor n is: kept apart from the visits' salt so a later run (a new process,
+        # maybe a new seed) can take over the people an earlier run's visitor book remembers.
+        self.visitor_salt = self._salt
         self._site_url = traffic.site_url.rstrip("/")
         self._pageviews = (int(traffic.pageviews.min), int(traffic.pageviews.max))
         self._dwell = (traffic.dwell_seconds.min, traffic.dwell_seconds.max)
@@ -162,6 +169,7 @@ class VisitPlanner:
         self._channels = Weighted(list(traffic.channels), list(traffic.channels.values()))
         self._engines = Weighted(catalog.SEARCH_ENGINES, [e.weight for e in catalog.SEARCH_ENGINES])
         self._socials = Weighted(catalog.SOCIAL_NETWORKS, [s.weight for s in catalog.SOCIAL_NETWORKS])
+        self._assistants = Weighted(catalog.AI_ASSISTANTS, [a.weight for a in catalog.AI_ASSISTANTS])
         self._campaigns = Weighted(catalog.CAMPAIGNS, [c.weight for c in catalog.CAMPAIGNS])
         self._events = Weighted(traffic.events, [e.weight for e in traffic.events])
         self._goals = Weighted(traffic.goals, [g.weight for g in traffic.goals])
@@ -208,22 +216,27 @@ class VisitPlanner:
 
     # -- visits -------------------------------------------------------------------------------
 
-    def plan(self, number: int) -> PlannedVisit:
+    def plan(self, number: int, ticket: VisitorTicket | None = None) -> PlannedVisit:
         """The visit numbered ``number``: the same number (and seed) always plans the same visit,
         so a backfill that resumes, or mirrored targets, send the same hits::
 
             planner = VisitPlanner(config.targets[0], seed=7)
             visit = planner.plan(1)
             visit.channel, [hit.kind for hit in visit.hits]   # ('social', ['pageview', ..., 'ping'])
+
+        ``ticket`` (from the target's :class:`~.visitors.VisitorBook`) says who visits: visitor
+        ``ticket.index`` is the same person on every visit, returning once Matomo stored an earlier
+        visit of theirs. Without a ticket (mirror, backfill) a returning visit draws from a pool of
+        ``visitors.pool_size`` people, whether or not Matomo has seen them.
         """
         rng = self._reseeded(self._visit_rng, number, 0)
         if rng.random() < self.traffic.bots:
             return self._bot_visit(number, rng)
-        visitor = self._visitor(rng)
+        visitor = self._visitor(rng) if ticket is None else self._ticket_visitor(ticket)
         channel = self._channels.pick(rng)
         journey = self._journey(rng)
         wanted = _between(rng, *self._pageviews)
-        pages = self._journey_pages(journey, rng) if journey else []
+        pages = self._journey_pages(journey, rng, number) if journey else []
         scripted = len(pages)  # the journey's own pages keep their order; shop pages come after them
         if journey is None or journey.continue_browsing:
             pages += self._free_pages(
@@ -288,6 +301,22 @@ class VisitPlanner:
         uid = f"user-{cid[:10]}" if logged_in else uid
         return Visitor(cid, user_agent, language, resolution, country, ip, uadata, uid, returning, visit_count, bot)
 
+    def _ticket_visitor(self, ticket: VisitorTicket) -> Visitor:
+        """Visitor ``ticket.index``: the same cid, device, language, country and login on every visit.
+
+        Logging in belongs to the person, not the visit: Matomo takes a logged-in visitor's id from
+        the ``uid`` (``core/Tracker/Request.php``), so a visitor who logged in only sometimes would
+        be two visitors to Matomo and never return as one.
+        """
+        rng = self._pool_rng
+        _seed_core(rng, self.visitor_salt | (VISITOR_STREAM << 128) | (ticket.index & _NUMBER_MASK))
+        cid, user_agent, language, resolution, country, ip, uadata, _, _, _, bot = self._identity(rng)
+        uid = f"user-{cid[:10]}" if rng.random() < self.traffic.visitors.logged_in else None
+        visit_count = ticket.visits_before + 1
+        return Visitor(
+            cid, user_agent, language, resolution, country, ip, uadata, uid, ticket.returning, visit_count, bot
+        )
+
     def _pool_visitor(self, index: int) -> Visitor:
         """Returning visitor ``index``: same cid, device, language and country on every visit."""
         visitor = self._pool.get(index)
@@ -323,6 +352,8 @@ class VisitPlanner:
             )
         elif channel == "social":
             params["urlref"] = self._socials.pick(rng).url
+        elif channel == "ai":
+            params["urlref"] = self._assistants.pick(rng).url
         elif channel == "website":
             params["urlref"] = rng.choice(catalog.WEBSITES)
         elif channel == "campaign":
@@ -338,7 +369,7 @@ class VisitPlanner:
                 return journey
         return None
 
-    def _journey_pages(self, journey: Journey, rng: random.Random) -> list[_Page]:
+    def _journey_pages(self, journey: Journey, rng: random.Random, number: int) -> list[_Page]:
         pages: list[_Page] = []
         for step in journey.steps:
             if step.type == "pageview":
@@ -346,7 +377,7 @@ class VisitPlanner:
                 continue
             if not pages:  # an action needs a page to happen on: the home page
                 pages.append(self._new_page(self._pages.items[0], rng))
-            pages[-1].extras.append(self._step_hit(step, rng))
+            pages[-1].extras.append(self._step_hit(step, rng, number))
         return pages
 
     def _free_pages(self, rng: random.Random, count: int, after: Page | None) -> list[_Page]:
@@ -405,12 +436,14 @@ class VisitPlanner:
         return Hit("event", params, self._action_wait(rng))
 
     def _goal_hit(self, goal: Any, rng: random.Random) -> Hit:
-        params = {"idgoal": str(goal.id), "ca": "1"}
+        # No ca=1: a goal conversion is not an action, so no action type claims it and Matomo's
+        # Action::factory() refuses the whole request ("meant for a plugin which is no longer activated").
+        params = {"idgoal": str(goal.id)}
         if goal.revenue is not None:
             params["revenue"] = f"{rng.uniform(goal.revenue.min, goal.revenue.max):.2f}"
         return Hit("goal", params, self._action_wait(rng))
 
-    def _step_hit(self, step: Step, rng: random.Random) -> Hit:
+    def _step_hit(self, step: Step, rng: random.Random, number: int) -> Hit:
         wait = _draw(step.delay, rng)
         if step.type == "search":
             hit = Hit(
@@ -437,8 +470,7 @@ class VisitPlanner:
             hit = Hit(
                 "goal",
                 {
-                    "idgoal": str(step.id),
-                    "ca": "1",
+                    "idgoal": str(step.id),  # no ca=1, as in _goal_hit
                     **({"revenue": f"{step.revenue:.2f}"} if step.revenue is not None else {}),
                 },
                 0,
@@ -446,33 +478,68 @@ class VisitPlanner:
         elif step.type == "cart":
             hit = self._cart_hit(self._basket(rng), rng)
         else:
-            hit = self._order_hit(self._basket(rng), rng, f"{self._key}-{rng.getrandbits(48):012x}")
+            hit = self._order_hit(self._basket(rng), rng, self._order_ref(number))
         return Hit(hit.kind, hit.params, wait if wait is not None else self._action_wait(rng))
 
     # -- shop ---------------------------------------------------------------------------------
 
     def _shop(self, rng: random.Random, pages: list[_Page], number: int, scripted: int = 0) -> set[str]:
+        """Add the visit's free shop draws around its journey's own cart and order steps.
+
+        A visit shops in Matomo's order: product views, then cart updates, then at most one order,
+        and no cart update after the order (Matomo books a cart updated after the order as an
+        abandoned cart, ``VisitGoalBuyer`` "ordered then abandoned"). The journey's steps (on its
+        ``scripted`` pages, already in order: the config refuses a cart step after an order step)
+        keep their places; the free draws fit around them: product pages before the journey's first
+        cart or order, the free cart update before the journey's order, and no free order when the
+        journey orders (its order is the visit's one order).
+        """
         shop = self.traffic.ecommerce
         done: set[str] = set()
+        steps = [(page, hit) for page in pages[:scripted] for hit in page.extras if hit.kind in _SHOP_STEPS]
+        first_step = steps[0][0] if steps else None
+        journey_order = next((page for page, hit in steps if hit.kind == "order"), None)
         if rng.random() < shop.product_view:
             for product in _sample(rng, shop.products, min(len(shop.products), _between(rng, 1, 2))):
                 viewed = self._new_page(self._product_pages[product.sku], rng)
                 viewed.params.update(self._product_view_params[product.sku])
-                pages.insert(_between(rng, max(1, scripted), len(pages)) if pages else 0, viewed)
+                if first_step is None:  # after the journey's pages (a product page never replaces its landing)
+                    at = _between(rng, max(1, scripted), len(pages)) if pages else 0
+                else:  # before the page of the journey's first cart or order
+                    before = _index(pages, first_step)
+                    at = _between(rng, min(1, before), before)
+                pages.insert(at, viewed)
             done.add("product_view")
         draw = rng.random()
         if draw < max(shop.cart, shop.order) and pages:
             basket = self._basket(rng)
-            low = max(scripted - 1, 0)
-            at = low + int(rng.random() * (len(pages) - low))
-            pages[at].extras.append(self._cart_hit(basket, rng))
+            cart = self._cart_hit(basket, rng)
+            viewed_last = max((i for i, page in enumerate(pages) if "_pks" in page.params), default=0)
+            if journey_order is not None:  # on or after the last product page, before the journey's order
+                ordered = _index(pages, journey_order)
+                at = viewed_last + int(rng.random() * (ordered - viewed_last + 1))
+                extras = pages[at].extras
+                if at == ordered:
+                    extras.insert(next(i for i, hit in enumerate(extras) if hit.kind == "order"), cart)
+                else:
+                    extras.append(cart)
+            else:
+                low = max(viewed_last, scripted - 1, 0)
+                at = low + int(rng.random() * (len(pages) - low))
+                pages[at].extras.append(cart)
             done.add("cart")
             if draw < shop.order:
-                checkout = self._new_page(self._checkout, rng)
-                checkout.extras.append(self._order_hit(basket, rng, f"{self._key}-{number:x}"))
-                pages.insert(at + 1, checkout)
+                if journey_order is None:  # the checkout page follows the last cart update, free or scripted
+                    last_cart = max([at] + [_index(pages, page) for page, hit in steps if hit.kind == "cart"])
+                    checkout = self._new_page(self._checkout, rng)
+                    checkout.extras.append(self._order_hit(basket, rng, self._order_ref(number)))
+                    pages.insert(last_cart + 1, checkout)
                 done.add("order")
         return done
+
+    def _order_ref(self, number: int) -> str:
+        """The order id of visit ``number`` (a visit orders at most once); ``tracking`` prefixes the run."""
+        return f"{self._key}-{number:x}"
 
     def _basket(self, rng: random.Random) -> list[tuple[Any, int]]:
         shop = self.traffic.ecommerce
@@ -588,6 +655,11 @@ def _item_prefix(product: Any) -> str:
     return json.dumps([product.sku, product.name, product.category, round(product.price, 2)], separators=(",", ":"))[
         :-1
     ]
+
+
+def _index(pages: list[_Page], page: _Page) -> int:
+    """The position of ``page`` itself in ``pages`` (by identity: two planned pages may be equal)."""
+    return next(i for i, candidate in enumerate(pages) if candidate is page)
 
 
 def _sample(rng: random.Random, population: Sequence[T], count: int) -> list[T]:

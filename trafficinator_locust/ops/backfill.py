@@ -14,9 +14,13 @@ The pieces, by job:
   nothing is sent twice.
 * **Sending** (:mod:`.tracker_http`, :mod:`.rate_limit`): a keep-alive connection per target, a
   hits-per-second token bucket.
+* **Delivery** (:class:`trafficinator_locust.core.bulk.Delivery`, pure, the same policy as live bulk,
+  ADR 014): a batch Matomo rolled back or did not process (a deadlock between targets of one Matomo,
+  500, 503, connection refused) is resent after a backoff with jitter; one that keeps failing is split
+  to isolate the hits Matomo refuses, which are counted per kind and never resent; a stored batch, or
+  one without an answer, is never resent. The checkpoint moves past the settled hits only.
 * **This module**: checking the options and targets (:func:`prepare`), the run (:func:`run_backfill`:
-  one OS thread per target, retries only where nothing can have been stored -- connection
-  refused, 429/502/503 --, Ctrl-C/SIGTERM handling), progress, the summary and the report. The
+  one OS thread per target, Ctrl-C/SIGTERM handling), progress, the summary and the report. The
   command line (``trafficinator backfill``) is :mod:`trafficinator_locust.cli`; the same run inside
   Locust is :mod:`trafficinator_locust.runtime.backfill_locust`.
 
@@ -58,14 +62,25 @@ from trafficinator_locust.core.bulk import (
     DEFAULT_BULK_SIZE,
     JSON_CONTENT_TYPE,
     MAX_BULK_SIZE,
-    BulkAnswer,
+    MAX_RETRIES,
+    MAX_RETRY_DELAY,
+    Decision,
+    Delivery,
+    HitFate,
+    Outcome,
+    RetryPolicy,
+    Send,
     batches,
     build_payload,
+    deliver,
+    describe,
     encode_item,
-    parse_answer,
+    judge,
+    kinds_of,
+    no_answer,
 )
 from trafficinator_locust.core.config import Config, Target
-from trafficinator_locust.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BulkError, SendError, UsageError
+from trafficinator_locust.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, SendError, UsageError
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.protocol import ACTION_KINDS, classify
 from trafficinator_locust.core.table import render_table
@@ -86,10 +101,12 @@ __all__ = [
     "report_document",
     "run_backfill",
     "select_targets",
+    "send_batch",
 ]
 
 DEFAULT_MAX_DAYS = 400
-RETRYABLE_STATUSES = frozenset({429, 502, 503})
+ALL_REFUSED_STOPS = 10
+"""A batch of at least this many hits that Matomo refused entirely stops its target (a token or site problem)."""
 
 PosterFactory = Callable[[Target, float], Poster]
 """``factory(target, timeout)``: what a target's thread sends through (one poster per thread)."""
@@ -108,7 +125,8 @@ class BackfillOptions:
     bulk_size: int = DEFAULT_BULK_SIZE
     max_days: int = DEFAULT_MAX_DAYS
     dry_run: bool = False
-    retries: int = 2
+    retries: int | None = None  # None: each target's bulk_retries
+    retry_delay: float | None = None  # None: each target's bulk_retry_delay
     timeout: float = 30.0
     stop_after_batches: int | None = None  # test hook: behave as if interrupted after N batches
     progress_every: float = 1.0
@@ -126,8 +144,10 @@ class TargetJob:
     run_id: str
     planner: VisitPlanner
     encoder: TrackingEncoder
+    policy: RetryPolicy = RetryPolicy()
     status: str = "pending"  # pending | running | complete | failed | interrupted
     error: str | None = None
+    open_visit: tuple[int, bool] = (-1, False)  # (visit index, a hit of it delivered) across batches
 
     @property
     def name(self) -> str:
@@ -176,6 +196,10 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
         raise UsageError(f"--bulk-size must be between 1 and {MAX_BULK_SIZE}")
     if options.max_hits_per_second is not None and not options.max_hits_per_second > 0:
         raise UsageError("--max-hits-per-second must be > 0")
+    if options.retries is not None and not 0 <= options.retries <= MAX_RETRIES:
+        raise UsageError(f"--retries must be between 0 and {MAX_RETRIES}")
+    if options.retry_delay is not None and not 0 <= options.retry_delay <= MAX_RETRY_DELAY:
+        raise UsageError(f"--retry-delay must be between 0 and {MAX_RETRY_DELAY:g} seconds")
     selected = select_targets(config, options.targets)
     problems = []
     for index, target in selected:
@@ -229,6 +253,10 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
                 run_id,
                 VisitPlanner(target, seed),
                 TrackingEncoder(target, run_id=run_id),
+                RetryPolicy(
+                    target.bulk_retries if options.retries is None else options.retries,
+                    target.bulk_retry_delay if options.retry_delay is None else options.retry_delay,
+                ),
             )
         )
     return jobs
@@ -271,6 +299,45 @@ def _items(job: TargetJob, window: DayWindow, cursor: Sequence[int]) -> Iterator
                 stored,
                 stored and classify(params) in ACTION_KINDS,
             )
+
+
+def send_batch(
+    poster: Poster,
+    queries: list[str],
+    token: str | None,
+    policy: RetryPolicy,
+    *,
+    stop: threading.Event | None = None,
+    bucket: TokenBucket | None = None,
+    draw: Callable[[], float] = random.random,
+) -> Delivery:
+    """One batch of bulk ``queries`` through ``poster`` by the delivery policy (ADR 014); returns its
+    :class:`~trafficinator_locust.core.bulk.Delivery` (every hit's fate, what Matomo tracked, why it halted).
+
+    Waits between tries on ``stop`` (set: the delivery ends early, its unsettled hits pending); resends and
+    split pieces take their hits from ``bucket`` too. A request without an answer is never resent.
+
+    Example::
+
+        delivery = send_batch(TrackerPoster(target.url), queries, target.token, RetryPolicy())
+        delivery.positions(HitFate.REFUSED), delivery.halted
+    """
+    stop = stop or threading.Event()
+
+    def send_one(send: Send, record: Callable[[Outcome], Decision]) -> None:
+        if bucket is not None and (send.attempt > 1 or send.size < len(queries)):
+            bucket.acquire(send.size, sleep=stop.wait)
+
+        def settle(status: int, body: bytes) -> str | None:
+            return describe(record(judge(status, body, send.size, token)), queries)
+
+        payload = build_payload(queries[send.start : send.end], token)
+        try:
+            poster.post(payload, JSON_CONTENT_TYPE, settle)
+        except SendError as exc:
+            record(no_answer(send.size, reached=not exc.retryable, reason=str(exc)))
+
+    return deliver(len(queries), send_one, policy, sleep=stop.wait, draw=draw)
 
 
 class Progress:
@@ -372,6 +439,8 @@ class _Run:
             self._day_finished(job)
             return True
         window = window_of(job, day, state, self.now)
+        job.open_visit = (-1, False)
+        rng = random.Random()
         for batch in batches(_items(job, window, state["cursor"]), self.options.bulk_size):
             if self.stop.is_set():
                 job.status = "interrupted"
@@ -381,21 +450,25 @@ class _Run:
                 if self.stop.is_set():
                     job.status = "interrupted"
                     return False
-            payload = build_payload([item.query for item in batch], token)
-            try:
-                answer = self._send(poster, payload, len(batch), token)
-            except BulkError as exc:
-                if exc.answer is not None:  # processed with a shortfall: never resend it
-                    self._confirm(job, state, batch, exc.answer, confirmed=False)
-                job.status, job.error = "failed", f"{day}: {exc}"
-                return False
-            except SendError as exc:
-                job.status, job.error = "failed", f"{day}: {exc}"
-                return False
-            except _Stopped:
+            queries = [item.query for item in batch]
+            delivery = send_batch(poster, queries, token, job.policy, stop=self.stop, bucket=bucket, draw=rng.random)
+            settled = delivery.settled
+            refused = delivery.positions(HitFate.REFUSED)
+            if len(batch) >= ALL_REFUSED_STOPS and len(refused) == len(batch):
+                job.status = "failed"
+                job.error = (
+                    f"{day}: Matomo refused every hit of a batch of {len(batch)} ({delivery.reasons.get(0, '')}); "
+                    f"check the token (write access to site {job.target.site_id}) and the site id"
+                )
+                return False  # not confirmed: after the fix, the next run sends these hits again
+            if settled:
+                self._confirm(job, state, batch[:settled], delivery, queries)
+            if delivery.stopped:
                 job.status = "interrupted"
                 return False
-            self._confirm(job, state, batch, answer, confirmed=True)
+            if delivery.halted is not None:
+                job.status, job.error = "failed", f"{day}: {delivery.halted}"
+                return False
             self.batch_done()
         with self.checkpoint.lock:
             state["done"] = True
@@ -404,46 +477,47 @@ class _Run:
         self._day_finished(job)
         return True
 
-    def _send(self, poster: Poster, payload: bytes, count: int, token: str | None) -> BulkAnswer:
-        attempts = self.options.retries + 1
-        for attempt in range(attempts):
-            try:
-                status, body = poster.post(payload, JSON_CONTENT_TYPE)
-            except SendError as exc:
-                if not exc.retryable or attempt == attempts - 1:
-                    suffix = f" (after {attempt + 1} attempts)" if attempt else ""
-                    raise SendError(f"{exc}{suffix}", exc.retryable) from None
-            else:
-                if status not in RETRYABLE_STATUSES or attempt == attempts - 1:
-                    return parse_answer(status, body, count, token)
-            if self.stop.wait(min(0.5 * 2**attempt, 10.0)):
-                raise _Stopped()
-        raise AssertionError("unreachable")
-
     def _confirm(
-        self, job: TargetJob, state: dict[str, Any], batch: list[_Item], answer: BulkAnswer, confirmed: bool
+        self, job: TargetJob, state: dict[str, Any], settled: list[_Item], delivery: Delivery, queries: list[str]
     ) -> None:
-        last = batch[-1]
+        """Record the settled hits of a batch (a prefix of it) in the checkpoint and move its cursor past them."""
+        last = settled[-1]
         cursor = [last.visit + 1, 0] if last.last_of_visit else [last.visit, last.hit + 1]
+        visits = actions = 0
+        for position, item in enumerate(settled):
+            delivered = delivery.fates[position] is HitFate.DELIVERED
+            visit, seen = job.open_visit
+            if visit != item.visit:  # a new visit; one resumed mid-visit had its earlier hits confirmed
+                seen = item.hit > 0
+            seen = seen or delivered
+            job.open_visit = (item.visit, seen)
+            if item.last_of_visit and item.stored_visit and seen:
+                visits += 1
+            if delivered and item.action:
+                actions += 1
+        refused = [position for position in range(len(settled)) if delivery.fates[position] is HitFate.REFUSED]
+        kinds = kinds_of(queries, refused, delivery.unattributed)
         with self.checkpoint.lock:
             state["cursor"] = cursor
-            state["hits"] += len(batch)
-            state["tracked"] += answer.tracked
-            state["invalid"] += answer.invalid
-            if confirmed:
-                state["visits"] += sum(1 for item in batch if item.last_of_visit and item.stored_visit)
-                state["actions"] += sum(1 for item in batch if item.action)
+            state["hits"] += len(settled)
+            state["tracked"] += delivery.tracked
+            state["invalid"] += sum(kinds.values())
+            state["visits"] += visits
+            state["actions"] += actions
+            if kinds:
+                saved = self.checkpoint.data["targets"][job.name]
+                by_kind = saved.setdefault("refused", {})
+                for kind, count in kinds.items():
+                    by_kind[kind] = by_kind.get(kind, 0) + count
+                sample = delivery.reasons.get(refused[0]) if refused else delivery.unattributed_reason
+                saved.setdefault("refused_sample", sample)
             self.checkpoint.save()
         if self.progress is not None:
-            self.progress.hits[job.name] += len(batch)
+            self.progress.hits[job.name] += len(settled)
 
     def _day_finished(self, job: TargetJob) -> None:
         if self.progress is not None:
             self.progress.done[job.name] += 1
-
-
-class _Stopped(Exception):
-    """The run was asked to stop while waiting to retry."""
 
 
 class _Signals:
@@ -504,7 +578,8 @@ def report_document(
     """
     targets = []
     for job in jobs:
-        saved = (checkpoint.target(job.name) or {}).get("days", {})
+        entry = checkpoint.target(job.name) or {}
+        saved = entry.get("days", {})
         days: dict[str, Any] = {}
         for day in job.days:
             state = saved.get(day.isoformat())
@@ -536,6 +611,11 @@ def report_document(
                 "timezone": job.target.timezone,
                 "status": job.status,
                 "error": job.error,
+                "refused_hits": {
+                    "total": sum(entry.get("refused", {}).values()),
+                    "by_kind": dict(sorted(entry.get("refused", {}).items())),
+                    "sample": entry.get("refused_sample"),
+                },
                 "days": days,
             }
         )
@@ -571,7 +651,7 @@ def _summary(document: Mapping[str, Any]) -> str:
             ]
         )
     return render_table(
-        ["target", "timezone", "days", "planned", "visits sent", "hits sent", "tracked", "invalid", "status"], rows
+        ["target", "timezone", "days", "planned", "visits sent", "hits sent", "tracked", "refused", "status"], rows
     )
 
 

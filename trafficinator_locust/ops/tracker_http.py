@@ -5,7 +5,8 @@ so they cannot use Locust's HTTP sessions; one module opens their connections, s
 paths and what a failure looks like are decided once. Two ways to use it:
 
 * :class:`TrackerPoster`: POSTs to one tracker URL over a keep-alive connection, and says whether a
-  failed POST may be sent again (:class:`~trafficinator_locust.core.errors.SendError`)::
+  POST that got no answer may be sent again (:class:`~trafficinator_locust.core.errors.SendError`);
+  what an answer means is :func:`trafficinator_locust.core.bulk.judge`'s business::
 
       poster = TrackerPoster("https://matomo.example/matomo.php", timeout=30)
       status, body = poster.post(payload, JSON_CONTENT_TYPE)
@@ -26,6 +27,7 @@ import http.client
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -37,6 +39,7 @@ __all__ = [
     "Endpoint",
     "HttpAnswer",
     "Poster",
+    "Settle",
     "TrackerPoster",
     "display_url",
 ]
@@ -110,10 +113,18 @@ class Endpoint:
             connection.close()
 
 
-class Poster(Protocol):
-    """What the backfill sends its bulk requests through (:class:`TrackerPoster`, or Locust's)."""
+Settle = Callable[[int, bytes], object]
+"""``settle(status, body)``: judge an answer while its request is still open (Locust marks it by the result)."""
 
-    def post(self, body: bytes, content_type: str) -> tuple[int, bytes]: ...
+
+class Poster(Protocol):
+    """What the backfill sends its bulk requests through (:class:`TrackerPoster`, or Locust's).
+
+    ``post`` returns ``(status, body)`` after calling ``settle(status, body)`` when given, or raises
+    :class:`~trafficinator_locust.core.errors.SendError` when no answer came (then ``settle`` is not called).
+    """
+
+    def post(self, body: bytes, content_type: str, settle: Settle | None = None) -> tuple[int, bytes]: ...
 
     def close(self) -> None: ...
 
@@ -152,8 +163,9 @@ class TrackerPoster:
             self._connection = self._endpoint.connect(self._timeout)
         return self._connection
 
-    def post(self, body: bytes, content_type: str) -> tuple[int, bytes]:
-        """Send one POST; returns ``(status, body)`` or raises :class:`SendError`.
+    def post(self, body: bytes, content_type: str, settle: Settle | None = None) -> tuple[int, bytes]:
+        """Send one POST; returns ``(status, body)`` (after ``settle(status, body)`` when given) or raises
+        :class:`SendError`.
 
         ``retryable`` is set when the request could not be sent (refused, unreachable, reset while
         sending): Matomo cannot have stored it. Once sent, a missing answer is not retryable.
@@ -174,6 +186,8 @@ class TrackerPoster:
         self._used_at = time.monotonic()
         if response.will_close:
             self.close()
+        if settle is not None:
+            settle(response.status, data)
         return response.status, data
 
     def close(self) -> None:

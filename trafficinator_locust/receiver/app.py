@@ -15,7 +15,7 @@ from typing import Any
 from trafficinator_locust.receiver.instances import ReceiverInstance
 from trafficinator_locust.receiver.reporting import handle as handle_api
 from trafficinator_locust.receiver.store import InstanceState
-from trafficinator_locust.receiver.tracker import Loss, Tracker
+from trafficinator_locust.receiver.tracker import FailBatches, Loss, Tracker
 from trafficinator_locust.receiver.wsgi import TEXT, Environ, StartResponse, read_body, respond, respond_json
 
 __all__ = ["ReceiverApp"]
@@ -38,8 +38,11 @@ class ReceiverApp:
     stats (for tests comparing sequences; memory grows with hits). ``loss``: the share of
     otherwise-valid hits answered as stored but dropped (0..1), chosen per hit by a keyed hash of
     its parameters (seeded by ``loss_seed``), so runs are repeatable and ``trafficinator verify``
-    has a silent loss to find, like Matomo's silent drops. ValueError for a loss outside 0..1, two
-    instances on one prefix, or an unknown token role.
+    has a silent loss to find, like Matomo's silent drops. ``fail_batches``: the share of bulk
+    requests (0..1, drawn by a random generator seeded by ``fail_seed``) answered like a database
+    deadlock, ``500 {"status": "error", "tracked": 0}``, storing nothing (``failed_batches`` in the
+    stats), for testing the generator's retries. ValueError for a loss outside 0..1, a
+    fail_batches outside 0..1, two instances on one prefix, or an unknown token role.
     """
 
     def __init__(
@@ -51,9 +54,17 @@ class ReceiverApp:
         loss: float = 0.0,
         loss_seed: int = 0,
         record_hits: bool = False,
+        fail_batches: float = 0.0,
+        fail_seed: int = 0,
     ) -> None:
         self.clock = clock
-        self.tracker = Tracker(clock, delay_seconds=delay_seconds, loss=Loss(loss, loss_seed), record_hits=record_hits)
+        self.tracker = Tracker(
+            clock,
+            delay_seconds=delay_seconds,
+            loss=Loss(loss, loss_seed),
+            record_hits=record_hits,
+            fail_batches=FailBatches(fail_batches, fail_seed),
+        )
         self._states: dict[str, InstanceState] = {}
         for instance in instances:
             prefix = _normalise_prefix(instance.prefix)

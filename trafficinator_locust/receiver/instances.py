@@ -1,7 +1,8 @@
 """What the receiver serves: Matomo instances told apart by URL path prefix, their sites and tokens.
 
 An instance is one simulated Matomo (``/dev/matomo.php``, ``/prod/matomo.php``, or ``/matomo.php``
-for the prefix ""); each has websites (``idsite``) with a time zone, currency and goals, and tokens
+for the prefix ""); each has websites (``idsite``) with a time zone, currency and goals (ids of
+manually triggered goals, or :class:`ReceiverGoal` definitions with a URL pattern), and tokens
 with Matomo's roles, the same on every site of the instance. The tokens a traffic config brings are
 admin tokens (they track with ``cip``/old ``cdt``); ``ReceiverInstance.roles`` adds others, e.g. a
 view-only token that the Reporting API accepts and the tracker does not.
@@ -26,6 +27,7 @@ from trafficinator_locust.core.protocol import instance_path
 
 __all__ = [
     "ROLES",
+    "ReceiverGoal",
     "ReceiverSite",
     "ReceiverInstance",
     "instances_from_targets",
@@ -36,9 +38,29 @@ ROLES = ("view", "write", "admin")
 """Matomo's roles, weakest first; tracking with a token needs write or admin."""
 
 
+@dataclass(frozen=True)
+class ReceiverGoal:
+    """One goal of a site, as Matomo's Goals plugin defines it (plugins/Goals, ``GoalManager``).
+
+    ``url_contains`` empty: converted only manually (``idgoal=N``); otherwise also converted
+    automatically by a pageview whose URL contains it (case-insensitive, Matomo's default).
+    ``allow_multiple`` False (Matomo's default): at most one conversion per visit. ``revenue``:
+    the default revenue when the hit sends none.
+    """
+
+    id: int
+    url_contains: str = ""
+    allow_multiple: bool = False
+    revenue: float = 0.0
+
+
 @dataclass
 class ReceiverSite:
-    """One Matomo website (``idsite``) of a receiver instance."""
+    """One Matomo website (``idsite``) of a receiver instance.
+
+    ``goals`` are the ids of manually triggered goals; ``goal_definitions`` adds goals with a URL
+    pattern or other settings (a definition wins over a bare id). :attr:`goal_rules` holds both.
+    """
 
     site_id: int
     timezone: str = "UTC"
@@ -46,6 +68,14 @@ class ReceiverSite:
     goals: frozenset[int] = frozenset({1, 2, 3})
     ecommerce: bool = True
     name: str = ""
+    goal_definitions: tuple[ReceiverGoal, ...] = ()
+
+    @property
+    def goal_rules(self) -> dict[int, ReceiverGoal]:
+        """Every goal of the site by id: the bare ``goals`` as manual goals, then the definitions."""
+        rules = {goal_id: ReceiverGoal(goal_id) for goal_id in self.goals}
+        rules.update((goal.id, goal) for goal in self.goal_definitions)
+        return rules
 
 
 @dataclass

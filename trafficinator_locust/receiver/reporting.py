@@ -1,8 +1,9 @@
 """The Reporting API subset (``<prefix>/index.php?module=API``) that preflight and verify call.
 
 ``API.getMatomoVersion``, ``SitesManager.getSiteFromId``, the ``SitesManager.getSites[Id]With...Access``
-lists by the token's role, ``VisitsSummary.get`` (``period=day``, site-local days) and
-``CoreAdminHome.getTrackingFailures``, answered from what the tracker stored. Like Matomo, every
+lists by the token's role, ``VisitsSummary.get`` (``period=day``, site-local days),
+``Live.getLastVisitsDetails`` (the site's latest visits, newest first, with a few of Matomo's
+fields) and ``CoreAdminHome.getTrackingFailures``, answered from what the tracker stored. Like Matomo, every
 method needs a known token of some role, and errors are JSON ``{"result": "error", ...}`` with
 status 200. No answer ever echoes a request parameter (it may hold a token).
 
@@ -84,6 +85,8 @@ def answer(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
         return [_site_info(site.site) for site in state.sites.values()] if role in _SITES_BY_ROLE[method] else []
     if method == "VisitsSummary.get":
         return _visits_summary(state, params, now)
+    if method == "Live.getLastVisitsDetails":
+        return _last_visits(state, params)
     if method == "CoreAdminHome.getTrackingFailures":
         return _tracking_failures(state)
     module = method.split(".", 1)[0]
@@ -148,6 +151,36 @@ def _visits_summary(state: InstanceState, params: Mapping[str, str], now: float)
         "nb_actions": stats.actions,
         "nb_uniq_visitors": len(stats.visitors),
     }
+
+
+def _last_visits(state: InstanceState, params: Mapping[str, str]) -> Any:
+    """The site's latest visits (at most ``filter_limit``, default 100, and what the receiver
+    keeps: ``visits.RECENT_VISITS``), newest first, with a subset of Matomo's Live fields."""
+    site = _api_site(state, params)
+    if isinstance(site, dict):
+        return site
+    raw = (params.get("filter_limit") or "100").strip()
+    limit = int(raw) if raw.lstrip("-").isdigit() else 100
+    visits = list(reversed(site.visits.recent))
+    if limit >= 0:
+        visits = visits[:limit]
+    return [
+        {
+            "idVisit": visit.idvisit,
+            "visitorId": visit.visitor_id,
+            "userId": visit.user_id or None,
+            "visitCount": visit.visit_count,
+            "visitorType": visit.visitor_type,
+            "actions": visit.actions,
+            "referrerType": visit.referrer_type,
+            "referrerName": visit.referrer_name,
+            "deviceType": visit.device_type,
+            "firstActionTimestamp": int(visit.first_ts),
+            "lastActionTimestamp": int(visit.last_ts),
+            "serverDate": visit.day.isoformat(),
+        }
+        for visit in visits
+    ]
 
 
 def _tracking_failures(state: InstanceState) -> list[dict[str, Any]]:

@@ -66,13 +66,24 @@ def run(
     loss: float = 0.0,
     loss_seed: int = 0,
     record_hits: bool = False,
+    fail_batches: float = 0.0,
+    fail_seed: int = 0,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then stop cleanly and return exit code 0.
 
     Prints one ``sink listening on ...`` line; writes the bound port to ``ready_file`` (atomic
-    rename) once listening so callers can wait for it instead of sleeping.
+    rename) once listening so callers can wait for it instead of sleeping. The other options are
+    :class:`~trafficinator_locust.receiver.app.ReceiverApp`'s.
     """
-    app = ReceiverApp(instances, delay_seconds=delay_seconds, loss=loss, loss_seed=loss_seed, record_hits=record_hits)
+    app = ReceiverApp(
+        instances,
+        delay_seconds=delay_seconds,
+        loss=loss,
+        loss_seed=loss_seed,
+        record_hits=record_hits,
+        fail_batches=fail_batches,
+        fail_seed=fail_seed,
+    )
     server, bound = serve(app, host, port)
     stop = gevent.event.Event()
     watchers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)]

@@ -1,8 +1,14 @@
 """What the receiver stored, per instance and site, and the stats JSON that tells it.
 
-The tracker writes here (hits per kind, rejections per reason, silent drops, order ids, visits),
-``GET /sink/stats`` and the Reporting API read from here. The shape of :meth:`SiteState.stats`
-is what tests, the demo and ``trafficinator verify`` compare against: its fields do not change.
+The tracker writes here (hits per kind, rejections per reason, silent drops, order ids, visits,
+conversions), ``GET /sink/stats`` and the Reporting API read from here. The shape of
+:meth:`SiteState.stats` is what tests, the demo and ``trafficinator verify`` compare against: its
+fields are only ever added to, never changed. Per site: ``returning_visits``, ``visitor_types``
+(new / returning / returningCustomer), ``referrer_types`` (direct, search, social, website,
+campaign, ai) and ``conversions`` (by goal id, ``ecommerceOrder``, ``ecommerceAbandonedCart``)
+count over every day; per instance ``failed_batches`` counts the bulk requests that
+``--fail-batches`` answered like a deadlock and ``rolled_back_batches`` those a refused item rolled
+back.
 
 Example::
 
@@ -19,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from trafficinator_locust.core.protocol import HIT_KINDS, Rejection
+from trafficinator_locust.receiver.goals import Conversions
 from trafficinator_locust.receiver.instances import ReceiverInstance, ReceiverSite
 from trafficinator_locust.receiver.visits import SiteVisits
 
@@ -36,11 +43,16 @@ class SiteState:
         self.site = site
         self.zone = ZoneInfo(site.timezone)
         self.visits = SiteVisits(self.zone)
+        self.conversions = Conversions()
+        self.goal_rules = site.goal_rules
+        self.goal_ids = frozenset(self.goal_rules)
+        self.url_goals = tuple(goal for goal in self.goal_rules.values() if goal.url_contains)
         self.reset()
 
     def reset(self) -> None:
         """Forget every hit, visit and lookup."""
         self.visits.reset()
+        self.conversions.reset()
         self.hits = 0
         self.ip_overrides = 0  # stored hits whose visitor IP came from cip (token required)
         self.hit_log: dict[str, list[tuple[str, str]]] = {}
@@ -66,6 +78,10 @@ class SiteState:
             "invalid": _counter_dict(self.invalid),
             "ignored": _counter_dict(self.ignored),
             "visits_by_day": self.visits.by_day(),
+            "returning_visits": self.visits.returning_visits(),
+            "visitor_types": _counter_dict(self.visits.visitor_types),
+            "referrer_types": _counter_dict(self.visits.referrer_types),
+            "conversions": self.conversions.stats(),
             **({"lost": self.lost} if self.lost else {}),
         }
 
@@ -82,6 +98,8 @@ class InstanceState:
         self.sites = {site_id: SiteState(site) for site_id, site in instance.sites.items()}
         self.invalid: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
+        self.failed_batches = 0
+        self.rolled_back_batches = 0
 
     def reset(self) -> None:
         """Forget everything recorded for this instance."""
@@ -89,6 +107,8 @@ class InstanceState:
             site.reset()
         self.invalid.clear()
         self.ignored.clear()
+        self.failed_batches = 0
+        self.rolled_back_batches = 0
 
     def site_for(self, params: Mapping[str, str]) -> SiteState | None:
         """The site a hit names, if it is one of this instance's sites."""
@@ -108,4 +128,6 @@ class InstanceState:
             "sites": {str(site_id): site.stats() for site_id, site in self.sites.items()},
             "invalid": _counter_dict(self.invalid),
             "ignored": _counter_dict(self.ignored),
+            "failed_batches": self.failed_batches,
+            "rolled_back_batches": self.rolled_back_batches,
         }

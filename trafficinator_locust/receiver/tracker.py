@@ -2,16 +2,25 @@
 
 One hit (GET or form POST) is answered like Matomo answers it: the 43-byte GIF (200), 204 with
 ``send_image=0``, 400 with the reason when a rule of :mod:`trafficinator_locust.core.protocol`
-rejects it, 200 for what Matomo drops silently (bots, no ``rec``, a ping without a visit). A bulk
-JSON POST is answered ``{"status": "success", "tracked": n, "invalid": m}``, or 400 when its body
-is malformed. What the protocol cannot check alone is checked here against the stored state:
-a duplicate ``ec_id`` and pings that need an active visit. The ``loss`` option drops a seeded
-share of valid hits while answering them as stored, so ``trafficinator verify`` has a silent
-loss to find.
+rejects it, 200 for what Matomo drops silently (bots, no ``rec``, a ping without a visit). What
+the protocol cannot check alone is checked here against the stored state: a duplicate ``ec_id``
+(refused after its visit was stored, as in Matomo) and pings that need an ongoing visit.
+
+A bulk JSON POST is one transaction (plugins/BulkTracking/Tracker/Handler.php): items with an
+unknown site or an invalid parameter are skipped and counted (``invalid``, and for an admin token
+``invalid_indices``), the rest stored, ``200 {"status": "success", ...}``; an item refused for
+any other reason (:data:`~trafficinator_locust.core.protocol.BULK_FATAL_REASONS`, e.g. a goal
+with ``ca=1``) rolls the whole batch back: ``500 {"status": "error", "tracked": <items before
+it>, "invalid": 0, ...}`` and nothing of it is stored. A malformed body is a 400.
+
+Test options: ``loss`` drops a seeded share of valid hits while answering them as stored, so
+``trafficinator verify`` has a silent loss to find; ``fail_batches`` answers a seeded share of
+bulk requests like a database deadlock, ``500 {"status": "error", "tracked": 0}``, storing
+nothing, so the generator's retries have something to retry.
 
 Example::
 
-    tracker = Tracker(time.time, loss=Loss(0.05, seed=3))
+    tracker = Tracker(time.time, loss=Loss(0.05, seed=3), fail_batches=FailBatches(0.1, seed=1))
     answer = tracker.answer(state, environ, start_response)  # a WSGI handler for one instance
 """
 
@@ -22,31 +31,39 @@ import gevent
 import base64
 import hashlib
 import json
+import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 from trafficinator_locust.core.protocol import (
     ACTION_KINDS,
     BOT,
+    BULK_FATAL_REASONS,
     DUPLICATE_EC_ID,
     PING_WITHOUT_VISIT,
     Rejection,
     bot_user_agent,
     check_hit,
     classify,
+    custom_action_claimed,
     parse_cdt,
 )
+from trafficinator_locust.receiver.attribution import referrer_of
+from trafficinator_locust.receiver.devices import config_id, parse_user_agent
 from trafficinator_locust.receiver.store import InstanceState, SiteState
+from trafficinator_locust.receiver.visits import Visit
 from trafficinator_locust.receiver.wsgi import (
     HTML,
     TEXT,
     Client,
     Environ,
     StartResponse,
-    bulk_items,
+    bulk_request,
     client_of,
     get_or_post_body,
     is_bulk,
@@ -55,7 +72,7 @@ from trafficinator_locust.receiver.wsgi import (
     respond_json,
 )
 
-__all__ = ["GIF", "TRACKER_PAGE", "Loss", "Tracker"]
+__all__ = ["GIF", "TRACKER_PAGE", "Loss", "FailBatches", "Tracker"]
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 """Matomo's 43-byte transparent GIF, the body of a stored hit."""
@@ -89,12 +106,41 @@ class Loss:
         return int.from_bytes(digest, "big") < self._threshold
 
 
+class FailBatches:
+    """Which bulk requests the ``fail_batches`` option fails like a deadlock: ``share`` of them
+    (0..1), each request drawing from a random generator seeded by ``seed``, so the same sequence
+    of requests and seed fail the same ones."""
+
+    def __init__(self, share: float = 0.0, seed: int = 0) -> None:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError("fail_batches must be between 0 and 1")
+        self.share = share
+        self._rng = random.Random(seed)
+
+    def fails(self) -> bool:
+        """Whether the next bulk request is one of the failed share."""
+        return self.share > 0 and self._rng.random() < self.share
+
+
+@dataclass
+class _Checked:
+    """A hit after the stateless rules: its site, token, the protocol's verdict and the time."""
+
+    params: Mapping[str, str]
+    site: SiteState | None
+    token_valid: bool
+    outcome: Rejection | None
+    now: float
+    now_utc: datetime
+
+
 class Tracker:
     """The tracker endpoint of every instance; ``clock`` returns unix seconds.
 
     ``delay_seconds`` waits (cooperatively) before answering each tracking request.
     ``record_hits`` keeps, per site, each visitor's stored hits as (kind, page path) in order,
     shown as ``hit_log`` in the stats (for tests comparing sequences; memory grows with hits).
+    ``loss`` and ``fail_batches``: see the module docstring.
     """
 
     def __init__(
@@ -104,12 +150,14 @@ class Tracker:
         delay_seconds: float = 0.0,
         loss: Loss | None = None,
         record_hits: bool = False,
+        fail_batches: FailBatches | None = None,
     ) -> None:
         self.clock = clock
         self.delay_seconds = delay_seconds
         self.loss = loss or Loss()
         self._lossy = self.loss.share > 0  # the hot path skips the hash when nothing is dropped
         self.record_hits = record_hits
+        self.fail_batches = fail_batches or FailBatches()
 
     def answer(self, state: InstanceState | None, environ: Environ, start_response: StartResponse) -> list[bytes]:
         """The WSGI handler of ``<prefix>/matomo.php`` for the instance ``state``."""
@@ -134,23 +182,46 @@ class Tracker:
 
     def _bulk(self, state: InstanceState, environ: Environ, body: bytes, start_response: StartResponse) -> list[bytes]:
         try:
-            items = bulk_items(body)
+            items, token = bulk_request(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _bulk_error(start_response, "bulk body is not valid JSON")
         except ValueError as exc:  # our own messages, which never quote the body
             return _bulk_error(start_response, str(exc))
+        if self.fail_batches.fails():  # like a deadlock (MariaDB 1213): nothing stored, retry later
+            state.failed_batches += 1
+            return respond_json(start_response, {"status": "error", "tracked": 0}, 500)
+        with_indices = state.roles.get(token) == "admin" if token else False
+        checked = [self._check(state, params) for params in items]
+        fatal = next((n for n, c in enumerate(checked) if c.outcome and c.outcome.reason in BULK_FATAL_REASONS), None)
+        if fatal is not None:
+            refused = checked[fatal]
+            assert refused.outcome is not None
+            state.count(refused.site, refused.outcome)
+            state.rolled_back_batches += 1
+            answer: dict[str, Any] = {"status": "error", "tracked": _tracked_before(checked[:fatal]), "invalid": 0}
+            if with_indices:
+                answer["invalid_indices"] = []
+            return respond_json(start_response, answer, 500)
         client = client_of(environ)
-        tracked = invalid = 0
-        for params in items:
-            outcome = self.track(state, params, client)
+        tracked = 0
+        invalid: list[int] = []
+        for index, check in enumerate(checked):
+            outcome = self._apply(state, check, client)
             if outcome is None or outcome.ignored:
                 tracked += 1
             else:
-                invalid += 1
-        return respond_json(start_response, {"status": "success", "tracked": tracked, "invalid": invalid})
+                invalid.append(index)
+        answer = {"status": "success", "tracked": tracked, "invalid": len(invalid)}
+        if with_indices:
+            answer["invalid_indices"] = invalid
+        return respond_json(start_response, answer)
 
     def track(self, state: InstanceState, params: Mapping[str, str], client: Client) -> Rejection | None:
         """Check, classify and record one hit; returns why it was not stored (or ``None``)."""
+        return self._apply(state, self._check(state, params), client)
+
+    def _check(self, state: InstanceState, params: Mapping[str, str]) -> _Checked:
+        """The stateless rules of :func:`~trafficinator_locust.core.protocol.check_hit` (nothing stored)."""
         site = state.site_for(params)
         token = params.get("token_auth", "")
         token_valid = bool(token) and token in state.tokens
@@ -161,14 +232,19 @@ class Tracker:
             site_exists=site is not None,
             token_valid=token_valid,
             token_given=bool(token),
-            goal_ids=site.site.goals if site else None,
+            goal_ids=site.goal_ids if site else None,
             now_utc=now_utc,
         )
+        return _Checked(params, site, token_valid, outcome, now, now_utc)
+
+    def _apply(self, state: InstanceState, check: _Checked, client: Client) -> Rejection | None:
+        """Record a checked hit (or count why not); returns why it was not stored (or ``None``)."""
+        outcome = check.outcome
         if outcome is None:
-            assert site is not None
-            outcome = self._record(site, params, client, token_valid, now, now_utc)
+            assert check.site is not None
+            outcome = self._record(check.site, check.params, client, check.token_valid, check.now, check.now_utc)
         if outcome is not None:
-            state.count(site, outcome)
+            state.count(check.site, outcome)
         return outcome
 
     def _record(
@@ -184,33 +260,74 @@ class Tracker:
         if params.get("bots") != "1" and _is_bot(user_agent):
             return Rejection(BOT, "bot user agent: request ignored", 200)
         kind = classify(params)
-        ec_id = params.get("ec_id", "") if kind == "order" else ""
-        if ec_id and ec_id in site.ec_ids:
-            return Rejection(DUPLICATE_EC_ID, "this ec_id was already recorded for the site")
         if self._lossy and self.loss.drops(params):
             site.lost += 1
             return None
         cdt = params.get("cdt")
         ts = parse_cdt(cdt, now_utc).timestamp() if cdt else now
         address = (params.get("cip") if token_valid else "") or client.address
-        config = (user_agent, params.get("lang") or client.language, address)
+        device = parse_user_agent(user_agent)
         visits = site.visits
-        visit = visits.visit_for(params, config, ts, kind == "ping")
+        language = params.get("lang") or client.language
+        fingerprint = lambda: config_id(params, device, address, language, site.site.site_id, visits.local_day(ts))
+        visit, _started = visits.visit_for(
+            params, fingerprint, ts, kind == "ping", lambda: (*referrer_of(params), device.device_type)
+        )
         if visit is None:
             return Rejection(PING_WITHOUT_VISIT, "ping without an active visit: ignored", 200)
         visits.seen(ts)
+        ec_id = params.get("ec_id", "") if kind == "order" else ""
+        if ec_id and ec_id in site.ec_ids:  # Matomo refuses the conversion after storing the visit
+            return Rejection(DUPLICATE_EC_ID, "this ec_id was already recorded for the site")
         site.hits += 1
-        site.actions[kind] += 1
+        if kind == "pageview" and custom_action_claimed(params):
+            kind = "content"  # a content impression/interaction (c_n with ca=1): stored, not an action
+        else:
+            site.actions[kind] += 1
         if token_valid and params.get("cip"):
             site.ip_overrides += 1
         if self.record_hits:
             visitor = params.get("cid") or params.get("_id") or ""
             site.hit_log.setdefault(visitor, []).append((kind, urlsplit(params.get("url", "")).path))
         if kind in ACTION_KINDS:
-            visits.day(visit.day).actions += 1
+            visits.count_action(visit)
+        self._convert(site, kind, params, visit, ts)
         if ec_id:
             site.ec_ids.add(ec_id)
         return None
+
+    @staticmethod
+    def _convert(site: SiteState, kind: str, params: Mapping[str, str], visit: Visit, ts: float) -> None:
+        """Goal conversions and ecommerce of a stored hit (see :mod:`.goals`)."""
+        conversions = site.conversions
+        if kind == "goal":
+            goal = site.goal_rules.get(int(params["idgoal"].strip()))
+            if goal is not None:
+                conversions.goal(visit, goal, params, ts)
+        elif kind == "order":
+            conversions.order(visit, params)
+        elif kind == "cart":
+            conversions.cart(visit, params)
+        elif site.url_goals and kind in ("pageview", "search", "product_view"):
+            conversions.url_goals(visit, site.url_goals, params.get("url", ""), ts)
+
+
+def _tracked_before(checked: list[_Checked]) -> int:
+    """How many of these items Matomo had processed (and counts as ``tracked``) before a fatal one:
+    those the stateless rules let through or ignore, except repeated order ids."""
+    tracked = 0
+    orders: set[tuple[int, str]] = set()
+    for check in checked:
+        if check.outcome is not None and not check.outcome.ignored:
+            continue
+        ec_id = check.params.get("ec_id", "") if check.params.get("idgoal", "").strip() == "0" else ""
+        if ec_id and check.site is not None:
+            key = (check.site.site.site_id, ec_id)
+            if ec_id in check.site.ec_ids or key in orders:
+                continue
+            orders.add(key)
+        tracked += 1
+    return tracked
 
 
 @lru_cache(maxsize=8192)

@@ -34,6 +34,7 @@ __all__ = [
     "read_body",
     "request_params",
     "is_bulk",
+    "bulk_request",
     "bulk_items",
     "respond",
     "respond_json",
@@ -143,8 +144,8 @@ def _bulk_item(item: Any) -> dict[str, str]:
     raise ValueError("each bulk request must be a query string or an object")
 
 
-def bulk_items(body: bytes) -> list[dict[str, str]]:
-    """Every item of a bulk body with the top-level token applied.
+def bulk_request(body: bytes) -> tuple[list[dict[str, str]], str]:
+    """Every item of a bulk body with the top-level token applied, and that token ("" if none).
 
     ``json.JSONDecodeError``/``UnicodeDecodeError`` for a body that is not JSON; ValueError with
     a message of ours (never quoting the body) when it is JSON of the wrong shape.
@@ -160,7 +161,12 @@ def bulk_items(body: bytes) -> list[dict[str, str]]:
     if token:
         for params in items:
             params.setdefault("token_auth", token)
-    return items
+    return items, token or ""
+
+
+def bulk_items(body: bytes) -> list[dict[str, str]]:
+    """Every item of a bulk body with the top-level token applied (see :func:`bulk_request`)."""
+    return bulk_request(body)[0]
 
 
 # --- answering -----------------------------------------------------------------------------------

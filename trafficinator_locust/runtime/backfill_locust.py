@@ -4,7 +4,8 @@ Why: operators who live in Locust's web UI or its CSV/HTML reports want the hist
 with ``[<target>] bulk`` rows, response times and failures per target. The backfill itself is
 :func:`backfill.run_backfill`, unchanged (days, placement, checkpoint, resume, throttle); only its
 poster differs (:class:`LocustPoster` instead of :class:`~.tracker_http.TrackerPoster`): each bulk
-POST goes through a Locust HTTP session, so it fires Locust's ``request`` event. It runs in one
+POST goes through a Locust HTTP session, so it fires Locust's ``request`` event. Each piece of a batch
+the delivery policy sends (ADR 014: resends, split pieces) is a request of its own there. It runs in one
 greenlet of the master (or the local runner), its target threads green too (Locust has patched
 ``threading``); a load shape keeps 0 users and ends the test when the backfill is done, so no live
 visit mixes in.
@@ -17,7 +18,6 @@ from locust.env import Environment
 
 import gevent
 
-import json
 import logging
 import threading
 from datetime import date
@@ -27,7 +27,8 @@ from typing import Any
 from trafficinator_locust.core.config import Config, Target
 from trafficinator_locust.core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SendError, UsageError
 from trafficinator_locust.ops.backfill import BackfillOptions, run_backfill
-from trafficinator_locust.runtime.bulk_sender import own_session, post_bulk
+from trafficinator_locust.ops.tracker_http import Settle
+from trafficinator_locust.runtime.bulk_sender import NOT_SENT, own_session, post_bulk
 
 logger = logging.getLogger("trafficinator")
 
@@ -44,22 +45,29 @@ def parse_range(text: str) -> tuple[date, date]:
 
 
 class LocustPoster:
-    """The backfill's poster through a Locust session: one ``[<target>] bulk`` request per batch."""
+    """The backfill's poster through a Locust session: one ``[<target>] bulk`` request per piece of a batch,
+    marked in Locust's stats as the backfill's delivery policy decided (``settle``)."""
 
     def __init__(self, environment: Environment, target: Target, timeout: float):
         self._session = own_session(environment, target, timeout)
         self._target = target
 
-    def post(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+    def post(self, body: bytes, content_type: str, settle: Settle | None = None) -> tuple[int, bytes]:
         """``content_type`` is the bulk JSON type the backfill always sends (post_bulk sets it)."""
-        posted = post_bulk(self._session, self._target, body, len(json.loads(body)["requests"]))
+
+        def mark(status: int, answer: bytes, error: BaseException | None) -> str | None:
+            if not status:
+                return f"no answer ({type(error).__name__})"  # the backfill records it from the SendError
+            message = settle(status, answer) if settle is not None else None
+            return message if isinstance(message, str) else None
+
+        posted = post_bulk(self._session, self._target, body, mark)
         if not posted.status:
-            name = type(posted.error).__name__
             raise SendError(
-                f"no answer from {self._target.name}: {name}",
-                retryable=isinstance(posted.error, ConnectionRefusedError),
+                f"no answer from {self._target.name}: {type(posted.error).__name__}",
+                retryable=isinstance(posted.error, NOT_SENT),
             )
-        return posted.status, posted.body  # the backfill checks the answer again and decides what to do
+        return posted.status, posted.body
 
     def close(self) -> None:
         return None

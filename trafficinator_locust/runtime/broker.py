@@ -140,6 +140,14 @@ class StateFile:
         write_atomic(self.path, text)
 
 
+def state_file_for(options: Any, config: Config, env: Mapping[str, str] | None = None) -> StateFile | None:
+    """``--traffic-state`` (``''`` disables persistence), else the default path for this config."""
+    chosen = getattr(options, "traffic_state", None) if options is not None else None
+    if chosen == "":
+        return None
+    return StateFile(chosen if chosen else default_state_path(config.source, env))
+
+
 def restore_ledger(budgets: Iterable[TargetBudget], state: Mapping[str, Any] | None, now: float) -> Ledger:
     """A ledger continuing ``state``; leases of the previous master are settled as fully used.
 

@@ -10,10 +10,17 @@ in moments. The rules that keep Matomo's reports right:
   every hit carries its own ``cdt`` (``TrackingEncoder.item``), so Matomo dates it when it happened;
 * a lane holds at most ``capacity`` hits: a user adding to a full lane waits (stoppably), so a slow
   or failing tracker slows its own target's users and nobody else's;
-* the answer is checked by ``bulk.parse_answer``: an error or a shortfall (``tracked`` < sent) is a
-  failure of the ``[<target>] bulk`` request and is never resent (Matomo may have stored part of
-  it); the visits whose first hit was in a failed batch count as failed;
-* after a failed batch the lane backs off (doubling up to 10 s), as single-hit users do.
+* each batch goes through the one delivery policy, :class:`~trafficinator_locust.core.bulk.Delivery`
+  (ADR 014): an answer saying Matomo stored nothing (a rolled-back batch, a deadlock, 503) is resent
+  after a backoff with jitter; a batch that keeps failing is split to isolate the hits Matomo refuses;
+  hits Matomo skipped as invalid are refused and never resent; a stored batch is never resent, nor
+  one that may have been stored (no answer);
+* every request is a ``[<target>] bulk`` row in Locust's stats; a request that Matomo failed, or that
+  gave up hits, is a failure whose text says why (refused hits as ``refused N hits (kind n, ...): reason``,
+  which the run summary counts per kind, :mod:`.summary`); the visits whose first hit was not delivered
+  count as failed;
+* after a batch that could not be delivered the lane backs off (doubling up to 10 s), as single-hit
+  users do.
 """
 
 from __future__ import annotations
@@ -24,19 +31,38 @@ from locust.env import Environment
 import gevent
 from gevent.event import Event
 
+import random
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from trafficinator_locust.core.bulk import JSON_CONTENT_TYPE, build_payload, parse_answer
+from trafficinator_locust.core.bulk import (
+    JSON_CONTENT_TYPE,
+    Decision,
+    HitFate,
+    Outcome,
+    RetryPolicy,
+    Send,
+    build_payload,
+    deliver,
+    describe,
+    judge,
+    no_answer,
+)
 from trafficinator_locust.core.config import Target
-from trafficinator_locust.core.errors import BulkError
 from trafficinator_locust.runtime.tally import VisitTally
 
 LANES = 4
 MAX_DELAY = 1.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 _HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
+NOT_SENT = (ConnectionRefusedError, socket.gaierror)
+"""Errors raised before a request left: Matomo cannot have stored it."""
+
+Settle = Callable[[int, bytes, BaseException | None], str | None]
+"""``settle(status, body, error)`` -> the failure text of the request, or ``None`` for a success."""
+SendOne = Callable[[Send, Callable[[Outcome], Decision]], None]
 
 
 def own_session(environment: Environment, target: Target, timeout: float) -> FastHttpSession:
@@ -49,34 +75,60 @@ def own_session(environment: Environment, target: Target, timeout: float) -> Fas
     return session
 
 
+def policy_of(target: Target) -> RetryPolicy:
+    """The target's resend policy (``bulk_retries``, ``bulk_retry_delay``)."""
+    return RetryPolicy(target.bulk_retries, target.bulk_retry_delay)
+
+
 class Posted(NamedTuple):
     """What one bulk request got: ``status`` 0 when no answer came (``error`` says why)."""
 
     status: int
     body: bytes
-    tracked: int
     error: BaseException | None = None
 
 
-def post_bulk(session: Any, target: Target, payload: bytes, sent: int) -> Posted:
-    """One ``[<target>] bulk`` request through a Locust session; no answer, an error or a shortfall
-    (``bulk.parse_answer``, which masks the token) is marked as a failure in Locust's stats."""
-    token = target.token
+def post_bulk(session: Any, target: Target, payload: bytes, settle: Settle) -> Posted:
+    """One ``[<target>] bulk`` request through a Locust session.
+
+    ``settle(status, body, error)`` judges the answer (status 0: none came, ``error`` says why) and
+    returns the failure text, or ``None``: the request is marked as such in Locust's stats. Its texts
+    come from :func:`~trafficinator_locust.core.bulk.describe`, which never holds the token.
+    """
     with session.post(
         target.url, data=payload, headers=_HEADERS, name=f"[{target.name}] bulk", catch_response=True
     ) as response:
         status = response.status_code or 0
-        if not status:
-            error = getattr(response, "error", None)
-            response.failure(f"no answer ({type(error).__name__})")
-            return Posted(0, b"", 0, error)
-        body = response.content or b""
-        try:
-            tracked = parse_answer(status, body, sent, token).tracked
-        except BulkError as failed:
-            response.failure(str(failed))
-            tracked = failed.answer.tracked if failed.answer else 0
-        return Posted(status, body, tracked)
+        error = getattr(response, "error", None) if not status else None
+        body = (response.content or b"") if status else b""
+        message = settle(status, body, error)
+        if message:
+            response.failure(message)
+        else:
+            response.success()
+        return Posted(status, body, error)
+
+
+def outcome_of(status: int, body: bytes, error: BaseException | None, sent: int, token: str | None) -> Outcome:
+    """The judged answer of a request through a Locust session (no answer: ``status`` 0 and ``error``)."""
+    if status:
+        return judge(status, body, sent, token)
+    name = type(error).__name__ if error is not None else "no error"
+    return no_answer(sent, reached=not isinstance(error, NOT_SENT), reason=f"no answer ({name})")
+
+
+def send_through(session: Any, target: Target, items: list[str]) -> SendOne:
+    """The ``send_one`` of :func:`~trafficinator_locust.core.bulk.deliver` for a batch of ``items``: each
+    piece is one ``[<target>] bulk`` request through ``session``, marked as the policy decided."""
+    token = target.token
+
+    def send_one(send: Send, record: Callable[[Outcome], Decision]) -> None:
+        def settle(status: int, body: bytes, error: BaseException | None) -> str | None:
+            return describe(record(outcome_of(status, body, error, send.size, token)), items)
+
+        post_bulk(session, target, build_payload(items[send.start : send.end], token), settle)
+
+    return send_one
 
 
 class _Pending(NamedTuple):
@@ -108,15 +160,17 @@ class BulkSender:
         lanes: int = LANES,
         capacity: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        policy: RetryPolicy | None = None,
     ):
         self.target = target
         self.size = target.bulk_size
+        self.policy = policy or policy_of(target)
+        self._random = random.Random()
         self.capacity = capacity or 4 * self.size
         self.max_delay = max_delay
         self._session = session
         self._tally = tally
         self._clock = clock
-        self._token = target.token
         self._lanes = [_Lane() for _ in range(lanes)]
         self._greenlets: list[gevent.Greenlet] = []
         self._draining = False
@@ -179,13 +233,20 @@ class BulkSender:
                 gevent.sleep(min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX))
 
     def _send(self, batch: list[_Pending]) -> bool:
-        """One bulk request; returns whether Matomo tracked every hit of it."""
-        payload = build_payload([pending.item for pending in batch], self._token)
-        tracked = post_bulk(self._session, self.target, payload, len(batch)).tracked
-        ok = tracked >= len(batch)
-        self._tally.hits_tracked(self.target.name, tracked)
-        for pending in batch:
+        """One batch through the delivery policy; returns whether it was settled (every hit delivered or
+        refused) rather than halted."""
+        items = [pending.item for pending in batch]
+        delivery = deliver(
+            len(items),
+            send_through(self._session, self.target, items),
+            self.policy,
+            sleep=gevent.sleep,
+            draw=self._random.random,
+        )
+        self._tally.hits_tracked(self.target.name, delivery.tracked)
+        for position, pending in enumerate(batch):
             if pending.first_of_visit is not None:
                 day, stored = pending.first_of_visit
+                ok = delivery.fates[position] is HitFate.DELIVERED
                 self._tally.visit_started(self.target.name, ok, day, stored)
-        return ok
+        return delivery.halted is None

@@ -22,7 +22,6 @@ import gevent
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from trafficinator_locust.core.checks import Rule, evaluate, parse_rules
@@ -36,11 +35,10 @@ from trafficinator_locust.runtime.broker import (
     DEFAULT_TTL,
     TICK_SECONDS,
     PermitBroker,
-    StateFile,
     build_budgets,
-    default_state_path,
     restore_ledger,
     spawn_every,
+    state_file_for,
 )
 from trafficinator_locust.runtime.config_shipping import ship
 from trafficinator_locust.runtime.deployment import HELLO, Deployment, refusal
@@ -52,14 +50,6 @@ from trafficinator_locust.runtime.tally import IN_FLIGHT_KEY, REPORT_KEY, VisitT
 logger = logging.getLogger("trafficinator")
 
 DEFAULT_STOP_TIMEOUT = 10.0
-
-
-def state_file_for(options: Any, config: Config, env: Mapping[str, str] | None = None) -> StateFile | None:
-    """``--traffic-state`` (``''`` disables persistence), else the default path for this config."""
-    chosen = option(options, "traffic_state", None)
-    if chosen == "":
-        return None
-    return StateFile(chosen if chosen else default_state_path(config.source, env))
 
 
 def shape_wanted(options: Any, config: Config) -> bool:

@@ -2,7 +2,9 @@
 
 Every user takes a permit from this process's :class:`~.broker.PermitClient` before a visit; the
 client leases them in batches from the coordinator's broker through Locust's messages (on a local
-runner the messages loop back). A worker also adopts the config its master ships at each test
+runner the messages loop back). Each target's :class:`~trafficinator_locust.core.visitors.VisitorBook`
+(who may return) is kept beside the budget state, one file per worker index, so a restart keeps
+the visitors Matomo has already seen. A worker also adopts the config its master ships at each test
 start (workers started with ``-f -`` have none of their own) and reports its visit counts in
 Locust's worker reports::
 
@@ -15,10 +17,20 @@ from __future__ import annotations
 from locust.env import Environment
 from locust.runners import Runner, WorkerRunner
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
-from trafficinator_locust.runtime.broker import MSG_GRANT, MSG_LIMITS, TICK_SECONDS, PermitClient, spawn_every
+from trafficinator_locust.core.files import write_atomic
+from trafficinator_locust.runtime.broker import (
+    MSG_GRANT,
+    MSG_LIMITS,
+    TICK_SECONDS,
+    PermitClient,
+    spawn_every,
+    state_file_for,
+)
 from trafficinator_locust.runtime.config_shipping import received
 from trafficinator_locust.runtime.deployment import HELLO, Deployment
 from trafficinator_locust.runtime.options import option
@@ -106,6 +118,7 @@ class Sender:
         set_timeouts(classes, self.timeout)
         if isinstance(self.runner, WorkerRunner):
             set_worker_index(classes, self.runner.worker_index)
+        self._restore_visitors()
         if self.permits is not None:
             self.permits.start()
         start_bulk_senders(classes, self.environment, self.timeout)
@@ -114,6 +127,52 @@ class Sender:
         stop_bulk_senders(self.deployment.user_classes, self.timeout)
         if self.permits is not None:
             self.permits.return_all()
+        self._save_visitors()
+
+    # -- the visitor books, kept across runs
+
+    def visitors_path(self) -> Path | None:
+        """``<budget state>.visitors-<worker index>.json``; ``None`` when no state is kept (``--traffic-state ''``)."""
+        config = self.deployment.config
+        state = state_file_for(self.environment.parsed_options, config) if config is not None else None
+        if state is None:
+            return None
+        index = self.runner.worker_index if isinstance(self.runner, WorkerRunner) else 0
+        return state.path.with_name(f"{state.path.stem}.visitors-{index}.json")
+
+    def _restore_visitors(self) -> None:
+        path = self.visitors_path()
+        if path is None or not path.is_file():
+            return
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            for cls in self.deployment.user_classes.values():
+                book = getattr(cls, "visitors", None)
+                state = saved.get(cls.target.name)
+                if book is not None and state is not None and not book.checked_out:
+                    # The people of the saved book: the identities an earlier process planned.
+                    cls.planner.visitor_salt = int(state["identities"], 16)
+                    book.restore(state)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            # Only returning visitors suffer (the first visits are new again): say so, go on.
+            logger.warning(
+                "trafficinator: visitor history %s not used (%s); returning visitors start afresh", path, error
+            )
+
+    def _save_visitors(self) -> None:
+        path = self.visitors_path()
+        books = {
+            cls.target.name: {**cls.visitors.to_state(), "identities": f"{cls.planner.visitor_salt:x}"}
+            for cls in self.deployment.user_classes.values()
+            if getattr(cls, "visitors", None) is not None
+        }
+        if path is None or not books:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(books, separators=(",", ":")))
+        except OSError as error:
+            logger.warning("trafficinator: visitor history not saved to %s (%s)", path, error)
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         data[REPORT_KEY] = self.deployment.tally.drain()

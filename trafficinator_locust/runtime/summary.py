@@ -12,14 +12,16 @@ from __future__ import annotations
 from locust.stats import RequestStats, StatsEntry
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from trafficinator_locust.core.budget import Pace, TargetStatus
+from trafficinator_locust.core.bulk import parse_refusal
 from trafficinator_locust.core.config import Config, Transport
+from trafficinator_locust.core.masking import mask_secrets
 from trafficinator_locust.core.table import render_table
 from trafficinator_locust.runtime.tally import VisitTally
 
@@ -70,6 +72,7 @@ class TargetSummary:
     expected_visits: float | None = None
     state: str = "running"
     days: list[DaySummary] = field(default_factory=list)
+    refused_hits: dict[str, Any] = field(default_factory=lambda: {"total": 0, "by_kind": {}, "sample": None})
 
 
 def visits_failing(started: int, failed: int) -> bool:
@@ -81,6 +84,35 @@ def target_entries(stats: RequestStats, target: str) -> list[StatsEntry]:
     """Locust's stats entries of one target: those named ``[<target>] <kind>``."""
     prefix = f"[{target}] "
     return [entry for (name, _method), entry in stats.entries.items() if name.startswith(prefix)]
+
+
+def refused_hits(stats: RequestStats, target: str, secrets: Sequence[str] = ()) -> dict[str, Any]:
+    """Hits of ``target``'s bulk requests that Matomo refused: total, per kind and a sample reason (masked).
+
+    Read from Locust's failures of ``[<target>] bulk``, whose text says ``refused N hits (kind n, ...):
+    reason`` (:func:`~trafficinator_locust.core.bulk.refusal_message`): Locust collects them from every
+    worker, so the master counts them without a channel of its own. The texts never hold a token; any of
+    ``secrets`` is masked in the sample all the same.
+    """
+    name = f"[{target}] bulk"
+    by_kind: dict[str, int] = {}
+    sample: tuple[int, str] | None = None
+    for error in stats.errors.values():
+        if error.name != name:
+            continue
+        found = parse_refusal(error.to_name())
+        if found is None:
+            continue
+        kinds, reason = found
+        for kind, count in kinds.items():
+            by_kind[kind] = by_kind.get(kind, 0) + count * error.occurrences
+        if sample is None or error.occurrences > sample[0]:
+            sample = (error.occurrences, reason)
+    return {
+        "total": sum(by_kind.values()),
+        "by_kind": dict(sorted(by_kind.items())),
+        "sample": mask_secrets(sample[1], secrets) if sample else None,
+    }
 
 
 def target_state(status: TargetStatus | None, started: int, failed: int) -> str:
@@ -119,6 +151,7 @@ def summarize(
 ) -> list[TargetSummary]:
     """One row per enabled target, from Locust's per-name stats, the plugin's tally and the budget."""
     rows = []
+    secrets = [token for t in config.targets if (token := t.token)]
     for target in config.enabled_targets:
         prefix = f"[{target.name}] "
         merged = StatsEntry(stats, target.name, "", use_response_times_cache=False)
@@ -155,6 +188,7 @@ def summarize(
                 expected_visits=expected,
                 state=target_state(status, tally.started[target.name], tally.failed[target.name]),
                 days=_days(target.name, pace, tally, budget.window if budget else None),
+                refused_hits=refused_hits(stats, target.name, secrets),
             )
         )
     return rows
@@ -169,6 +203,8 @@ def _shown(value: float | int | None) -> str:
 
 
 def summary_table(rows: list[TargetSummary]) -> str:
+    """The per-target table; a ``refused`` column (hits Matomo refused, by kind) when a target has any."""
+    refused = any(r.refused_hits["total"] for r in rows)
     headers = [
         "target",
         "site",
@@ -200,9 +236,18 @@ def summary_table(rows: list[TargetSummary]) -> str:
             r.hits,
             _shown(r.hits_per_second),
         ]
+        + ([_refused_cell(r.refused_hits)] if refused else [])
         for r in rows
     ]
-    return render_table(headers, body)
+    table = render_table(headers + (["refused"] if refused else []), body)
+    samples = [f"  {r.target}: {r.refused_hits['sample']}" for r in rows if r.refused_hits["sample"]]
+    return table + ("\nrefused by Matomo, e.g.:\n" + "\n".join(samples) if samples else "")
+
+
+def _refused_cell(refused: Mapping[str, Any]) -> str:
+    if not refused["total"]:
+        return "0"
+    return f"{refused['total']} (" + ", ".join(f"{kind} {n}" for kind, n in refused["by_kind"].items()) + ")"
 
 
 def check_figures(rows: list[TargetSummary]) -> dict[str, dict[str, float | None]]:

@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from trafficinator_locust.core.config import Config, Distribution, Target, Transport
 from trafficinator_locust.core.tracking import FORM_CONTENT_TYPE, TrackingEncoder
+from trafficinator_locust.core.visitors import VisitorBook
 from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
 from trafficinator_locust.runtime.broker import PermitClient
 from trafficinator_locust.runtime.bulk_sender import BulkSender, own_session
@@ -39,6 +40,7 @@ DEFAULT_TIMEOUT = 10.0
 # visit, so a tracker that is down is not hammered and does not burn its daily budget in seconds.
 FAILURE_BACKOFF_FIRST = 0.5
 FAILURE_BACKOFF_MAX = 10.0
+_visitor_rng = random.Random()  # which free visitor returns: timing decides anyway, no seed
 
 
 class NoPermits:
@@ -82,6 +84,9 @@ class TargetUser(FastHttpUser):
     tracker_url: ClassVar[str]
     permits: ClassVar[PermitClient | NoPermits] = NoPermits()
     bulk: ClassVar[BulkSender | None] = None  # transport: bulk (set per test run by start_bulk_senders)
+    # Who visits (new, or returning and free); None with distribution: mirror, whose one planner
+    # sends visit n as the same visitor to every target.
+    visitors: ClassVar[VisitorBook | None] = None
     network_timeout = DEFAULT_TIMEOUT
     connection_timeout = DEFAULT_TIMEOUT
     _numbers: ClassVar[Iterator[int]]
@@ -99,12 +104,19 @@ class TargetUser(FastHttpUser):
         route = self.route()
         # No permit, no visit: wait (stoppable, in bounded steps) until the broker grants one.
         self.permits.acquire(route.target.name, self.pause_until)
-        visit = route.planner.plan(route.next_visit_number())
+        book = route.visitors
+        ticket = book.check_out(_visitor_rng) if book is not None else None
+        visit = route.planner.plan(route.next_visit_number(), ticket)
         self.tally.in_flight += 1  # a run whose budgets are spent waits for these to finish (plugin)
+        started = False
         try:
             started = self.run_visit(visit, route)
         finally:
             self.tally.in_flight -= 1
+            if ticket is not None and book is not None:
+                # Bulk: queued counts as stored (its batch is answered later; a retried batch is
+                # delivered): a visitor returns only after this visit's hits were handed over.
+                book.check_in(ticket, stored=started and visit.stored_by_matomo)
         if not started:
             self._failures += 1
             self.pause(min(FAILURE_BACKOFF_FIRST * 2 ** (self._failures - 1), FAILURE_BACKOFF_MAX))
@@ -216,6 +228,7 @@ def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0)
             "weight": 1.0 if config.distribution is Distribution.round_robin else target.weight,
             "wait_time": between(pause.min, pause.max),
             "_numbers": itertools.count(worker_index * VISIT_NUMBERS_PER_WORKER),
+            "visitors": None if mirrored else visitor_book(target, worker_index),
             "__module__": __name__,
             "__doc__": f"Visits for target {target.name!r} (site {target.site_id}).",
         }
@@ -253,6 +266,14 @@ def set_worker_index(classes: dict[str, type[TargetUser]], worker_index: int) ->
     """Move each class's visit numbers into this worker's range (known only once the runner exists)."""
     for cls in classes.values():
         cls._numbers = itertools.count(worker_index * VISIT_NUMBERS_PER_WORKER)
+        if cls.visitors is not None and cls.visitors.next_index < worker_index * VISIT_NUMBERS_PER_WORKER:
+            cls.visitors = visitor_book(cls.target, worker_index)
+
+
+def visitor_book(target: Target, worker_index: int) -> VisitorBook:
+    """A target's visitors in this process: its own index range, so no two processes share a visitor."""
+    visitors = target.traffic.visitors
+    return VisitorBook(visitors.returning, visitors.pool_size, first_index=worker_index * VISIT_NUMBERS_PER_WORKER)
 
 
 def set_timeouts(classes: dict[str, type[TargetUser]], seconds: float) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "Country",
     "SearchEngine",
     "SocialNetwork",
+    "AIAssistant",
     "Campaign",
     "DEVICES",
     "DEVICES_BY_KIND",
@@ -36,6 +37,7 @@ __all__ = [
     "COUNTRIES_BY_CODE",
     "SEARCH_ENGINES",
     "SOCIAL_NETWORKS",
+    "AI_ASSISTANTS",
     "WEBSITES",
     "CAMPAIGNS",
     "SEARCH_TERMS",
@@ -112,6 +114,12 @@ class SocialNetwork(NamedTuple):
     weight: float
 
 
+class AIAssistant(NamedTuple):
+    name: str  # as Matomo (5.4+) reports it
+    url: str  # a referrer URL on a host of Matomo's AIAssistants.yml
+    weight: float
+
+
 class Campaign(NamedTuple):
     name: str
     source: str
@@ -175,6 +183,9 @@ SEARCH_ENGINES: tuple[SearchEngine, ...] = tuple(
 )
 SOCIAL_NETWORKS: tuple[SocialNetwork, ...] = tuple(
     SocialNetwork(s["name"], s["url"], float(s["weight"])) for s in _referrers["social_networks"]
+)
+AI_ASSISTANTS: tuple[AIAssistant, ...] = tuple(
+    AIAssistant(a["name"], a["url"], float(a["weight"])) for a in _referrers["ai_assistants"]
 )
 WEBSITES: tuple[str, ...] = tuple(_referrers["websites"])
 CAMPAIGNS: tuple[Campaign, ...] = tuple(
