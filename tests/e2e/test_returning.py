@@ -31,6 +31,7 @@ defaults:
     pause_between_visits: {{min: 0, max: 0.05}}
     bots: 0
     visitors: {{returning: 0.3, logged_in: 0.4, pool_size: 300}}
+    actions: {{ping: 1}}   # every visit ends with a ping: the hit log shows where a visit ended
 targets:
   - {{name: Token, url: "http://127.0.0.1:{port}/token/matomo.php", site_id: 1, token_auth: e2e-returning-tok-9}}
   - {{name: Plain, url: "http://127.0.0.1:{port}/plain/matomo.php", site_id: 2}}
@@ -50,7 +51,7 @@ def _run(folder: Path, config_path: Path, env: dict[str, str], report: Path) -> 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("returning")
-    with receiver_for(folder, CONFIG) as (port, config_path, env, _):
+    with receiver_for(folder, CONFIG, "--record-hits") as (port, config_path, env, _):
         config = load_config(config_path, env=env)
 
         def sites() -> dict[str, dict]:
@@ -59,8 +60,12 @@ def runs(tmp_path_factory):
 
         _run(folder, config_path, env, folder / "first.json")
         warm = sites()
+        for site in warm.values():
+            site["first_run_log"] = site.pop("hit_log")
         _run(folder, config_path, env, folder / "second.json")
         measured = sites()
+        for site in measured.values():
+            site.pop("hit_log")
     reports = [
         {row["target"]: row for row in json.loads((folder / name).read_text())["targets"]}
         for name in ("first.json", "second.json")
@@ -92,3 +97,17 @@ def test_every_visit_sent_is_stored_as_its_own_visit_also_for_logged_in_visitors
     for name in ("Token", "Plain"):
         sent = reports[0][name]["visits_started"] + reports[1][name]["visits_started"]
         assert measured[name]["visits"] == sent, (name, measured[name]["visits"], sent)
+
+
+def test_no_visitor_was_ever_in_two_visits_at_once(runs):
+    """In the first run's hit log (its cut visits only at the end), a returning visit (``new_visit=1``)
+    begins only after the visitor's previous visit closed with its ping: never in the middle of it."""
+    _, warm, _, _ = runs
+    for name, site in warm.items():
+        log, returns = site["first_run_log"], 0
+        for visitor, hits in log.items():
+            for before, hit in zip(hits, hits[1:]):
+                if hit[-1] == "new_visit":
+                    returns += 1
+                    assert before[0] == "ping", f"{name}: visitor {visitor} started a visit inside another: {hits}"
+        assert returns > 100, (name, returns)

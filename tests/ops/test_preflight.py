@@ -190,7 +190,7 @@ def test_probe_sends_exactly_one_named_test_hit(receiver):
     stored = receiver_stats(receiver["port"])
     site = stored["/dev"]["sites"]["1"]
     assert (site["hits"], site["visits"], site["actions"]["pageview"]) == (1, 1, 1)
-    assert site["hit_log"] == {PROBE_CID: [["pageview", "/trafficinator-preflight-probe"]]}
+    assert site["hit_log"] == {PROBE_CID: [["pageview", "/trafficinator-preflight-probe", "new_visit"]]}
     assert stored["/prod"]["sites"]["3"]["hits"] == 0
 
 

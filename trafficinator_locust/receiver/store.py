@@ -55,7 +55,7 @@ class SiteState:
         self.conversions.reset()
         self.hits = 0
         self.ip_overrides = 0  # stored hits whose visitor IP came from cip (token required)
-        self.hit_log: dict[str, list[tuple[str, str]]] = {}
+        self.hit_log: dict[str, list[tuple[str, ...]]] = {}
         self.lost = 0  # valid hits answered as stored but dropped on purpose (the tracker's loss)
         self.actions = dict.fromkeys(HIT_KINDS, 0)
         self.invalid: Counter[str] = Counter()

@@ -139,7 +139,8 @@ class Tracker:
 
     ``delay_seconds`` waits (cooperatively) before answering each tracking request.
     ``record_hits`` keeps, per site, each visitor's stored hits as (kind, page path) in order,
-    shown as ``hit_log`` in the stats (for tests comparing sequences; memory grows with hits).
+    shown as ``hit_log`` in the stats (for tests comparing sequences; memory grows with hits); a hit
+    with ``new_visit=1`` gets a third element, ``"new_visit"``.
     ``loss`` and ``fail_batches``: see the module docstring.
     """
 
@@ -288,7 +289,11 @@ class Tracker:
             site.ip_overrides += 1
         if self.record_hits:
             visitor = params.get("cid") or params.get("_id") or ""
-            site.hit_log.setdefault(visitor, []).append((kind, urlsplit(params.get("url", "")).path))
+            entry = (kind, urlsplit(params.get("url", "")).path)
+            # a hit that opens a visit on purpose is marked, so a test can see one visitor's visits overlap
+            site.hit_log.setdefault(visitor, []).append(
+                entry + ("new_visit",) if params.get("new_visit") == "1" else entry
+            )
         if kind in ACTION_KINDS:
             visits.count_action(visit)
         self._convert(site, kind, params, visit, ts)
