@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from harness import receiver_for
 
-from trafficinator_locust.core.backfill_days import day_visits, day_window
+from trafficinator_locust.core.backfill_days import BackfillVisitors, day_visits, day_window
 from trafficinator_locust.core.bulk import HitFate, RetryPolicy, encode_item
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
@@ -267,12 +267,13 @@ def _planned(config, first: date, days: int):
     """Per target: visits per local day and the hits of every planned visit (what Matomo must have)."""
     planned = {}
     for target in config.targets:
-        pace = target.pace()
+        pace, planner = target.pace(), VisitPlanner(target, config.seed)
+        visitors = BackfillVisitors(planner, pace)
         visits, hits = {}, 0
         for n in range(days):
             day = first + timedelta(days=n)
             window = day_window(pace, day, time.time())
-            planned_visits = list(day_visits(VisitPlanner(target, config.seed), pace, window))
+            planned_visits = list(day_visits(planner, pace, window, 0, visitors.tickets(window)))
             visits[day.isoformat()] = len(planned_visits)
             hits += sum(len(v.times) for v in planned_visits)
         planned[target.name] = (visits, hits)

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from trafficinator_locust.cli import main
-from trafficinator_locust.core.backfill_days import day_visits, day_window, run_id_for
+from trafficinator_locust.core.backfill_days import BackfillVisitors, day_visits, day_window, run_id_for
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.errors import SendError, UsageError
 from trafficinator_locust.core.protocol import instance_path
 from trafficinator_locust.core.tracking import TrackingEncoder
 from trafficinator_locust.core.visits import VisitPlanner
 from trafficinator_locust.ops import backfill as bf
-from trafficinator_locust.ops.checkpoint import Checkpoint
+from trafficinator_locust.ops.checkpoint import Checkpoint, new_day, target_fingerprint
 from trafficinator_locust.ops.rate_limit import TokenBucket
 from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
@@ -299,8 +299,9 @@ def _planned_queries(config):
     for target in config.targets:
         job = bf.prepare(config, _options(), Checkpoint(None), FAR_FUTURE)
         job = next(j for j in job if j.name == target.name)
+        windows = [day_window(job.pace, day, FAR_FUTURE) for day in job.days]
         planned[target.name] = [
-            item.query for day in job.days for item in bf._items(job, day_window(job.pace, day, FAR_FUTURE), (0, 0))
+            item.query for window in windows for item in bf._items(job, window, (0, 0), job.visitors.tickets(window))
         ]
     return planned
 
@@ -326,6 +327,55 @@ def test_deadlocks_between_targets_are_retried_and_every_hit_is_stored_once(writ
     assert code == 0, out + err
     assert matomo.stored == Counter(q for queries in planned.values() for q in queries)
     assert max(matomo.stored.values()) == 1 and "backfill complete" in out
+
+
+def test_an_interrupted_backfill_resumes_with_the_same_visitors_and_sends_every_hit_once(write_yaml, tmp_path):
+    config = load_config(write_yaml(POLICY_CONFIG))
+    planned = _planned_queries(config)  # uninterrupted: tickets from each target's book, days in order
+    matomo = MatomoInMemory()
+    path = tmp_path / "cp.json"
+    options = bf.BackfillOptions(first=POLICY_DAYS[0], last=POLICY_DAYS[1], checkpoint=path, report=None, bulk_size=7)
+    out, err = io.StringIO(), io.StringIO()
+    stopped = bf.run_backfill(
+        config, bf.BackfillOptions(**{**vars(options), "stop_after_batches": 30}), out=out, err=err,
+        now=FAR_FUTURE, poster_factory=matomo.factory,
+    )  # fmt: skip
+    assert stopped != 0 and 0 < sum(matomo.stored.values()) < sum(len(q) for q in planned.values())
+    saved = json.loads(path.read_text())["targets"]
+    assert {saved[name]["visitors"] for name in saved} == {"book"}
+    # A target stopped in its second day or later: its resumed day needs the replayed book of the days before.
+    assert any(
+        any(day["done"] for day in t["days"].values())
+        and any(not day["done"] and day["cursor"] != [0, 0] for day in t["days"].values())
+        for t in saved.values()
+    ), saved
+    code = bf.run_backfill(config, options, out=out, err=err, now=FAR_FUTURE, poster_factory=matomo.factory)
+    assert code == 0, out.getvalue() + err.getvalue()
+    assert matomo.stored == Counter(q for queries in planned.values() for q in queries)
+    assert max(matomo.stored.values()) == 1
+
+
+def test_a_checkpoint_from_before_visitor_books_resumes_with_the_fixed_pool(write_yaml, tmp_path):
+    config = load_config(write_yaml(POLICY_CONFIG))
+    one = config.targets[0]
+    day = POLICY_DAYS[0]
+    window = day_window(one.pace(), day, FAR_FUTURE)
+    state = new_day(window, one.pace().plan(day).end)
+    state["cursor"] = [5, 1]  # half-way through visit 5 when the old version stopped
+    old = {"fingerprint": target_fingerprint(one), "seed": 9, "run_id": run_id_for(9, one.name), "days": {}}
+    old["days"][day.isoformat()] = state
+    path = tmp_path / "cp.json"
+    path.write_text(json.dumps({"version": 1, "targets": {one.name: old}}))
+    options = bf.BackfillOptions(first=day, last=day, targets=[one.name], checkpoint=path, report=None)
+    [job] = bf.prepare(config, options, Checkpoint.load(path), FAR_FUTURE)
+    assert job.visitors is None  # the fixed pool, as the day began: visit 5 keeps its visitor
+    legacy = [item.query for item in bf._items(job, window, (5, 1))]
+    matomo = MatomoInMemory()
+    out, err = io.StringIO(), io.StringIO()
+    code = bf.run_backfill(config, options, out=out, err=err, now=FAR_FUTURE, poster_factory=matomo.factory)
+    assert code == 0, out.getvalue() + err.getvalue()
+    assert matomo.stored == Counter(legacy)
+    assert "visitors" not in json.loads(path.read_text())["targets"][one.name]
 
 
 def test_a_hit_matomo_refuses_is_counted_by_kind_and_the_rest_is_stored_once(write_yaml, tmp_path):
@@ -539,10 +589,11 @@ def _batches_planned(e2e) -> int:
     config = load_config(e2e["config"])
     total = 0
     for target in config.targets:
-        pace = target.pace()
+        pace, planner = target.pace(), VisitPlanner(target, 2024)
+        visitors = BackfillVisitors(planner, pace)
         for n in range(7):
             window = day_window(pace, e2e["first"] + timedelta(days=n), time.time())
-            hits = sum(len(v.times) for v in day_visits(VisitPlanner(target, 2024), pace, window))
+            hits = sum(len(v.times) for v in day_visits(planner, pace, window, 0, visitors.tickets(window)))
             total += math.ceil(hits / 50)
     return total
 

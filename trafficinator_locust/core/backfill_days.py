@@ -22,11 +22,18 @@ its sender and the tests::
   ``int(D as YYYYMMDD) * 10**9 + i``; its content comes from ``VisitPlanner(target, seed)`` and its
   jitter from ``planner.rng_for(number, 2)``. Same seed, same day, same index: same visit, same
   times, same ``ec_id`` (the encoder's ``run_id`` is :func:`run_id_for` seed and target, not random).
+* **Visitors** (:class:`BackfillVisitors`): who each visit is, from a
+  :class:`~trafficinator_locust.core.visitors.VisitorBook` per target fed with the target's days in
+  order, so a returning visit reuses a visitor of an earlier visit of the backfill (an earlier day,
+  or earlier that day) and no visitor is in two visits at once (by the planned hit times). The
+  tickets depend only on the seed and the days' windows: a resumed run replays the planning of the
+  days before it (no sending) and gets the same book, the same tickets, the same visits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
@@ -35,12 +42,15 @@ from datetime import date, datetime, timezone
 
 from trafficinator_locust.core.budget import Pace, round_half_up
 from trafficinator_locust.core.tracking import TrackingEncoder
+from trafficinator_locust.core.visitors import VisitorBook, VisitorTicket
 from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
 
 __all__ = [
     "CDT_FORMAT",
     "PLACEMENT_STREAM",
+    "TICKET_STREAM",
     "VISITS_PER_DAY_LIMIT",
+    "BackfillVisitors",
     "DayVisit",
     "DayWindow",
     "Placer",
@@ -56,6 +66,8 @@ __all__ = [
 
 PLACEMENT_STREAM = 2
 """``planner.rng_for(number, 2)``: the placement jitter (streams 0 and 1 belong to the planner)."""
+TICKET_STREAM = 4
+"""``planner.rng_for(visit_number(day, 0), 4)``: a day's visitor draws (stream 3 is the planner's visitors)."""
 VISITS_PER_DAY_LIMIT = 10**9
 """Visit numbers keep the index in the low 9 decimal digits, so a day holds fewer visits."""
 CDT_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -188,19 +200,93 @@ class DayVisit:
         return self.times[0]
 
 
-def day_visits(planner: VisitPlanner, pace: Pace, window: DayWindow, first: int = 0) -> Iterator[DayVisit]:
-    """The visits of ``window`` from index ``first`` on, lazily (a day may hold many visits)."""
+def day_visits(
+    planner: VisitPlanner,
+    pace: Pace,
+    window: DayWindow,
+    first: int = 0,
+    tickets: Sequence[VisitorTicket | None] | None = None,
+) -> Iterator[DayVisit]:
+    """The visits of ``window`` from index ``first`` on, lazily (a day may hold many visits).
+
+    ``tickets`` (from :meth:`BackfillVisitors.tickets` of this window) says who visit ``i`` is;
+    without them a returning visit draws from the planner's fixed pool (checkpoints written before
+    backfills had visitor books keep planning that way).
+    """
     if window.visits >= VISITS_PER_DAY_LIMIT:
         raise ValueError(f"{window.day}: {window.visits} visits exceed {VISITS_PER_DAY_LIMIT - 1} per day")
+    if tickets is not None and len(tickets) != window.visits:
+        raise ValueError(f"{window.day}: {len(tickets)} tickets for {window.visits} visits")
     placer = Placer(pace, window)
     for index in range(first, window.visits):
         number = visit_number(window.day, index)
-        visit = planner.plan(number)
-        jitter = planner.rng_for(number, PLACEMENT_STREAM).random()
-        start = placer.at((index + jitter) / window.visits)
-        yield DayVisit(
-            index, number, visit, hit_times(start, [hit.wait_before for hit in visit.hits], window.start, window.end)
-        )
+        visit = planner.plan(number, None if tickets is None else tickets[index])
+        yield DayVisit(index, number, visit, _place(planner, placer, window, index, visit))
+
+
+def _place(
+    planner: VisitPlanner, placer: Placer, window: DayWindow, index: int, visit: PlannedVisit
+) -> tuple[int, ...]:
+    jitter = planner.rng_for(visit.number, PLACEMENT_STREAM).random()
+    start = placer.at((index + jitter) / window.visits)
+    return hit_times(start, [hit.wait_before for hit in visit.hits], window.start, window.end)
+
+
+_PROBE = VisitorTicket(0, 0)
+"""Any ticket plans the same hits and waits (the visitor comes from its own RNG), so one probe times them all."""
+
+
+class BackfillVisitors:
+    """Who each backfilled visit of one target is: a :class:`VisitorBook` fed with its days in order.
+
+    :meth:`tickets` takes the target's day windows in increasing date order. For a day it plans
+    every visit once to learn its hit times (the times do not depend on the ticket), then takes
+    the visits in start-time order: the visits that ended before this start are checked back in
+    (stored: a backfill cannot know Matomo's answer while planning, and must plan the same on
+    resume), then this visit checks a visitor out, from a seeded RNG of the day. Every visit of a
+    day ends inside the day, so a day ends with everyone checked back in and the next day starts
+    from the pool alone. Bot visits take no ticket (Matomo does not store them as visitors)::
+
+        visitors = BackfillVisitors(planner, pace)
+        for window in windows:                         # in date order, done days too (replay)
+            tickets = visitors.tickets(window)
+            visits = day_visits(planner, pace, window, first, tickets)
+    """
+
+    def __init__(self, planner: VisitPlanner, pace: Pace):
+        settings = planner.traffic.visitors
+        self.planner = planner
+        self.pace = pace
+        self.book = VisitorBook(settings.returning, settings.pool_size)
+        self.last_day: date | None = None
+
+    def tickets(self, window: DayWindow) -> list[VisitorTicket | None]:
+        """The ticket of each visit of ``window`` (``None`` for a bot); advances the book past the day."""
+        if self.last_day is not None and window.day <= self.last_day:
+            raise ValueError(f"{window.day}: visitor tickets go day by day, after {self.last_day}")
+        if window.visits >= VISITS_PER_DAY_LIMIT:
+            raise ValueError(f"{window.day}: {window.visits} visits exceed {VISITS_PER_DAY_LIMIT - 1} per day")
+        self.last_day = window.day
+        planner, placer = self.planner, Placer(self.pace, window)
+        spans: list[tuple[int, int, int]] = []  # (first hit, index, last hit) of the human visits
+        for index in range(window.visits):
+            visit = planner.plan(visit_number(window.day, index), _PROBE)
+            if not visit.visitor.bot:
+                times = _place(planner, placer, window, index, visit)
+                spans.append((times[0], index, times[-1]))
+        spans.sort()
+        rng = planner.rng_for(visit_number(window.day, 0), TICKET_STREAM)
+        book = self.book
+        tickets: list[VisitorTicket | None] = [None] * window.visits
+        in_flight: list[tuple[int, int]] = []  # (last hit, index): a heap by end time
+        for start, index, end in spans:
+            while in_flight and in_flight[0][0] < start:  # ended strictly before: never the same second
+                book.check_in(tickets[heapq.heappop(in_flight)[1]], stored=True)  # type: ignore[arg-type]
+            tickets[index] = book.check_out(rng)
+            heapq.heappush(in_flight, (end, index))
+        for _, index in sorted(in_flight):
+            book.check_in(tickets[index], stored=True)  # type: ignore[arg-type]
+        return tickets
 
 
 def hit_params(encoder: TrackingEncoder, site_id: int, day_visit: DayVisit, position: int) -> dict[str, str]:

@@ -226,8 +226,9 @@ class VisitPlanner:
 
         ``ticket`` (from the target's :class:`~.visitors.VisitorBook`) says who visits: visitor
         ``ticket.index`` is the same person on every visit, returning once Matomo stored an earlier
-        visit of theirs. Without a ticket (mirror, backfill) a returning visit draws from a pool of
-        ``visitors.pool_size`` people, whether or not Matomo has seen them.
+        visit of theirs. Without a ticket (mirror; a backfill resumed from a checkpoint older than its
+        visitor books) a returning visit draws from a pool of ``visitors.pool_size`` people, whether
+        or not Matomo has seen them.
         """
         rng = self._reseeded(self._visit_rng, number, 0)
         if rng.random() < self.traffic.bots:

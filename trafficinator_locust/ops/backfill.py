@@ -12,6 +12,9 @@ The pieces, by job:
 * **Checkpoint** (:mod:`.checkpoint`): per (target, day) the planned visits and a cursor advanced
   after each batch Matomo confirmed, written atomically. A resumed run starts at the cursor:
   nothing is sent twice.
+* **Visitors** (:class:`~trafficinator_locust.core.backfill_days.BackfillVisitors`): a visitor book
+  per target, fed with the target's days in date order, done days included (their planning is
+  replayed, nothing sent), so a resumed run gives every visit the visitor an uninterrupted one would.
 * **Sending** (:mod:`.tracker_http`, :mod:`.rate_limit`): a keep-alive connection per target, a
   hits-per-second token bucket.
 * **Delivery** (:class:`trafficinator_locust.core.bulk.Delivery`, pure, the same policy as live bulk,
@@ -49,6 +52,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from trafficinator_locust.core.backfill_days import (
+    BackfillVisitors,
     DayWindow,
     cdt,
     day_visits,
@@ -85,8 +89,9 @@ from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.protocol import ACTION_KINDS, classify
 from trafficinator_locust.core.table import render_table
 from trafficinator_locust.core.tracking import TrackingEncoder
+from trafficinator_locust.core.visitors import VisitorTicket
 from trafficinator_locust.core.visits import VisitPlanner
-from trafficinator_locust.ops.checkpoint import Checkpoint, new_day, target_fingerprint
+from trafficinator_locust.ops.checkpoint import VISITOR_BOOK, Checkpoint, new_day, target_fingerprint
 from trafficinator_locust.ops.rate_limit import TokenBucket
 from trafficinator_locust.ops.tracker_http import Poster, TrackerPoster, display_url
 
@@ -148,6 +153,7 @@ class TargetJob:
     status: str = "pending"  # pending | running | complete | failed | interrupted
     error: str | None = None
     open_visit: tuple[int, bool] = (-1, False)  # (visit index, a hit of it delivered) across batches
+    visitors: BackfillVisitors | None = None  # None: returning visitors from the planner's fixed pool (old checkpoints)
 
     @property
     def name(self) -> str:
@@ -241,22 +247,26 @@ def prepare(config: Config, options: BackfillOptions, checkpoint: Checkpoint, no
             else (configured if configured is not None else random.SystemRandom().getrandbits(62))
         )
         run_id = str(saved["run_id"]) if saved is not None else run_id_for(seed, target.name)
+        # A target saved before visitor books resumes as it began: its half-sent day must not change visitors.
+        ticketed = saved is None or saved.get("visitors") == VISITOR_BOOK
         if not options.dry_run:
             checkpoint.adopt(target.name, fingerprint, seed, run_id)
+        planner, pace = VisitPlanner(target, seed), target.pace()
         jobs.append(
             TargetJob(
                 target,
                 index,
-                target.pace(),
+                pace,
                 days,
                 seed,
                 run_id,
-                VisitPlanner(target, seed),
+                planner,
                 TrackingEncoder(target, run_id=run_id),
                 RetryPolicy(
                     target.bulk_retries if options.retries is None else options.retries,
                     target.bulk_retry_delay if options.retry_delay is None else options.retry_delay,
                 ),
+                visitors=BackfillVisitors(planner, pace) if ticketed else None,
             )
         )
     return jobs
@@ -282,10 +292,15 @@ class _Item:
     action: bool
 
 
-def _items(job: TargetJob, window: DayWindow, cursor: Sequence[int]) -> Iterator[_Item]:
+def _items(
+    job: TargetJob,
+    window: DayWindow,
+    cursor: Sequence[int],
+    tickets: Sequence[VisitorTicket | None] | None = None,
+) -> Iterator[_Item]:
     first_visit, first_hit = int(cursor[0]), int(cursor[1])
     site = job.target.site_id
-    for day_visit in day_visits(job.planner, job.pace, window, first_visit):
+    for day_visit in day_visits(job.planner, job.pace, window, first_visit, tickets):
         hits = day_visit.visit.hits
         stored = day_visit.visit.stored_by_matomo
         start = first_hit if day_visit.index == first_visit else 0
@@ -410,6 +425,7 @@ class _Run:
         bucket = TokenBucket(rate, burst=max(float(self.options.bulk_size), 1.0)) if rate else None
         token = job.target.token
         try:
+            self._replay_earlier_days(job)
             for day in job.days:
                 if self.stop.is_set():
                     job.status = "interrupted"
@@ -421,6 +437,17 @@ class _Run:
             job.status, job.error = "failed", f"{exc.__class__.__name__}: {exc}"
         finally:
             poster.close()
+
+    def _replay_earlier_days(self, job: TargetJob) -> None:
+        """Feed the visitor book the target's checkpointed days before the range (earlier runs), in date order."""
+        if job.visitors is None or not job.days:
+            return
+        with self.checkpoint.lock:
+            saved = self.checkpoint.data["targets"].get(job.name, {}).get("days", {})
+            earlier = sorted((date.fromisoformat(key), dict(state)) for key, state in saved.items())
+        for day, state in earlier:
+            if day < job.days[0]:
+                job.visitors.tickets(window_of(job, day, state, self.now))
 
     def _day_state(self, job: TargetJob, day: date) -> dict[str, Any]:
         with self.checkpoint.lock:
@@ -435,13 +462,14 @@ class _Run:
         self, job: TargetJob, day: date, poster: Poster, bucket: TokenBucket | None, token: str | None
     ) -> bool:
         state = self._day_state(job, day)
+        window = window_of(job, day, state, self.now)
+        tickets = job.visitors.tickets(window) if job.visitors is not None else None  # done days too: the replay
         if state["done"]:
             self._day_finished(job)
             return True
-        window = window_of(job, day, state, self.now)
         job.open_visit = (-1, False)
         rng = random.Random()
-        for batch in batches(_items(job, window, state["cursor"]), self.options.bulk_size):
+        for batch in batches(_items(job, window, state["cursor"], tickets), self.options.bulk_size):
             if self.stop.is_set():
                 job.status = "interrupted"
                 return False
@@ -664,7 +692,8 @@ def dry_run(jobs: Sequence[TargetJob], now: float, out: TextIO) -> int:
         first = last = None
         for day in job.days:
             window = day_window(job.pace, day, now)
-            for day_visit in day_visits(job.planner, job.pace, window):
+            tickets = job.visitors.tickets(window) if job.visitors is not None else None
+            for day_visit in day_visits(job.planner, job.pace, window, 0, tickets):
                 visits += 1
                 hits += len(day_visit.times)
                 first = day_visit.start if first is None else min(first, day_visit.start)

@@ -28,9 +28,15 @@ from trafficinator_locust.core.config import Target
 from trafficinator_locust.core.errors import UsageError
 from trafficinator_locust.core.files import write_atomic
 
-__all__ = ["CHECKPOINT_VERSION", "Checkpoint", "new_day", "target_fingerprint"]
+__all__ = ["CHECKPOINT_VERSION", "VISITOR_BOOK", "Checkpoint", "new_day", "target_fingerprint"]
 
 CHECKPOINT_VERSION = 1
+VISITOR_BOOK = "book"
+"""A target's ``"visitors"`` when its visits take tickets from a visitor book (``BackfillVisitors``).
+
+A target saved without it (by a version before visitor books) keeps planning its returning
+visitors from the fixed pool, so its resumed days send exactly what its first run planned.
+"""
 
 
 def target_fingerprint(target: Target) -> str:
@@ -61,13 +67,15 @@ class Checkpoint:
 
     File layout (version 1)::
 
-        {"version": 1, "targets": {NAME: {"fingerprint": ..., "seed": ..., "run_id": ...,
+        {"version": 1, "targets": {NAME: {"fingerprint": ..., "seed": ..., "run_id": ..., "visitors": "book",
             "days": {"YYYY-MM-DD": {"planned": N, "until": TS (today only), "cursor": [visit, hit],
                                      "visits": .., "hits": .., "tracked": .., "invalid": ..,
                                      "actions": .., "done": bool}}}}}
 
     ``cursor`` is the next hit to send: visit index and hit index within that visit. ``path=None``
-    keeps everything in memory (dry runs, tests).
+    keeps everything in memory (dry runs, tests). ``visitors`` (absent in older files, see
+    :data:`VISITOR_BOOK`): the book is not stored, a resumed run rebuilds it by replaying the planning
+    of the target's days in date order (the days saved here before the range, then the range).
     """
 
     def __init__(self, path: Path | None, data: dict[str, Any] | None = None):
@@ -103,7 +111,7 @@ class Checkpoint:
 
     def adopt(self, name: str, fingerprint: str, seed: int, run_id: str) -> dict[str, Any]:
         return self.data["targets"].setdefault(
-            name, {"fingerprint": fingerprint, "seed": seed, "run_id": run_id, "days": {}}
+            name, {"fingerprint": fingerprint, "seed": seed, "run_id": run_id, "visitors": VISITOR_BOOK, "days": {}}
         )
 
     def save(self) -> None:
