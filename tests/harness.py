@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,3 +37,10 @@ def receiver_for(folder: Path, config_template: str, *sink_options: str) -> Iter
         yield Receiver(port, config_path, env, process)
     finally:
         stop_process(process)
+
+
+def locust_command(*options: str) -> list[str]:
+    """``python -m locust -f <the packaged locustfile>`` with ``options``, run by this interpreter."""
+    from trafficinator_locust.demo import LOCUSTFILE
+
+    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *options]

@@ -14,11 +14,10 @@ import sys
 from datetime import date, timedelta
 
 import pytest
-from harness import receiver_for
+from harness import locust_command, receiver_for
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE
 from trafficinator_locust.receiver.process import receiver_stats
 
 CONFIG = """
@@ -40,11 +39,7 @@ def setup(tmp_path):
 
 def _locust(tmp_path, config_path, env, *extra: str) -> subprocess.CompletedProcess[str]:
     command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
+        *locust_command(),
         "--traffic-config",
         str(config_path),
         "--headless",

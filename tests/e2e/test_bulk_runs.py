@@ -9,14 +9,12 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 
 import pytest
-from harness import receiver_for
+from harness import locust_command, receiver_for
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE
 from trafficinator_locust.receiver.process import receiver_stats
 
 CONFIG = """
@@ -40,11 +38,7 @@ def run(request, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp(f"bulk-{request.param}")
     with receiver_for(tmp_path, CONFIG) as (port, config_path, env, _):
         command = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
+            *locust_command(),
             "--traffic-config",
             str(config_path),
             "--headless",

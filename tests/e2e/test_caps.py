@@ -26,10 +26,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from harness import locust_command
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE
 from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 from trafficinator_locust.runtime.shape import mean_visit_seconds, pool_size
 
@@ -105,11 +105,7 @@ class Receiver:
 
     def command(self, *extra: str) -> list[str]:
         return [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
+            *locust_command(),
             "--traffic-config",
             str(self.config_path),
             *extra,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
-from trafficinator_locust.demo import LOCUSTFILE
+from harness import locust_command
+
 from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 CONFIG = """
@@ -40,11 +40,7 @@ def test_mirror_sends_identical_visits_to_every_target(tmp_path):
     try:
         result = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "locust",
-                "-f",
-                str(LOCUSTFILE),
+                *locust_command(),
                 "--traffic-config",
                 str(config),
                 "--headless",
@@ -100,11 +96,7 @@ def test_random_draws_each_visits_target_by_weight(tmp_path):
     try:
         result = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "locust",
-                "-f",
-                str(LOCUSTFILE),
+                *locust_command(),
                 "--traffic-config",
                 str(config),
                 "--headless",

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import locust_command
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE
 from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 TOKENS = {"Alpha": "e2e-alpha-token-93jd7", "Beta Shop": "e2e-beta-token-k2k2k", "Gamma": "e2e-gamma-token-zz81q"}
@@ -65,11 +65,7 @@ def setup(tmp_path: Path):
 
 def _locust(config_path: Path, workdir: Path, env: dict[str, str], *extra: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
+        *locust_command(),
         "--traffic-config",
         str(config_path),
         "--traffic-report",
@@ -171,11 +167,7 @@ def test_master_and_two_workers(setup, tmp_path: Path):
         cwd=workdir,
     )
     worker_command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
+        *locust_command(),
         "--traffic-config",
         str(config_path),
         "--worker",
@@ -205,11 +197,7 @@ def test_traffic_checks_set_the_exit_code(setup, tmp_path: Path):
     """CI thresholds per target: a passing rule keeps 0, a failing one gives 3 and names the target, a typo gives 2."""
     config_path, port, env = setup
     base = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
+        *locust_command(),
         "--traffic-config",
         str(config_path),
         "--headless",
@@ -255,11 +243,7 @@ def test_master_refuses_a_worker_with_another_config(setup, tmp_path: Path):
     master_port = free_port()
     master = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
+            *locust_command(),
             "--traffic-config",
             str(config_path),
             "--headless",
@@ -285,11 +269,7 @@ def test_master_refuses_a_worker_with_another_config(setup, tmp_path: Path):
     )
     worker = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
+            *locust_command(),
             "--traffic-config",
             str(other),
             "--worker",

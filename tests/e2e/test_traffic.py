@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from harness import locust_command
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE
 from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 CONFIG = """
@@ -67,11 +66,7 @@ def run(tmp_path_factory):
     sink = start_receiver(config_path, port, env)
     try:
         command = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
+            *locust_command(),
             "--traffic-config",
             str(config_path),
             "--headless",

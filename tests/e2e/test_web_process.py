@@ -7,17 +7,16 @@ import locust  # noqa: F401  (first: gevent monkey-patching before anything impo
 
 import os
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import locust_command
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
-from trafficinator_locust.demo import LOCUSTFILE
 from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 from trafficinator_locust.web.app import TAB_KEY
 
@@ -65,11 +64,7 @@ class LocustProcess:
         self.url = f"http://127.0.0.1:{self.port}{base_path}"
         self.log = workdir / f"locust-{self.port}.log"
         command = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(LOCUSTFILE),
+            *locust_command(),
             "--traffic-config",
             str(config_path),
             "--web-port",

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import requests
+from harness import locust_command
 
-from trafficinator_locust.demo import LOCUSTFILE
 from trafficinator_locust.receiver.process import free_port, receiver_stats, start_receiver, stop_process
 
 TARGETS = """
@@ -57,11 +57,7 @@ def test_a_target_added_in_the_web_ui_runs_on_a_worker_started_without_config(tm
     web_port, master_port = free_port(), free_port()
     logs = [tmp_path / "master.log", tmp_path / "worker.log"]
     master_cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
+        *locust_command(),
         "--traffic-config",
         str(config),
         "--master",
