@@ -140,19 +140,22 @@ class Sender:
         index = self.runner.worker_index if isinstance(self.runner, WorkerRunner) else 0
         return state.path.with_name(f"{state.path.stem}.visitors-{index}.json")
 
+    def _booked(self) -> list[Any]:
+        """The user classes that keep a visitor book (not mirror's, not a worker's placeholder)."""
+        return [cls for cls in self.deployment.user_classes.values() if getattr(cls, "visitors", None) is not None]
+
     def _restore_visitors(self) -> None:
         path = self.visitors_path()
         if path is None or not path.is_file():
             return
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
-            for cls in self.deployment.user_classes.values():
-                book = getattr(cls, "visitors", None)
+            for cls in self._booked():
                 state = saved.get(cls.target.name)
-                if book is not None and state is not None and not book.checked_out:
+                if state is not None and not cls.visitors.checked_out:
                     # The people of the saved book: the identities an earlier process planned.
                     cls.planner.visitor_salt = int(state["identities"], 16)
-                    book.restore(state)
+                    cls.visitors.restore(state)
         except (OSError, ValueError, TypeError, KeyError) as error:
             # Only returning visitors suffer (the first visits are new again): say so, go on.
             logger.warning(
@@ -160,14 +163,13 @@ class Sender:
             )
 
     def _save_visitors(self) -> None:
-        path = self.visitors_path()
+        path, booked = self.visitors_path(), self._booked()
+        if path is None or not booked:
+            return
         books = {
             cls.target.name: {**cls.visitors.to_state(), "identities": f"{cls.planner.visitor_salt:x}"}
-            for cls in self.deployment.user_classes.values()
-            if getattr(cls, "visitors", None) is not None
+            for cls in booked
         }
-        if path is None or not books:
-            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, json.dumps(books, separators=(",", ":")))
