@@ -121,6 +121,18 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument(
         "--fail-seed", type=int, default=0, help="seed of which bulk requests --fail-batches fails (repeatable runs)"
     )
+    sink.add_argument(
+        "--lose",
+        action="append",
+        default=[],
+        metavar="KIND=SHARE",
+        help="share (0..1) of valid hits of one kind (pageview, search, event, outlink, download, goal, order, cart, "
+        "ping, product_view) answered as stored but dropped (stats: lost_by_kind), so a test proves `trafficinator "
+        "verify` names the short report; repeatable",
+    )
+    sink.add_argument(
+        "--lose-seed", type=int, default=0, metavar="N", help="seed of which hits --lose drops (repeatable runs)"
+    )
     sink.set_defaults(handler=cmd_sink)
 
     _add_backfill(commands)
@@ -278,6 +290,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
         instances_from_targets,
     )
     from trafficinator_locust.receiver.server import run
+    from trafficinator_locust.receiver.tracker import lose_shares
 
     if args.config:
         instances = instances_from_targets(load_config(args.config).targets, port=args.port)
@@ -293,6 +306,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
     if not 0 <= args.fail_batches <= 1:
         print("trafficinator sink: --fail-batches must be between 0 and 1 (e.g. 0.2)", file=sys.stderr)
         return 2
+    try:
+        lose = lose_shares(args.lose)
+    except ValueError as error:
+        print(f"trafficinator sink: --lose {error}", file=sys.stderr)
+        return 2
     return (
         run(
             instances,
@@ -305,6 +323,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
             record_hits=args.record_hits,
             fail_batches=args.fail_batches,
             fail_seed=args.fail_seed,
+            lose=lose,
+            lose_seed=args.lose_seed,
         )
         or 0
     )
@@ -406,9 +426,10 @@ def _add_verify(commands: Any) -> None:
     parser = commands.add_parser(
         "verify",
         help="compare what a run or backfill sent with what each Matomo stored (Reporting API)",
-        description="For each target and day of a report, ask the target's Reporting API (VisitsSummary.get, "
-        "CoreAdminHome.getTrackingFailures) what it stored. Exit 1 when a target stored less than threshold x sent "
-        "on some day.",
+        description="For each target, day and report of a report (visits, actions, pageviews, searches, outlinks, "
+        "downloads, events, goal conversions and revenue, orders, order revenue, abandoned carts, returning visits), "
+        "ask the target's Reporting API (one API.getBulkRequest per day; report_token_auth, else token_auth) what "
+        "it stored. Exit 1 when a report is off by 1 - threshold or more either way, or a target failed to send.",
     )
     parser.add_argument("config", help="traffic YAML (targets, URLs, tokens)")
     parser.add_argument(
@@ -421,8 +442,10 @@ def _add_verify(commands: Any) -> None:
         "--threshold",
         type=float,
         default=DEFAULT_THRESHOLD,
-        help="minimum stored/sent ratio per day (default: %(default)s)",
+        help="a report passes when stored is within 1 - THRESHOLD of sent, both ways (default: %(default)s: "
+        "one lost conversion in a hundred fails)",
     )
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON instead of a table")
     parser.add_argument(
         "--calls-per-minute",
         type=float,
@@ -479,7 +502,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     try:
-        return run_verify(config, Path(args.report), args.threshold, args.calls_per_minute, timeout=args.timeout)
+        return run_verify(
+            config, Path(args.report), args.threshold, args.calls_per_minute, timeout=args.timeout, as_json=args.json
+        )
     except UsageError as error:
         print(describe(error, "trafficinator verify"), file=sys.stderr)
         return EXIT_USAGE

@@ -33,7 +33,15 @@ from typing import Any
 
 from trafficinator_locust.core.checks import METRICS
 from trafficinator_locust.core.config import Config, load_config
-from trafficinator_locust.core.errors import EXIT_CHECK_FAILED, EXIT_USAGE, ConfigError, Problem, UsageError, describe
+from trafficinator_locust.core.errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_USAGE,
+    EXIT_VERIFY_FAILED,
+    ConfigError,
+    Problem,
+    UsageError,
+    describe,
+)
 from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config
 from trafficinator_locust.runtime.broker import DEFAULT_TTL
 from trafficinator_locust.runtime.coordinator import DEFAULT_STOP_TIMEOUT, Coordinator
@@ -47,12 +55,20 @@ logger = logging.getLogger("trafficinator")
 
 CONFIG_ENV = "TRAFFICINATOR_CONFIG"
 PACINGS = ("paced", "stress")
+DEFAULT_VERIFY_WAIT = 60.0
 
 
 def _positive(value: str) -> float:
     number = float(value)
     if not number > 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a number of seconds >= 0")
     return number
 
 
@@ -102,6 +118,17 @@ def add_arguments(parser: LocustArgumentParser) -> None:
         default=None,
         help="CI thresholds per target, e.g. 'fail_ratio<0.01,p95<800,Production:delivered>=0.98'; "
         f"exit code {EXIT_CHECK_FAILED} when one fails. Metrics: {', '.join(METRICS)}.",
+    )
+    group.add_argument(
+        "--traffic-verify",
+        metavar="SECONDS",
+        nargs="?",
+        type=_non_negative,
+        const=DEFAULT_VERIFY_WAIT,
+        default=None,
+        help="After the run, wait SECONDS (default without a value: %(const)s; Matomo's archiving) and compare "
+        "every report of every target and day with what was sent, as `trafficinator verify` does; printed under "
+        f"the summary, added to --traffic-report; exit code {EXIT_VERIFY_FAILED} when a report is off.",
     )
     timeout = group.add_argument(
         "--traffic-timeout",

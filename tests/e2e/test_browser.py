@@ -5,7 +5,8 @@ Open Locust's page, follow the link to the Targets control page, see the 3 targe
 all, disable one, start a run from Locust's form, watch the Targets tab mark it disabled with 0 visits while the
 others count up (the receiver stores 0 visits for its site), save a preset, re-enable the target,
 reload the page, apply the preset: the target is disabled again; then check a report of what was
-sent against what the receiver stored (the ingestion check) and see the short day.
+sent against what the receiver stored (the ingestion check, report by report) and see the short rows
+and the target the report says failed.
 
 Chromium missing is a failure, not a skip: CI installs it (``.ci/run``), so must a developer.
 """
@@ -192,14 +193,39 @@ def _operate(page, url: str, sink_port: int, shots: Path) -> None:
     expect(staging.locator("td[data-col=state]")).to_have_text("disabled")
     expect(staging.locator("button[data-action=toggle]")).to_have_text("Enable")
 
-    # the ingestion check: a report claiming 5 visits for Staging, which stored none, is short on that day
-    day = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
-    (shots / "sent.json").write_text(json.dumps({"targets": [{"target": "Staging", "days": {day: {"visits": 5}}}]}))
+    # the ingestion check, one row per target, day and report: Staging stored none of the 5 visits the
+    # report claims (short), Production none of a goal's revenue (money shown in currency units), and
+    # Development agrees with what it stored but the report says it failed (a row of its own)
+    day = (datetime.now(timezone.utc).date() - timedelta(days=3)).isoformat()  # before the run in every time zone
+    sent = {
+        "targets": [
+            {"target": "Development", "status": "failed", "error": "stopped by hand", "days": {day: {"visits": 0}}},
+            {"target": "Staging", "days": {day: {"visits": 5}}},
+            {"target": "Production", "days": {day: {"visits": 0, "reports": {"goals": {"1": {"revenue": 12.5}}}}}},
+        ]
+    }
+    (shots / "sent.json").write_text(json.dumps(sent))
     page.fill("#verify-path", "sent.json")  # relative to the config's folder
     page.get_by_role("button", name="Verify").click()
-    checked = page.locator('#verification tr[data-target="Staging"]')
-    expect(checked.locator("td")).to_have_text(["Staging", day, "5", "0", "-", "0", "SHORT"])
-    expect(page.locator("#message")).to_contain_text(
-        f"target Staging stored less than 99% of what was sent on 1 day(s): {day}"
+    message = page.locator("#message")  # 6 calls at the default 60 a minute: the answer takes 5 s and more
+    expect(message).to_contain_text("target Development FAILED: the backfill failed: stopped by hand", timeout=WAIT_MS)
+    expect(page.locator("#verification thead th")).to_have_text(["Target", "Day", "Report", "Sent", "Stored", "Result"])
+    staging_rows = page.locator('#verification tr[data-target="Staging"]')
+    expect(staging_rows.locator("td")).to_have_text(["Staging", day, "visits", "5", "0", "SHORT"])
+    expect(staging_rows).to_have_class("bad")
+    development = page.locator('#verification tr[data-target="Development"]')
+    expect(development).to_have_count(2)
+    expect(development.first.locator("td[data-col=result]")).to_have_text(
+        "FAILED: the backfill failed: stopped by hand"
     )
+    expect(development.first).to_have_class("bad")
+    expect(development.nth(1).locator("td")).to_have_text(["Development", day, "visits", "0", "0", "ok"])
+    expect(development.nth(1).locator("td[data-col=result]")).to_have_class("good")
+    production = page.locator('#verification tr[data-target="Production"]')
+    expect(production.locator("td[data-col=report]")).to_have_text(["visits", "goal 1 conversions", "goal 1 revenue"])
+    expect(production.nth(2).locator("td")).to_have_text(
+        ["Production", day, "goal 1 revenue", "12.50", "0.00", "SHORT"]
+    )
+    expect(message).to_contain_text(f"target Staging, {day}: visits 0 of 5")
+    expect(message).to_contain_text(f"target Production, {day}: goal 1 revenue 0.00 of 12.50")
     page.screenshot(path=str(shots / "control-page.png"), full_page=True)

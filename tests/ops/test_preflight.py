@@ -261,6 +261,40 @@ def test_time_zone_currency_and_ecommerce_differences_are_warnings_not_failures(
     assert plain.ok and plain.warnings == ()  # same zone, and no money sent: the currency does not matter
 
 
+def test_report_token_auth_is_the_reporting_apis_and_token_auth_still_needs_write_access(in_process, receiver):
+    port = in_process(
+        ReceiverInstance(
+            "/dev",
+            {1: ReceiverSite(1, "Europe/Stockholm")},
+            {GOOD_TOKEN},
+            roles={VIEW_TOKEN: "view", WRITE_TOKEN: "write"},
+        )
+    )
+    good = _target(receiver["config"].targets[0], url=f"http://127.0.0.1:{port}/dev/matomo.php")
+    results = _by_name(
+        preflight(
+            [
+                _target(good, name="ViewOnly", token_auth=None, report_token_auth=SecretStr(VIEW_TOKEN)),
+                _target(good, name="Both", token_auth=SecretStr(WRITE_TOKEN), report_token_auth=SecretStr(VIEW_TOKEN)),
+                _target(
+                    good,
+                    name="ViewAsTracker",
+                    token_auth=SecretStr(VIEW_TOKEN),
+                    report_token_auth=SecretStr(VIEW_TOKEN),
+                ),
+            ],
+            timeout=5,
+        )
+    )
+    view_only = results["ViewOnly"]
+    assert view_only.ok and "access" not in [s.name for s in view_only.steps]  # no tracking token: nothing to check
+    assert any(w.startswith("no token_auth: hits are tracked without a token") for w in view_only.warnings)
+    assert results["Both"].ok and results["Both"].steps[-1].detail == "write access to site 1"  # asked with token_auth
+    assert _failed(results["ViewAsTracker"]).name == "access"
+    for result in results.values():
+        assert VIEW_TOKEN not in str(result.as_dict()) and WRITE_TOKEN not in str(result.as_dict())
+
+
 def test_a_target_without_token_passes_the_checks_it_can_make_and_says_what_it_skipped(receiver):
     [result] = preflight([_target(receiver["config"].targets[0], token_auth=None)], timeout=5)
     assert result.ok and [s.name for s in result.steps] == ["dns", "tcp", "tracker", "api"]

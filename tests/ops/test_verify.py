@@ -78,28 +78,45 @@ def test_verify_against_the_receiver(sent, capsys):
         assert token not in out + err
     if sent["loss"] == 0:
         assert code == 0, out + err
-        assert "verify OK: 2 target(s), 8 day(s)" in out
-        assert out.count(" ok") == 8 and "SHORT" not in out
+        # 11 rows a day: visits, actions, pageviews, searches, outlinks, downloads, events, orders,
+        # order revenue, abandoned carts, returning visits (this model converts no goal)
+        assert "verify OK: 2 target(s), 8 day(s), 88 report row(s)" in out
+        assert out.count(" ok") == 88 and "SHORT" not in out and "TOO MANY" not in out
         return
     assert code == 1, out + err
-    report = json.loads(sent["report"].read_text())
     stats = receiver_stats(sent["port"])
     config = load_config(sent["config"])
-    named_any = False
     for target in config.targets:
         site = stats[instance_path(target.url)]["sites"][str(target.site_id)]
         assert site["lost"] > 0 and site["invalid"] == {}
-        days = next(entry["days"] for entry in report["targets"] if entry["target"] == target.name)
-        short = [
-            day for day, counts in sorted(days.items()) if _stored_actions(sent, target, day) < 0.99 * counts["actions"]
-        ]
-        line = next((line for line in err.splitlines() if f"target {target.name} stored less" in line), None)
-        if short:
-            named_any = True
-            assert line is not None and line.endswith(", ".join(short)), err
-        else:
-            assert line is None
-    assert named_any and "core:archive" in err
+    code, out, _ = _main(
+        capsys, "verify", sent["config"], "--report", sent["report"], "--calls-per-minute", 6000, "--json"
+    )
+    verdict = json.loads(out)
+    assert code == 1 and verdict["ok"] is False
+    short = []
+    for entry in verdict["targets"]:
+        for day in entry["days"]:
+            for row in day["rows"]:
+                assert row["ok"] == (
+                    row["sent"] == row["stored"] or abs(row["stored"] - row["sent"]) < 0.01 * row["sent"]
+                )
+                if not row["ok"]:
+                    short.append((entry["target"], day["day"], row["label"]))
+                    assert f"target {entry['target']}, {day['day']}: " in err
+    assert short and "core:archive" in err
+    # the stored figures are Matomo's own (the receiver's Reporting API), read independently here
+    target, day, _ = short[0]
+    row = next(
+        r
+        for e in verdict["targets"]
+        if e["target"] == target
+        for d in e["days"]
+        if d["day"] == day
+        for r in d["rows"]
+        if r["report"] == "actions"
+    )
+    assert row["stored"] == _stored_actions(sent, config.targets[0] if target == "Alpha" else config.targets[1], day)
 
 
 def _stored_actions(sent, target, day) -> int:
@@ -136,7 +153,8 @@ def test_a_run_report_without_actions_is_checked_on_visits(sent, capsys):
     path.write_text(json.dumps(slim))
     code, out, err = _main(capsys, "verify", sent["config"], "--report", path, "--calls-per-minute", 6000)
     assert code == 0, out + err  # visits survive a 5% hit loss: later hits of a visit still open it
-    assert " - " in out  # actions sent unknown
+    assert "verify OK: 2 target(s), 8 day(s), 8 report row(s)" in out  # visits only: actions sent unknown
+    assert " actions " not in out
 
 
 def test_a_wrong_token_fails_the_target_with_matomos_message(sent, capsys, tmp_path):
@@ -164,13 +182,44 @@ def test_bad_reports_and_options_exit_2_with_the_file_named(sent, capsys, tmp_pa
 
 
 # --- pure -------------------------------------------------------------------------------------------
-def test_check_day_compares_visits_and_actions_when_known():
+def test_check_day_compares_every_report_it_knows_both_ways():
     day = vf.SentDay("2025-01-01", visits=100, hits=500, actions=400)
-    assert vf.check_day("T", day, 99, 396, 0.99).ok
-    assert not vf.check_day("T", day, 98, 400, 0.99).ok
-    assert not vf.check_day("T", day, 100, 395, 0.99).ok
-    assert vf.check_day("T", vf.SentDay("2025-01-01", 100, 500), 100, 0, 0.99).ok
-    assert vf.check_day("T", vf.SentDay("2025-01-01", 0, 0, 0), 0, 0, 0.99).ok
+    assert vf.check_day("T", day, {"visits": 100, "actions": 397}, 0.99).ok
+    assert not vf.check_day("T", day, {"visits": 99, "actions": 400}, 0.99).ok  # one in a hundred lost
+    assert not vf.check_day("T", day, {"visits": 101, "actions": 400}, 0.99).ok  # one too many
+    assert not vf.check_day("T", day, {"visits": 100, "actions": 396}, 0.99).ok
+    assert vf.check_day("T", vf.SentDay("2025-01-01", 100, 500), {"visits": 100}, 0.99).ok  # actions unknown
+    assert vf.check_day("T", vf.SentDay("2025-01-01", 0, 0, 0), {}, 0.99).ok
+    reports = {"goal:2:conversions": 14, "goal:2:revenue": 32150, "events": 28}
+    day = vf.SentDay("2025-01-01", 10, 50, 40, reports)
+    check = vf.check_day(
+        "T", day, {"visits": 10, "actions": 40, "goal:2:conversions": 13, "goal:2:revenue": 32150, "events": 28}, 0.99
+    )
+    assert not check.ok and [row.label for row in check.short] == ["goal 2 conversions"]
+    assert check.row("goal:2:revenue").shown(32150) == "321.50"
+    failed = vf.check_day("T", vf.SentDay("2025-01-01", 0, 0, 0, None, failed_visits=5), {}, 0.99)
+    assert not failed.ok and "5 visit(s) failed" in failed.note
+
+
+def test_agreement_is_strict_and_exact_in_millionths():
+    assert not vf.agrees(100, 99, 0.99) and vf.agrees(200, 199, 0.99) and vf.agrees(0, 0, 0.99)
+    assert not vf.agrees(0, 1, 0.99) and vf.agrees(7, 7, 1.0) and not vf.agrees(10**6, 10**6 - 1, 1.0)
+
+
+def test_a_report_of_a_failed_target_or_with_bad_reports_is_named():
+    data = {
+        "targets": [
+            {"target": "A", "status": "failed", "error": "deadlock", "days": {}},
+            {"target": "B", "days": {"2025-01-01": {"visits": 1, "reports": {"goals": {"x": {}}}}}},
+        ]
+    }
+    with pytest.raises(UsageError, match=r"targets\[1\]\.days\[2025-01-01\]\.reports\.goals\[x\]"):
+        vf.parse_report(data, "r.json")
+    data["targets"].pop()
+    assert vf.parse_report(data, "r.json")[0].failed == "the backfill failed: deadlock"
+    data["targets"][0] = {"target": "A", "days": {"2025-01-01": {"visits": 1, "reports": {"revenue": float("inf")}}}}
+    with pytest.raises(UsageError, match="revenue: must be an amount"):
+        vf.parse_report(data, "r.json")
 
 
 def test_report_format_is_targets_with_days():

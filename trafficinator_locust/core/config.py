@@ -90,6 +90,11 @@ class _TargetFields(Spec):
     token_auth: SecretStr | None = Field(
         None, description="Matomo token with write access to the site. Use ${ENV_VAR}; never logged or shown."
     )
+    report_token_auth: SecretStr | None = Field(
+        None,
+        description="Token with view access for the Reporting API (verify, validate --online); default: "
+        "token_auth. Lets a target that tracks without a token be verified. Use ${ENV_VAR}; never shown.",
+    )
     weight: float | None = Field(
         None, gt=0, description="Relative share of users/visits (a ratio: 2/3/5 = 20/30/50). Default 1."
     )
@@ -157,7 +162,7 @@ class _TargetFields(Spec):
             _check_timezone(value)
         return value
 
-    @field_validator("token_auth", mode="before")
+    @field_validator("token_auth", "report_token_auth", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -215,6 +220,7 @@ class Target(Resolved):
     url: str
     site_id: int
     token_auth: SecretStr | None = None
+    report_token_auth: SecretStr | None = None
     weight: float = 1.0
     visits_per_day: int | None = None
     timezone: str = "UTC"
@@ -248,6 +254,17 @@ class Target(Resolved):
     def token(self) -> str | None:
         """The token in clear, for a POST body only (never a URL, a log line or a message); ``None`` without one."""
         return self.token_auth.get_secret_value() if self.token_auth is not None else None
+
+    @property
+    def report_token(self) -> str | None:
+        """The Reporting API's token in clear (``report_token_auth``, else ``token_auth``), for POST bodies only."""
+        secret = self.report_token_auth or self.token_auth
+        return secret.get_secret_value() if secret is not None else None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every token of the target in clear: what masking must hide."""
+        return tuple(s.get_secret_value() for s in (self.token_auth, self.report_token_auth) if s is not None)
 
     @property
     def tzinfo(self) -> ZoneInfo:
@@ -287,6 +304,7 @@ class Config(Resolved):
         for raw, target in zip(payload["targets"], self.targets):
             secret = target.token or ""
             raw["token_auth"] = hashlib.sha256(secret.encode()).hexdigest()
+            raw.pop("report_token_auth", None)  # only read by verify: it does not shape traffic
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -30,6 +30,8 @@ EXIT_USAGE = 2
 """Bad input: the config, an option, a state or checkpoint file. Nothing was started."""
 EXIT_CHECK_FAILED = 3
 """A ``--traffic-check`` rule failed at the end of a run."""
+EXIT_VERIFY_FAILED = 4
+"""``--traffic-verify``: Matomo's reports did not show what the run sent (a failed check's 3 wins)."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT) ended a command."""
 
@@ -40,6 +42,11 @@ class TrafficinatorError(Exception):
 
 class UsageError(TrafficinatorError):
     """Bad input (options, ranges, files): printed as one message, exit code 2."""
+
+
+class FileRefused(UsageError):
+    """A file named by the user that is not a small regular file (a device, a FIFO, a folder, too big);
+    the message names the file and the limit (:func:`core.files.read_small_text`)."""
 
 
 @dataclass(frozen=True)

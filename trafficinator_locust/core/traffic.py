@@ -139,6 +139,11 @@ class GoalSpec(Spec):
     id: int = Field(ge=1)
     revenue: SecondsRange | None = None
     weight: float = Field(1.0, gt=0)
+    allow_multiple: bool = Field(
+        False,
+        description="As the goal's Matomo setting 'allow multiple conversions per visit': "
+        "what verify expects (Matomo converts a goal once per visit by default).",
+    )
 
 
 class ProductSpec(Spec):
@@ -373,6 +378,7 @@ class Goal(Resolved):
     id: int
     revenue: Span | None = None
     weight: float = 1.0
+    allow_multiple: bool = False
 
 
 class Product(Resolved):
@@ -457,6 +463,11 @@ class Traffic(Resolved):
     ecommerce: Ecommerce = Ecommerce()
     journeys: tuple[Journey, ...] = ()
 
+    @property
+    def multiple_goals(self) -> frozenset[int]:
+        """Ids of the goals Matomo converts more than once per visit (``allow_multiple``)."""
+        return frozenset(goal.id for goal in self.goals if goal.allow_multiple)
+
 
 # ---------------------------------------------------------------------------------------------
 # Resolution
@@ -503,6 +514,7 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
                 id=g["id"],
                 revenue=_span(g.get("revenue"), None, doc, path + ("goals",), problems),
                 weight=g.get("weight", 1.0),
+                allow_multiple=g.get("allow_multiple", False),
             )
             for g in raw["goals"]
         )

@@ -44,6 +44,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ from trafficinator_locust.core.config import Config, Target
 from trafficinator_locust.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, SendError, UsageError
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.protocol import ACTION_KINDS, classify
+from trafficinator_locust.core.reports import VisitReports, bot_visit, nested
 from trafficinator_locust.core.table import render_table
 from trafficinator_locust.core.tracking import TrackingEncoder
 from trafficinator_locust.core.visitors import VisitorTicket
@@ -290,6 +292,7 @@ class _Item:
     last_of_visit: bool
     stored_visit: bool
     action: bool
+    counted: tuple[VisitReports, str, dict[str, str]] | None = None  # what it adds to the reports once delivered
 
 
 def _items(
@@ -300,19 +303,29 @@ def _items(
 ) -> Iterator[_Item]:
     first_visit, first_hit = int(cursor[0]), int(cursor[1])
     site = job.target.site_id
+    multiple_goals = job.target.traffic.multiple_goals
     for day_visit in day_visits(job.planner, job.pace, window, first_visit, tickets):
         hits = day_visit.visit.hits
         stored = day_visit.visit.stored_by_matomo
         start = first_hit if day_visit.index == first_visit else 0
+        reports = None
+        if stored:
+            visitor = day_visit.visit.visitor
+            returning = visitor.returning if job.visitors is not None else None
+            reports = VisitReports(returning, multiple_goals, day_visit.visit.channel)
+            for position in range(start):  # resumed mid-visit: its first hits were confirmed by an earlier run
+                reports.stored(hits[position].kind, hit_params(job.encoder, site, day_visit, position))
         for position in range(start, len(hits)):
             params = hit_params(job.encoder, site, day_visit, position)
+            kind = classify(params)
             yield _Item(
                 encode_item(params),
                 day_visit.index,
                 position,
                 position == len(hits) - 1,
                 stored,
-                stored and classify(params) in ACTION_KINDS,
+                stored and kind in ACTION_KINDS,
+                None if reports is None else (reports, kind, params),
             )
 
 
@@ -512,8 +525,13 @@ class _Run:
         last = settled[-1]
         cursor = [last.visit + 1, 0] if last.last_of_visit else [last.visit, last.hit + 1]
         visits = actions = 0
+        figures: Counter[str] = Counter()
         for position, item in enumerate(settled):
             delivered = delivery.fates[position] is HitFate.DELIVERED
+            if delivered and item.counted is not None:
+                figures.update(item.counted[0].stored(item.counted[1], item.counted[2]))
+            elif delivered and item.last_of_visit and not item.stored_visit:
+                figures.update(bot_visit())
             visit, seen = job.open_visit
             if visit != item.visit:  # a new visit; one resumed mid-visit had its earlier hits confirmed
                 seen = item.hit > 0
@@ -532,6 +550,9 @@ class _Run:
             state["invalid"] += sum(kinds.values())
             state["visits"] += visits
             state["actions"] += actions
+            day_figures = state.setdefault("reports", {})
+            for key, value in figures.items():
+                day_figures[key] = day_figures.get(key, 0) + value
             if kinds:
                 saved = self.checkpoint.data["targets"][job.name]
                 by_kind = saved.setdefault("refused", {})
@@ -622,10 +643,12 @@ def report_document(
                     "actions": 0,
                     "done": planned == 0,
                 }
+            figures = state.get("reports")
             days[day.isoformat()] = {
                 "visits": state["visits"],
                 "hits": state["hits"],
                 "actions": state["actions"],
+                **({} if figures is None else {"bot_visits": figures.get("bot_visits", 0), "reports": nested(figures)}),
                 "planned": state["planned"],
                 "tracked": state["tracked"],
                 "invalid": state["invalid"],

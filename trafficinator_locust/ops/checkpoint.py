@@ -41,7 +41,7 @@ visitors from the fixed pool, so its resumed days send exactly what its first ru
 
 def target_fingerprint(target: Target) -> str:
     """What shapes a target's planned visits and where they go (token, weight, enabled excluded)."""
-    data = target.model_dump(mode="json", exclude={"token_auth", "weight", "enabled"})
+    data = target.model_dump(mode="json", exclude={"token_auth", "report_token_auth", "weight", "enabled"})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -55,6 +55,7 @@ def new_day(window: DayWindow, full_day_end: int) -> dict[str, Any]:
         "tracked": 0,
         "invalid": 0,
         "actions": 0,
+        "reports": {},  # core.reports figures of the confirmed hits (money in cents)
         "done": window.visits == 0,
     }
     if window.end != full_day_end:

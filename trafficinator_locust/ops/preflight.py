@@ -148,7 +148,7 @@ class _Check:
         self.host = self.parts.hostname or ""
         self.port = self.parts.port or (443 if self.https else 80)
         self.api = api_url(target.url)
-        self._token = target.token or ""
+        self._token = target.report_token or ""  # the Reporting API's; the tracker's is target.token
         self._lock = threading.Lock()
         self._steps: list[Step] = []
         self._warnings: list[str] = []
@@ -158,6 +158,7 @@ class _Check:
         self._seconds: float | None = None
         self._context: ssl.SSLContext | None = None
         self._api: ReportingApi | None = None
+        self._write_api: ReportingApi | None = None  # asked with token_auth when report_token_auth is set
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def result(self) -> TargetResult:
@@ -184,7 +185,7 @@ class _Check:
             self._warnings.append(self._mask(text))
 
     def _mask(self, text: str) -> str:
-        return mask_secrets(text, [self._token] if self._token else [])
+        return mask_secrets(text, self.target.secrets)
 
     def _quote(self, text: str, limit: int = 300) -> str:
         """A server's words, masked before they are cut (a cut token would escape the mask)."""
@@ -223,7 +224,13 @@ class _Check:
         if self._token:
             visible = self._step_token()
             site = self._step_site(visible)
-            self._step_access()
+            if self.target.token is not None:
+                self._step_access()
+            else:
+                self._warn(
+                    "no token_auth: hits are tracked without a token (report_token_auth is used for the "
+                    "Reporting API only); Matomo rejects hits with cip, geo or a cdt older than 24 h"
+                )
             self._compare_site(site)
         else:
             self._warn(
@@ -374,13 +381,16 @@ class _Check:
     def _step_access(self) -> None:
         self._begin("access")
         site_id = self.target.site_id
+        write = self.target.report_token_auth is not None  # ask with token_auth, not the report token
         if site_id in _site_ids(
-            self._api_call("SitesManager.getSitesIdWithAdminAccess"), "SitesManager.getSitesIdWithAdminAccess"
+            self._api_call("SitesManager.getSitesIdWithAdminAccess", write=write),
+            "SitesManager.getSitesIdWithAdminAccess",
         ):
             self._passed(f"admin access to site {site_id}")
             return
         if site_id in _site_ids(
-            self._api_call("SitesManager.getSitesIdWithWriteAccess"), "SitesManager.getSitesIdWithWriteAccess"
+            self._api_call("SitesManager.getSitesIdWithWriteAccess", write=write),
+            "SitesManager.getSitesIdWithWriteAccess",
         ):
             self._passed(f"write access to site {site_id}")
             return
@@ -407,8 +417,8 @@ class _Check:
             "_id": PROBE_CID,
             "ua": PROBE_USER_AGENT,
         }
-        if self._token:
-            form["token_auth"] = self._token
+        if self.target.token:
+            form["token_auth"] = self.target.token
         answer = self._http("POST", self.target.url, urlencode(form).encode(), "the test hit's answer")
         if answer.status in (200, 204):
             self._passed(f"1 test hit accepted (HTTP {answer.status}): action '{PROBE_ACTION}', visitor id {PROBE_CID}")
@@ -417,12 +427,13 @@ class _Check:
         raise _Failed(f"the test hit was refused: HTTP {answer.status}" + (f": {text}" if text else ""))
 
     # -- HTTP -------------------------------------------------------------------------------------
-    def _api_call(self, method: str, rejected: str = "", **params: str) -> Any:
-        """A Reporting API answer (token in the POST body); Matomo's error JSON fails with ``rejected``
-        when given, else is returned for the caller to read."""
+    def _api_call(self, method: str, rejected: str = "", *, write: bool = False, **params: str) -> Any:
+        """A Reporting API answer (token in the POST body; ``write``: token_auth's, else the report
+        token's); Matomo's error JSON fails with ``rejected`` when given, else is returned for the
+        caller to read."""
         where = display_url(self.api)
         with self._transport(f"{method} at {where}"):
-            answer = self._reporting_api().answer(method, params, timeout=self._remaining())
+            answer = self._reporting_api(write).answer(method, params, timeout=self._remaining())
         if answer.error is not None and rejected:
             raise _Failed(f"{rejected}: Matomo says: {self._quote(answer.error)}")
         if answer.data is None or (answer.status != 200 and answer.error is None):
@@ -433,7 +444,14 @@ class _Check:
             )
         return answer.data
 
-    def _reporting_api(self) -> ReportingApi:
+    def _reporting_api(self, write: bool = False) -> ReportingApi:
+        if write:
+            if self._write_api is None:
+                context = self._tls_context() if self.https else None
+                self._write_api = ReportingApi(
+                    self.target, user_agent=USER_AGENT, context=context, max_body=MAX_BODY, token=self.target.token
+                )
+            return self._write_api
         if self._api is None:
             context = self._tls_context() if self.https else None
             self._api = ReportingApi(self.target, user_agent=USER_AGENT, context=context, max_body=MAX_BODY)

@@ -7,6 +7,7 @@ server quotes it back. Standard library only (:mod:`.tracker_http`)::
 
     api = ReportingApi(target, calls_limiter(60))
     visits, actions = api.visits_summary(target.site_id, "2025-03-14")
+    figures = api.day_reports(target.site_id, "2025-03-14", goals=["2"])  # {"visits": .., "goal:2:revenue": ..}
     version = api.call("API.getMatomoVersion")  # raises ReportingApiError when it fails
 
 :meth:`ReportingApi.call` raises :class:`~trafficinator_locust.core.errors.ReportingApiError` for
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -28,6 +29,7 @@ from trafficinator_locust.core.config import Target
 from trafficinator_locust.core.errors import ReportingApiError
 from trafficinator_locust.core.masking import mask_secrets
 from trafficinator_locust.core.protocol import instance_path
+from trafficinator_locust.core.reports import cents
 from trafficinator_locust.ops.rate_limit import TokenBucket
 from trafficinator_locust.ops.tracker_http import FORM_CONTENT_TYPE, Endpoint, display_url
 
@@ -64,6 +66,7 @@ class ApiAnswer:
 class ReportingApi:
     """POSTs Reporting API calls for one target, the token in the body, paced by ``limiter``.
 
+    The token is the target's ``report_token`` (``report_token_auth``, else ``token_auth``).
     ``sleep`` is how the limiter waits (``/api/verify`` refuses waits past its deadline);
     ``context`` is the TLS context, ``max_body`` caps what is read of an answer.
 
@@ -83,10 +86,11 @@ class ReportingApi:
         user_agent: str = USER_AGENT,
         context: ssl.SSLContext | None = None,
         max_body: int | None = None,
+        token: str | None = None,
     ):
         self.url = api_url(target.url)
         self._endpoint = Endpoint(self.url, context=context)
-        self._token = target.token or ""
+        self._token = token or target.report_token or ""  # token: another of the target's (preflight's write check)
         self._limiter = limiter
         self._timeout = timeout
         self._sleep = sleep
@@ -143,14 +147,49 @@ class ReportingApi:
     def visits_summary(self, site_id: int, day: str) -> tuple[int, int]:
         """Stored visits and actions of one day (Matomo answers ``[]`` for a day without data)."""
         data = self.call("VisitsSummary.get", idSite=str(site_id), period="day", date=day)
-        if isinstance(data, list) and not data:
-            return 0, 0
-        if not isinstance(data, dict):
-            raise ReportingApiError(f"VisitsSummary.get: unexpected answer for {day}")
-        try:
-            return int(data.get("nb_visits", 0) or 0), int(data.get("nb_actions", 0) or 0)
-        except (TypeError, ValueError):
-            raise ReportingApiError(f"VisitsSummary.get: nb_visits/nb_actions are not numbers for {day}") from None
+        figures = _figures("VisitsSummary.get", data, day, {"nb_visits": "visits", "nb_actions": "actions"})
+        return figures["visits"], figures["actions"]
+
+    def day_reports(self, site_id: int, day: str, goals: Sequence[str]) -> dict[str, int]:
+        """Every report ``verify`` compares for one site and day, in one ``API.getBulkRequest`` call.
+
+        Keys and units are :mod:`~trafficinator_locust.core.reports`' (money in cents): visits,
+        actions, pageviews, searches, outlinks, downloads, events, returning_visits, orders, revenue,
+        abandoned_carts and ``goal:<id>:conversions`` / ``goal:<id>:revenue`` for each of ``goals``.
+        One call, not eight: Matomo Cloud limits API calls per minute (plugins/API/API.php getBulkRequest).
+        """
+        base = {"idSite": str(site_id), "period": "day", "date": day}
+        wanted: list[tuple[str, dict[str, str], dict[str, str]]] = [
+            ("VisitsSummary.get", {}, {"nb_visits": "visits", "nb_actions": "actions"}),
+            (
+                "Actions.get",
+                {},
+                {"nb_pageviews": "pageviews", "nb_searches": "searches", "nb_outlinks": "outlinks"}
+                | {"nb_downloads": "downloads"},
+            ),
+            ("VisitFrequency.get", {}, {"nb_visits_returning": "returning_visits"}),
+            ("Goals.get", {"idGoal": "ecommerceOrder"}, {"nb_conversions": "orders", "revenue": "revenue"}),
+            ("Goals.get", {"idGoal": "ecommerceAbandonedCart"}, {"nb_conversions": "abandoned_carts"}),
+        ]
+        for goal in goals:
+            wanted.append(
+                (
+                    "Goals.get",
+                    {"idGoal": goal},
+                    {"nb_conversions": f"goal:{goal}:conversions", "revenue": f"goal:{goal}:revenue"},
+                )
+            )
+        urls = [urlencode({"method": method, **base, **extra}) for method, extra, _ in wanted]
+        urls.append(urlencode({"method": "Events.getCategory", **base, "filter_limit": "-1"}))
+        answers = self.call("API.getBulkRequest", **{f"urls[{i}]": url for i, url in enumerate(urls)})
+        if not isinstance(answers, list) or len(answers) != len(urls):
+            raise ReportingApiError(f"API.getBulkRequest: expected {len(urls)} answers for {day}")
+        figures: dict[str, int] = {}
+        for (method, extra, keys), data in zip(wanted, answers):
+            label = method + "".join(f" {value}" for value in extra.values())
+            figures.update(_figures(label, data, day, keys))
+        figures["events"] = _events(answers[-1], day)
+        return figures
 
     def tracking_failures(self, site_id: int) -> list[Mapping[str, Any]]:
         """Matomo's tracking failures (``CoreAdminHome.getTrackingFailures``) of ``site_id``."""
@@ -158,3 +197,38 @@ class ReportingApi:
         if not isinstance(data, list):
             raise ReportingApiError("CoreAdminHome.getTrackingFailures: unexpected answer")
         return [row for row in data if isinstance(row, dict) and str(row.get("idsite", "")) == str(site_id)]
+
+
+def _figures(method: str, data: Any, day: str, keys: Mapping[str, str]) -> dict[str, int]:
+    """Matomo's metrics ``keys`` of one answer, as ``core.reports`` figures (``revenue`` in cents).
+
+    ``[]`` is Matomo's answer for a day without data; an error answer inside a bulk request raises.
+    """
+    error = matomo_error(data)
+    if error is not None:
+        raise ReportingApiError(f"{method}: Matomo says: {error[:MESSAGE_LIMIT]}")
+    if isinstance(data, list) and not data:
+        data = {}
+    if not isinstance(data, dict):
+        raise ReportingApiError(f"{method}: unexpected answer for {day}")
+    figures = {}
+    for metric, key in keys.items():
+        value = data.get(metric, 0) or 0
+        try:
+            figures[key] = cents(str(value)) if metric == "revenue" else int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            raise ReportingApiError(f"{method}: {metric} is not a number for {day}") from None
+    return figures
+
+
+def _events(data: Any, day: str) -> int:
+    """The day's events: the sum of ``nb_events`` over ``Events.getCategory``'s rows."""
+    error = matomo_error(data)
+    if error is not None:
+        raise ReportingApiError(f"Events.getCategory: Matomo says: {error[:MESSAGE_LIMIT]}")
+    if not isinstance(data, list):
+        raise ReportingApiError(f"Events.getCategory: unexpected answer for {day}")
+    try:
+        return sum(int(float(row.get("nb_events", 0) or 0)) for row in data if isinstance(row, dict))
+    except (TypeError, ValueError, OverflowError):
+        raise ReportingApiError(f"Events.getCategory: nb_events is not a number for {day}") from None

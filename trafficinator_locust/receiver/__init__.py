@@ -9,12 +9,14 @@ adds the stateful parts. It imports only ``core`` (and gevent and the standard l
 
 - :mod:`.instances`: the instances, sites and tokens served, learned from a config's targets
 - :mod:`.app`: :class:`~.app.ReceiverApp`, the WSGI application that routes each path
-- :mod:`.tracker`: the tracker endpoint (one hit or a bulk batch), the ``loss`` option
+- :mod:`.tracker`: the tracker endpoint (one hit or a bulk batch), the ``loss`` and ``lose`` options
 - :mod:`.visits`: Matomo's visit grouping, visitor lookup and returning visitors;
   :mod:`.devices`: OS, browser and device from the user agent, the fingerprint (config id);
   :mod:`.attribution`: the referrer of a visit; :mod:`.goals`: goal conversions and ecommerce;
+  :mod:`.actions`: pageviews, downloads, outlinks, searches and events per day;
   :mod:`.store`: what was stored, the stats JSON
-- :mod:`.reporting`: the Reporting API subset; :mod:`.wsgi`: reading requests, writing answers
+- :mod:`.reporting`: the Reporting API subset (bulk requests too); :mod:`.reports`: the figures of
+  its day reports; :mod:`.wsgi`: reading requests, writing answers
 - :mod:`.server`: ``serve`` in-process and ``run`` for the command; :mod:`.process`: the receiver
   as a child process (start, wait until it listens, stats, stop)
 

@@ -9,13 +9,13 @@ path is 404. The routes are one dict lookup, built once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from trafficinator_locust.receiver.instances import ReceiverInstance
 from trafficinator_locust.receiver.reporting import handle as handle_api
 from trafficinator_locust.receiver.store import InstanceState
-from trafficinator_locust.receiver.tracker import FailBatches, Loss, Tracker
+from trafficinator_locust.receiver.tracker import FailBatches, KindLoss, Loss, Tracker
 from trafficinator_locust.receiver.wsgi import TEXT, Environ, StartResponse, read_body, respond, respond_json
 
 __all__ = ["ReceiverApp"]
@@ -41,8 +41,12 @@ class ReceiverApp:
     has a silent loss to find, like Matomo's silent drops. ``fail_batches``: the share of bulk
     requests (0..1, drawn by a random generator seeded by ``fail_seed``) answered like a database
     deadlock, ``500 {"status": "error", "tracked": 0}``, storing nothing (``failed_batches`` in the
-    stats), for testing the generator's retries. ValueError for a loss outside 0..1, a
-    fail_batches outside 0..1, two instances on one prefix, or an unknown token role.
+    stats), for testing the generator's retries. ``lose``: per hit kind (``core.protocol.HIT_KINDS``),
+    the share (0..1) of that kind's valid hits answered as stored but dropped, chosen like ``loss``'s
+    (seeded by ``lose_seed``), so a test knows which report must come out short; lost hits are
+    counted per site and kind (``lost_by_kind`` in the stats). ValueError for a loss outside 0..1,
+    a fail_batches outside 0..1, a lose kind or share that is not one, two instances on one prefix,
+    or an unknown token role.
     """
 
     def __init__(
@@ -56,6 +60,8 @@ class ReceiverApp:
         record_hits: bool = False,
         fail_batches: float = 0.0,
         fail_seed: int = 0,
+        lose: Mapping[str, float] | None = None,
+        lose_seed: int = 0,
     ) -> None:
         self.clock = clock
         self.tracker = Tracker(
@@ -64,6 +70,7 @@ class ReceiverApp:
             loss=Loss(loss, loss_seed),
             record_hits=record_hits,
             fail_batches=FailBatches(fail_batches, fail_seed),
+            lose=KindLoss(lose, lose_seed),
         )
         self._states: dict[str, InstanceState] = {}
         for instance in instances:

@@ -11,31 +11,56 @@
   opens a new one (``GoalManager::recordEcommerceGoal``, ``detectIsThereExistingCartInVisit``,
   plugins/CoreHome/Columns/VisitGoalBuyer.php). A cart row still open is an abandoned cart.
 - Conversions add no action.
+- A manual or URL goal conversion and an order convert the visit (``visit_goal_converted``), a cart
+  update does not (plugins/Goals/Tracker/GoalsRequestProcessor.php, plugins/Ecommerce/Tracker/
+  EcommerceRequestProcessor.php): that is ``nb_visits_converted`` of all goals.
 
 The totals use Matomo's report keys: the goal id (``"1"``), ``ecommerceOrder`` and
-``ecommerceAbandonedCart``, each with ``conversions`` and ``revenue``.
+``ecommerceAbandonedCart``, each with ``conversions`` and ``revenue``. ``Goals.get`` reads the same
+figures per site-local day (the visit's day: a visit never spans the site's midnight) and visitor type
+(new or returning), with the visits that converted each key (Matomo's ``count(distinct idvisit)`` of
+``log_conversion``); a cart row that became an order leaves the abandoned carts of its day.
 
 Example::
 
     conversions = Conversions()
     conversions.goal(visit, ReceiverGoal(2), {"revenue": "12.50"}, ts)  # True: converted
     conversions.stats()  # {"2": {"conversions": 1, "revenue": 12.5}}
+    conversions.on(visit.day, "2").visits  # 1
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from trafficinator_locust.receiver.instances import ReceiverGoal
 from trafficinator_locust.receiver.visits import Visit
 
-__all__ = ["ORDER", "ABANDONED_CART", "Conversions"]
+__all__ = ["ORDER", "ABANDONED_CART", "VISITS_CONVERTED", "GoalFigures", "Conversions"]
 
 ORDER = "ecommerceOrder"
 ABANDONED_CART = "ecommerceAbandonedCart"
+VISITS_CONVERTED = ""
+"""The key whose ``visits`` are the visits a goal or an order converted (all goals' ``nb_visits_converted``)."""
 _ZERO = Decimal(0)
+
+
+@dataclass
+class GoalFigures:
+    """One key's conversions, revenue and converted visits (of a day and visitor type, or summed)."""
+
+    conversions: int = 0
+    revenue: Decimal = _ZERO
+    visits: int = 0
+
+    def add(self, other: GoalFigures) -> None:
+        self.conversions += other.conversions
+        self.revenue += other.revenue
+        self.visits += other.visits
 
 
 def _revenue(params: Mapping[str, str], default: float = 0.0) -> Decimal:
@@ -58,10 +83,44 @@ class Conversions:
     def reset(self) -> None:
         self.counts: dict[str, int] = {}
         self.revenue: dict[str, Decimal] = {}
+        self.days: dict[date, dict[tuple[str, bool], GoalFigures]] = {}
+        """Per site-local day, by (key, returning visitor)."""
 
-    def _add(self, key: str, count: int, revenue: Decimal) -> None:
+    def on(self, day: date, key: str, returning: bool | None = None) -> GoalFigures:
+        """One key's figures of a day, for new (False), returning (True) or all (None) visitors."""
+        total = GoalFigures()
+        for (name, is_returning), figures in self.days.get(day, {}).items():
+            if name == key and returning in (None, is_returning):
+                total.add(figures)
+        return total
+
+    def keys_on(self, day: date) -> set[str]:
+        """The keys with figures on a day (``VISITS_CONVERTED`` included)."""
+        return {key for key, _ in self.days.get(day, {})}
+
+    def _figures(self, visit: Visit, key: str) -> GoalFigures:
+        day = self.days.get(visit.day)
+        if day is None:
+            day = self.days[visit.day] = {}
+        slot = (key, visit.returning)
+        figures = day.get(slot)
+        if figures is None:
+            figures = day[slot] = GoalFigures()
+        return figures
+
+    def _add(self, visit: Visit, key: str, count: int, revenue: Decimal, visits: int) -> None:
         self.counts[key] = self.counts.get(key, 0) + count
         self.revenue[key] = self.revenue.get(key, _ZERO) + revenue
+        figures = self._figures(visit, key)
+        figures.conversions += count
+        figures.revenue += revenue
+        figures.visits += visits
+
+    def _convert_visit(self, visit: Visit) -> None:
+        """A goal or an order converts the visit, once."""
+        if not visit.goal_converted:
+            visit.goal_converted = True
+            self._figures(visit, VISITS_CONVERTED).visits += 1
 
     def goal(self, visit: Visit, goal: ReceiverGoal, params: Mapping[str, str], ts: float) -> bool:
         """Convert ``goal`` in ``visit``; False when the visit already converted it (dropped silently)."""
@@ -70,8 +129,10 @@ class Conversions:
             visit.converted = set()
         elif marker in visit.converted:
             return False
-        visit.converted.add(marker)
-        self._add(str(goal.id), 1, _revenue(params, goal.revenue))
+        first = goal.id not in visit.converted  # the goal id itself marks "converted in this visit"
+        visit.converted.update((marker, goal.id))
+        self._add(visit, str(goal.id), 1, _revenue(params, goal.revenue), 1 if first else 0)
+        self._convert_visit(visit)
         return True
 
     def url_goals(self, visit: Visit, goals: Iterable[ReceiverGoal], url: str, ts: float) -> int:
@@ -86,18 +147,20 @@ class Conversions:
     def order(self, visit: Visit, params: Mapping[str, str]) -> None:
         """Book an order; an open cart row of the visit becomes the order (no abandoned cart)."""
         if visit.cart is not None:
-            self._add(ABANDONED_CART, -1, -visit.cart)
+            self._add(visit, ABANDONED_CART, -1, -visit.cart, -1)
             visit.cart = None
+        first = not visit.ordered
         visit.ordered = True
-        self._add(ORDER, 1, _revenue(params))
+        self._add(visit, ORDER, 1, _revenue(params), 1 if first else 0)
+        self._convert_visit(visit)
 
     def cart(self, visit: Visit, params: Mapping[str, str]) -> None:
         """Book a cart update: replace the visit's open cart row, or open one (an abandoned cart)."""
         amount = _revenue(params)
         if visit.cart is None:
-            self._add(ABANDONED_CART, 1, amount)
+            self._add(visit, ABANDONED_CART, 1, amount, 1)
         else:
-            self._add(ABANDONED_CART, 0, amount - visit.cart)
+            self._add(visit, ABANDONED_CART, 0, amount - visit.cart, 0)
         visit.cart = amount
 
     def stats(self) -> dict[str, Any]:

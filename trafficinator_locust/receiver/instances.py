@@ -107,7 +107,8 @@ def instances_from_targets(
     """Group loopback targets into receiver instances by the path prefix of their tracker URL.
 
     A target is any object with ``name``, ``url``, ``site_id``, ``timezone`` and ``token_auth``
-    (a plain string or a pydantic ``SecretStr``). Targets on other hosts, or on another port when
+    (a plain string or a pydantic ``SecretStr``); its ``report_token_auth``, if any, gets view access.
+    Targets on other hosts, or on another port when
     ``port`` is given and not 0 (0 means "a free port", so any target port matches), are skipped.
     Several targets may share an instance (one site each); the first target of a site id wins.
     """
@@ -127,6 +128,9 @@ def instances_from_targets(
         token = _plain_token(target.token_auth)
         if token:
             instance.tokens.add(token)
+        report_token = _plain_token(getattr(target, "report_token_auth", None))
+        if report_token and report_token not in instance.tokens:
+            instance.roles.setdefault(report_token, "view")  # a report_token_auth: the Reporting API's only
     return list(instances.values())
 
 
@@ -149,12 +153,16 @@ def _site_of(target: Any, site_id: int) -> ReceiverSite:
         if step.type == "goal" and step.id
     }
     currency = getattr(getattr(traffic, "ecommerce", None), "currency", None) or "USD"
+    several = tuple(
+        ReceiverGoal(goal.id, allow_multiple=True) for goal in getattr(traffic, "goals", ()) if goal.allow_multiple
+    )
     return ReceiverSite(
         site_id,
         timezone=target.timezone or "UTC",
         currency=currency,
         goals=frozenset(goals) or frozenset({1, 2, 3}),
         name=target.name,
+        goal_definitions=several,
     )
 
 

@@ -1,11 +1,21 @@
 """The Reporting API subset (``<prefix>/index.php?module=API``) that preflight and verify call.
 
 ``API.getMatomoVersion``, ``SitesManager.getSiteFromId``, the ``SitesManager.getSites[Id]With...Access``
-lists by the token's role, ``VisitsSummary.get`` (``period=day``, site-local days),
-``Live.getLastVisitsDetails`` (the site's latest visits, newest first, with a few of Matomo's
-fields) and ``CoreAdminHome.getTrackingFailures``, answered from what the tracker stored. Like Matomo, every
-method needs a known token of some role, and errors are JSON ``{"result": "error", ...}`` with
-status 200. No answer ever echoes a request parameter (it may hold a token).
+lists by the token's role, the day reports (``period=day``, site-local days, figures in
+:mod:`.reports`): ``VisitsSummary.get``, ``Actions.get``, ``Events.getCategory``, ``Goals.get``,
+``VisitFrequency.get``; ``Live.getLastVisitsDetails`` (the site's latest visits, newest first, with
+a few of Matomo's fields), ``CoreAdminHome.getTrackingFailures`` and ``API.getBulkRequest``, answered
+from what the tracker stored. Like Matomo, every method needs a known token of some role, and errors
+are JSON ``{"result": "error", ...}`` with status 200. No answer ever echoes a request parameter
+(it may hold a token).
+
+``API.getBulkRequest`` as Matomo 5 does it (plugins/API/API.php ``getBulkRequest``): ``urls[0]``,
+``urls[1]``... (or ``urls[]`` repeated) are query strings, URL-decoded once more and split on ``&``;
+each is merged with the outer request's other parameters, its own values winning
+(core/API/Request.php ``getRequestArrayFromString``: ``$requestParsed + $defaultRequest``), so the
+outer ``token_auth`` applies; one naming ``API.getBulkRequest``, or no method (it then inherits the
+outer one), is skipped. The answer lists each sub-answer in order, an error object in place of a
+failing one; the bulk call itself checks no access, each sub-request does as a direct call.
 
 Example::
 
@@ -16,10 +26,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote_plus
 
+from trafficinator_locust.receiver import reports
 from trafficinator_locust.receiver.instances import ROLES, ReceiverSite
 from trafficinator_locust.receiver.store import InstanceState, SiteState
 from trafficinator_locust.receiver.wsgi import (
@@ -27,6 +39,7 @@ from trafficinator_locust.receiver.wsgi import (
     Environ,
     StartResponse,
     get_or_post_body,
+    php_array,
     request_params,
     respond,
     respond_json,
@@ -48,6 +61,16 @@ _SITES_BY_ROLE = {
     "SitesManager.getSitesWithViewAccess": ("view",),
     "SitesManager.getSitesWithAdminAccess": ("admin",),
 }
+_BULK = "API.getBulkRequest"
+DayReport = Callable[[SiteState, date, Mapping[str, str]], Any]
+_DAY_REPORTS: dict[str, DayReport] = {
+    "VisitsSummary.get": lambda site, day, params: reports.visits_summary(site, day),
+    "Actions.get": lambda site, day, params: reports.actions(site, day),
+    "Events.getCategory": lambda site, day, params: reports.events_by_category(site, day, _limit(params)),
+    "Goals.get": lambda site, day, params: reports.goals(site, day, params.get("idGoal", "").strip()),
+    "VisitFrequency.get": lambda site, day, params: reports.visit_frequency(site, day),
+}
+"""The reports of one site and site-local day, by method."""
 
 
 def handle(
@@ -59,16 +82,26 @@ def handle(
     if body is None:
         return respond(start_response, 405, b"use GET or POST", TEXT)
     params = request_params(environ, body)
-    return respond_json(start_response, answer(state, params, clock()))
+    urls = php_array(environ, body, "urls") if params.get("method") == _BULK else None
+    return respond_json(start_response, answer(state, params, clock(), urls))
 
 
-def answer(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
+def answer(state: InstanceState, params: Mapping[str, str], now: float, urls: Sequence[str] | None = None) -> Any:
     """The JSON answer of one Reporting API call (errors are answered with status 200).
 
-    Every method needs a known token (Matomo's ``API.getMatomoVersion`` too: some view access).
+    Every method needs a known token (Matomo's ``API.getMatomoVersion`` too: some view access), but
+    ``API.getBulkRequest``, whose sub-requests each need one. Its ``urls`` are read from ``params``
+    (``urls[0]``... in order) unless given (the WSGI handler reads ``urls[]`` repeated too).
     """
     if params.get("module") != "API":
         return _api_error("The sink only serves module=API.")
+    if params.get("method") == _BULK:
+        return _bulk(state, params, now, _urls_in(params) if urls is None else urls)
+    return _call(state, params, now)
+
+
+def _call(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
+    """One API method's answer, its token checked (a direct call or a bulk request's sub-request)."""
     method = params.get("method", "")
     token = params.get("token_auth", "")
     role = state.roles.get(token) if token else None
@@ -83,8 +116,9 @@ def answer(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
         return list(state.sites) if role in _SITE_IDS_BY_ROLE[method] else []
     if method in _SITES_BY_ROLE:
         return [_site_info(site.site) for site in state.sites.values()] if role in _SITES_BY_ROLE[method] else []
-    if method == "VisitsSummary.get":
-        return _visits_summary(state, params, now)
+    report = _DAY_REPORTS.get(method)
+    if report is not None:
+        return _day_report(state, params, now, report)
     if method == "Live.getLastVisitsDetails":
         return _last_visits(state, params)
     if method == "CoreAdminHome.getTrackingFailures":
@@ -93,6 +127,36 @@ def answer(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
     return _api_error(
         f"The method '{method.split('.', 1)[-1]}' does not exist or is not available in the module '{module}'."
     )
+
+
+def _bulk(state: InstanceState, params: Mapping[str, str], now: float, urls: Sequence[str]) -> list[Any]:
+    """``API.getBulkRequest``: each sub-request's answer in order (see the module docstring)."""
+    outer = {key: value for key, value in params.items() if not key.startswith("urls[")}
+    answers: list[Any] = []
+    for url in urls:
+        merged = {**outer, **_sub_request(url), "format": "json"}  # Matomo appends &format=json
+        if merged.get("method") == _BULK:  # nested, or no method of its own: skipped
+            continue
+        answers.append(_call(state, merged, now))
+    return answers
+
+
+def _urls_in(params: Mapping[str, str]) -> list[str]:
+    """The ``urls[...]`` parameters of a request, in their order."""
+    return [value for key, value in params.items() if key.startswith("urls[") and key.endswith("]")]
+
+
+def _sub_request(url: str) -> dict[str, str]:
+    """A bulk sub-request's parameters: URL-decoded once (``urldecode``), then split on ``&`` and
+    the first ``=`` without decoding again (core/UrlHelper.php ``getArrayFromQueryString``); values
+    trimmed as ``getRequestArrayFromString`` does."""
+    params: dict[str, str] = {}
+    text = unquote_plus(url).strip().replace("\n", "").replace("\t", "")
+    for pair in text.removeprefix("?").split("&"):
+        name, _, value = pair.partition("=")
+        if name:
+            params[name] = value.strip()
+    return params
 
 
 def _api_error(message: str) -> dict[str, str]:
@@ -136,7 +200,8 @@ def _api_date(site: SiteState, value: str, now: float) -> date | None:
         return None
 
 
-def _visits_summary(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
+def _day_report(state: InstanceState, params: Mapping[str, str], now: float, report: DayReport) -> Any:
+    """A day report of one site (``period=day``; ``date`` YYYY-MM-DD, today or yesterday, in the site's zone)."""
     site = _api_site(state, params)
     if isinstance(site, dict):
         return site
@@ -145,12 +210,13 @@ def _visits_summary(state: InstanceState, params: Mapping[str, str], now: float)
     day = _api_date(site, params.get("date", ""), now)
     if day is None:
         return _api_error("date must be YYYY-MM-DD, today or yesterday.")
-    stats = site.visits.on(day)
-    return {
-        "nb_visits": stats.visits,
-        "nb_actions": stats.actions,
-        "nb_uniq_visitors": len(stats.visitors),
-    }
+    return report(site, day, params)
+
+
+def _limit(params: Mapping[str, str], default: int = 100) -> int:
+    """``filter_limit``: Matomo's ``API_datatable_default_limit`` (100) unless given; -1 for all."""
+    raw = (params.get("filter_limit") or "").strip()
+    return int(raw) if raw.lstrip("-").isdigit() else default
 
 
 def _last_visits(state: InstanceState, params: Mapping[str, str]) -> Any:
@@ -159,8 +225,7 @@ def _last_visits(state: InstanceState, params: Mapping[str, str]) -> Any:
     site = _api_site(state, params)
     if isinstance(site, dict):
         return site
-    raw = (params.get("filter_limit") or "100").strip()
-    limit = int(raw) if raw.lstrip("-").isdigit() else 100
+    limit = _limit(params)
     visits = list(reversed(site.visits.recent))
     if limit >= 0:
         visits = visits[:limit]

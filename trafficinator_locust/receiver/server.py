@@ -20,7 +20,7 @@ from gevent.pywsgi import WSGIServer
 
 import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from trafficinator_locust.core.files import write_atomic
@@ -68,6 +68,8 @@ def run(
     record_hits: bool = False,
     fail_batches: float = 0.0,
     fail_seed: int = 0,
+    lose: Mapping[str, float] | None = None,
+    lose_seed: int = 0,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then stop cleanly and return exit code 0.
 
@@ -83,6 +85,8 @@ def run(
         record_hits=record_hits,
         fail_batches=fail_batches,
         fail_seed=fail_seed,
+        lose=lose,
+        lose_seed=lose_seed,
     )
     server, bound = serve(app, host, port)
     stop = gevent.event.Event()

@@ -6,9 +6,12 @@ conversions), ``GET /sink/stats`` and the Reporting API read from here. The shap
 fields are only ever added to, never changed. Per site: ``returning_visits``, ``visitor_types``
 (new / returning / returningCustomer), ``referrer_types`` (direct, search, social, website,
 campaign, ai) and ``conversions`` (by goal id, ``ecommerceOrder``, ``ecommerceAbandonedCart``)
-count over every day; per instance ``failed_batches`` counts the bulk requests that
-``--fail-batches`` answered like a deadlock and ``rolled_back_batches`` those a refused item rolled
-back.
+count over every day; ``lost`` counts the valid hits ``--loss`` or ``--lose`` answered as stored
+but dropped, ``lost_by_kind`` the same per hit kind (both only when some were lost); per instance
+``failed_batches`` counts the bulk requests that ``--fail-batches`` answered like a deadlock and
+``rolled_back_batches`` those a refused item rolled back. The per-day figures of the Reporting API
+live beside the counters: visits (:mod:`.visits`), actions and events (:mod:`.actions`), conversions
+(:mod:`.goals`).
 
 Example::
 
@@ -25,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from trafficinator_locust.core.protocol import HIT_KINDS, Rejection
+from trafficinator_locust.receiver.actions import ActionReports
 from trafficinator_locust.receiver.goals import Conversions
 from trafficinator_locust.receiver.instances import ReceiverInstance, ReceiverSite
 from trafficinator_locust.receiver.visits import SiteVisits
@@ -44,6 +48,7 @@ class SiteState:
         self.zone = ZoneInfo(site.timezone)
         self.visits = SiteVisits(self.zone)
         self.conversions = Conversions()
+        self.action_reports = ActionReports()
         self.goal_rules = site.goal_rules
         self.goal_ids = frozenset(self.goal_rules)
         self.url_goals = tuple(goal for goal in self.goal_rules.values() if goal.url_contains)
@@ -53,10 +58,12 @@ class SiteState:
         """Forget every hit, visit and lookup."""
         self.visits.reset()
         self.conversions.reset()
+        self.action_reports.reset()
         self.hits = 0
         self.ip_overrides = 0  # stored hits whose visitor IP came from cip (token required)
         self.hit_log: dict[str, list[tuple[str, ...]]] = {}
         self.lost = 0  # valid hits answered as stored but dropped on purpose (the tracker's loss)
+        self.lost_kinds: Counter[str] = Counter()  # the same per hit kind
         self.actions = dict.fromkeys(HIT_KINDS, 0)
         self.invalid: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
@@ -83,6 +90,7 @@ class SiteState:
             "referrer_types": _counter_dict(self.visits.referrer_types),
             "conversions": self.conversions.stats(),
             **({"lost": self.lost} if self.lost else {}),
+            **({"lost_by_kind": _counter_dict(self.lost_kinds)} if self.lost_kinds else {}),
         }
 
 

@@ -14,13 +14,18 @@ with ``ca=1``) rolls the whole batch back: ``500 {"status": "error", "tracked": 
 it>, "invalid": 0, ...}`` and nothing of it is stored. A malformed body is a 400.
 
 Test options: ``loss`` drops a seeded share of valid hits while answering them as stored, so
-``trafficinator verify`` has a silent loss to find; ``fail_batches`` answers a seeded share of
-bulk requests like a database deadlock, ``500 {"status": "error", "tracked": 0}``, storing
-nothing, so the generator's retries have something to retry.
+``trafficinator verify`` has a silent loss to find; ``lose`` does the same per hit kind (every
+goal, a tenth of the events...), so a test proves ``verify`` names the report that came out short;
+``fail_batches`` answers a seeded share of bulk requests like a database deadlock,
+``500 {"status": "error", "tracked": 0}``, storing nothing, so the generator's retries have
+something to retry. A lost hit changes nothing stored (no visit, report, hit log entry) but
+``lost`` and ``lost_by_kind``; a repeated order id is never lost (it stays refused); a content
+impression (``c_n`` with ``ca=1``) is kind ``content``, which ``lose`` cannot name.
 
 Example::
 
     tracker = Tracker(time.time, loss=Loss(0.05, seed=3), fail_batches=FailBatches(0.1, seed=1))
+    tracker = Tracker(time.time, lose=KindLoss(lose_shares(["goal=1", "event=0.1"]), seed=7))
     answer = tracker.answer(state, environ, start_response)  # a WSGI handler for one instance
 """
 
@@ -32,7 +37,7 @@ import base64
 import hashlib
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -45,6 +50,7 @@ from trafficinator_locust.core.protocol import (
     BOT,
     BULK_FATAL_REASONS,
     DUPLICATE_EC_ID,
+    HIT_KINDS,
     PING_WITHOUT_VISIT,
     Rejection,
     bot_user_agent,
@@ -72,7 +78,7 @@ from trafficinator_locust.receiver.wsgi import (
     respond_json,
 )
 
-__all__ = ["GIF", "TRACKER_PAGE", "Loss", "FailBatches", "Tracker"]
+__all__ = ["GIF", "TRACKER_PAGE", "Loss", "KindLoss", "FailBatches", "Tracker", "lose_shares"]
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 """Matomo's 43-byte transparent GIF, the body of a stored hit."""
@@ -101,9 +107,62 @@ class Loss:
 
     def drops(self, params: Mapping[str, str]) -> bool:
         """Whether this hit is one of the dropped share: same parameters, same answer."""
-        text = "\x00".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "token_auth")
-        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, key=self._key).digest()
-        return int.from_bytes(digest, "big") < self._threshold
+        return _hit_hash(self._key, params) < self._threshold
+
+
+class KindLoss:
+    """Which valid hits the ``lose`` option drops: per hit kind (one of ``core.protocol.HIT_KINDS``)
+    a share (0..1, 1 drops them all) of that kind, chosen per hit by a hash of its parameters keyed
+    by ``seed`` (another key than ``loss``'s), so the same hits and seed lose the same ones whatever
+    order they come in. ValueError names an unknown kind or a share outside 0..1."""
+
+    def __init__(self, shares: Mapping[str, float] | None = None, seed: int = 0) -> None:
+        self.shares = dict(shares or {})
+        for kind, share in self.shares.items():
+            if kind not in HIT_KINDS:
+                raise ValueError(f"lose: {kind!r} is not a hit kind (one of {', '.join(HIT_KINDS)})")
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"lose: the share of {kind} must be between 0 and 1")
+        self._thresholds = {kind: int(share * 2**64) for kind, share in self.shares.items() if share > 0}
+        self._key = hashlib.blake2b(f"lose:{seed}".encode(), digest_size=16).digest()
+
+    @property
+    def active(self) -> bool:
+        """Whether any hit may be dropped (the hot path skips the hash otherwise)."""
+        return bool(self._thresholds)
+
+    def drops(self, kind: str, params: Mapping[str, str]) -> bool:
+        """Whether this hit of ``kind`` is one of its kind's dropped share."""
+        threshold = self._thresholds.get(kind)
+        return threshold is not None and _hit_hash(self._key, params) < threshold
+
+
+def lose_shares(options: Iterable[str]) -> dict[str, float]:
+    """``["goal=1", "event=0.25"]`` (``trafficinator sink --lose KIND=SHARE``, repeatable) as
+    ``{"goal": 1.0, "event": 0.25}``; a kind named twice keeps the last share. ValueError, quoting
+    the option, for a malformed one, an unknown kind or a share outside 0..1."""
+    shares: dict[str, float] = {}
+    for option in options:
+        kind, sep, raw = option.partition("=")
+        kind = kind.strip()
+        if not sep or not kind:
+            raise ValueError(f"{option!r}: use KIND=SHARE, e.g. goal=0.5")
+        if kind not in HIT_KINDS:
+            raise ValueError(f"{option!r}: {kind!r} is not a hit kind (one of {', '.join(HIT_KINDS)})")
+        try:
+            share = float(raw)
+        except ValueError:
+            share = -1.0
+        if not 0.0 <= share <= 1.0:  # NaN fails too
+            raise ValueError(f"{option!r}: SHARE must be a number between 0 and 1, e.g. {kind}=0.5")
+        shares[kind] = share
+    return shares
+
+
+def _hit_hash(key: bytes, params: Mapping[str, str]) -> int:
+    """A keyed 64-bit hash of a hit's parameters, its token left out (top-level in bulk, or per hit)."""
+    text = "\x00".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "token_auth")
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8, key=key).digest(), "big")
 
 
 class FailBatches:
@@ -141,7 +200,7 @@ class Tracker:
     ``record_hits`` keeps, per site, each visitor's stored hits as (kind, page path) in order,
     shown as ``hit_log`` in the stats (for tests comparing sequences; memory grows with hits); a hit
     with ``new_visit=1`` gets a third element, ``"new_visit"``.
-    ``loss`` and ``fail_batches``: see the module docstring.
+    ``loss``, ``lose`` and ``fail_batches``: see the module docstring.
     """
 
     def __init__(
@@ -152,11 +211,13 @@ class Tracker:
         loss: Loss | None = None,
         record_hits: bool = False,
         fail_batches: FailBatches | None = None,
+        lose: KindLoss | None = None,
     ) -> None:
         self.clock = clock
         self.delay_seconds = delay_seconds
         self.loss = loss or Loss()
-        self._lossy = self.loss.share > 0  # the hot path skips the hash when nothing is dropped
+        self.lose = lose or KindLoss()
+        self._lossy = self.loss.share > 0 or self.lose.active  # the hot path skips the hash when nothing is lost
         self.record_hits = record_hits
         self.fail_batches = fail_batches or FailBatches()
 
@@ -261,8 +322,10 @@ class Tracker:
         if params.get("bots") != "1" and _is_bot(user_agent):
             return Rejection(BOT, "bot user agent: request ignored", 200)
         kind = classify(params)
-        if self._lossy and self.loss.drops(params):
-            site.lost += 1
+        content = kind == "pageview" and custom_action_claimed(params)
+        if content:
+            kind = "content"  # a content impression/interaction (c_n with ca=1): stored, not an action
+        if self._lossy and self._loses(site, kind, params):
             return None
         cdt = params.get("cdt")
         ts = parse_cdt(cdt, now_utc).timestamp() if cdt else now
@@ -281,9 +344,7 @@ class Tracker:
         if ec_id and ec_id in site.ec_ids:  # Matomo refuses the conversion after storing the visit
             return Rejection(DUPLICATE_EC_ID, "this ec_id was already recorded for the site")
         site.hits += 1
-        if kind == "pageview" and custom_action_claimed(params):
-            kind = "content"  # a content impression/interaction (c_n with ca=1): stored, not an action
-        else:
+        if not content:
             site.actions[kind] += 1
         if token_valid and params.get("cip"):
             site.ip_overrides += 1
@@ -296,10 +357,24 @@ class Tracker:
             )
         if kind in ACTION_KINDS:
             visits.count_action(visit)
+            site.action_reports.action(visit, kind, params)
+        elif content:
+            site.action_reports.content(visit)
         self._convert(site, kind, params, visit, ts)
         if ec_id:
             site.ec_ids.add(ec_id)
         return None
+
+    def _loses(self, site: SiteState, kind: str, params: Mapping[str, str]) -> bool:
+        """Whether ``loss`` or ``lose`` drops this valid hit (then counted as lost); a repeated order
+        id is never dropped, so it stays the refusal Matomo answers."""
+        if kind == "order" and params.get("ec_id", "") in site.ec_ids:
+            return False
+        if not ((self.loss.share > 0 and self.loss.drops(params)) or self.lose.drops(kind, params)):
+            return False
+        site.lost += 1
+        site.lost_kinds[kind] += 1
+        return True
 
     @staticmethod
     def _convert(site: SiteState, kind: str, params: Mapping[str, str], visit: Visit, ts: float) -> None:

@@ -26,7 +26,9 @@ visit starts. For that the receiver keeps every visitor id it stored (active vis
 ones as a visit count and an "ordered" flag), so memory grows with distinct visitors.
 
 Per site-local day it counts visits, actions and unique visitors (what ``VisitsSummary.get``
-answers); over all days the visits by visitor type and by referrer type; and it keeps the last
+answers), and the same of returning visits (``VisitFrequency.get``: Matomo's VisitsSummary with the
+segment ``visitorType==returning,visitorType==returningCustomer``, plugins/VisitFrequency/API.php);
+over all days the visits by visitor type and by referrer type; and it keeps the last
 :data:`RECENT_VISITS` visits for ``Live.getLastVisitsDetails``.
 
 Example::
@@ -100,6 +102,15 @@ class Visit:
     """The revenue of the visit's open cart row (an abandoned cart while it stays open)."""
     converted: set[object] | None = None
     """Goals converted in this visit (see :mod:`.goals`)."""
+    goal_converted: bool = False
+    """A goal or an order converted the visit (Matomo's ``visit_goal_converted``; a cart does not)."""
+    seen: set[tuple[str, ...]] | None = None
+    """Page URLs, downloads, outlinks and events already counted in this visit (see :mod:`.actions`)."""
+
+    @property
+    def returning(self) -> bool:
+        """Whether the visitor is ``returning`` or ``returningCustomer`` (VisitFrequency's segment)."""
+        return self.visitor_type != NEW
 
 
 @dataclass
@@ -110,6 +121,15 @@ class Day:
     actions: int = 0
     visitors: Counter[str] = field(default_factory=Counter)
     """Visits of the day per visitor id (a uid may take a visit over: the id then changes)."""
+    returning_visits: int = 0
+    returning_actions: int = 0
+    returning_visitors: Counter[str] = field(default_factory=Counter)
+    """Visits of the day per visitor id, of returning visits only."""
+
+    def new_visitors(self) -> int:
+        """Distinct visitor ids with a new visit on the day (a visitor may have new and returning ones)."""
+        returning = self.returning_visitors
+        return sum(1 for visitor, count in self.visitors.items() if count > returning.get(visitor, 0))
 
 
 class SiteVisits:
@@ -165,7 +185,10 @@ class SiteVisits:
     def count_action(self, visit: Visit) -> None:
         """One more action (pageview, search, event, outlink, download) in ``visit``."""
         visit.actions += 1
-        self.day(visit.day).actions += 1
+        stats = self.day(visit.day)
+        stats.actions += 1
+        if visit.visitor_type != NEW:
+            stats.returning_actions += 1
 
     def local_day(self, ts: float) -> date:
         """The site-local calendar day of a unix time (cached for the current day)."""
@@ -250,6 +273,9 @@ class SiteVisits:
         stats = self.day(day)
         stats.visits += 1
         stats.visitors[visitor_id] += 1
+        if visitor_type != NEW:
+            stats.returning_visits += 1
+            stats.returning_visitors[visitor_id] += 1
         self.visitor_types[visitor_type] += 1
         self.referrer_types[visit.referrer_type] += 1
         self.recent.append(visit)
@@ -290,11 +316,10 @@ class SiteVisits:
             if visit.visit_count > 1:  # what is known of the old id's earlier visits
                 self.history[old] = (visit.visit_count - 1) << 1 | visit.ordered_before
         self.active[visitor_id] = visit
-        visitors = self.day(visit.day).visitors
-        visitors[old] -= 1
-        if visitors[old] <= 0:
-            del visitors[old]
-        visitors[visitor_id] += 1
+        stats = self.day(visit.day)
+        _move(stats.visitors, old, visitor_id)
+        if visit.visitor_type != NEW:
+            _move(stats.returning_visitors, old, visitor_id)
         visit.visitor_id = visitor_id
 
     def _sweep(self) -> None:
@@ -322,6 +347,14 @@ class SiteVisits:
 def uid_visitor_id(uid: str) -> str:
     """Matomo's visitor id for a user id: the first 16 hex digits of its SHA-1 (``getUserIdHashed``)."""
     return hashlib.sha1(uid.encode("utf-8")).hexdigest()[:16]
+
+
+def _move(visitors: Counter[str], old: str, new: str) -> None:
+    """One visit of the day changes its visitor id from ``old`` to ``new``."""
+    visitors[old] -= 1
+    if visitors[old] <= 0:
+        del visitors[old]
+    visitors[new] += 1
 
 
 def _derived_visitor_id(config_id: str, serial: int) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "get_or_post_body",
     "read_body",
     "request_params",
+    "php_array",
     "is_bulk",
     "bulk_request",
     "bulk_items",
@@ -116,6 +117,31 @@ def request_params(environ: Environ, body: bytes) -> dict[str, str]:
     if query:
         params.update(_parse_qs(query))
     return params
+
+
+def php_array(environ: Environ, body: bytes, name: str) -> list[str]:
+    """The values of a PHP array parameter, ``name[0]=a&name[1]=b`` or ``name[]=a&name[]=b``, in
+    PHP's order (each key where it first appears; ``[]`` appends). Taken whole from the query string
+    when it has any, else from the form body, as ``$_GET + $_POST`` picks one array. Needed because
+    :func:`request_params` keeps one value per name."""
+    for text in (environ.get("QUERY_STRING", ""), body.decode("utf-8", "replace") if body else ""):
+        values = _php_array_of(text, name)
+        if values:
+            return values
+    return []
+
+
+def _php_array_of(text: str, name: str) -> list[str]:
+    prefix = name + "["
+    items: dict[str, str] = {}
+    for pair in text.split("&"):
+        key, _, value = pair.partition("=")
+        key = unquote_plus(key)
+        if not (key.startswith(prefix) and key.endswith("]")):
+            continue
+        index = key[len(prefix) : -1]
+        items[index or f"\x00{len(items)}"] = unquote_plus(value)  # "[]" appends: a key no index has
+    return list(items.values())
 
 
 def is_bulk(environ: Environ, body: bytes) -> bool:

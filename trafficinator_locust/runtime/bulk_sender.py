@@ -34,7 +34,7 @@ from gevent.event import Event
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from trafficinator_locust.core.bulk import (
@@ -51,6 +51,7 @@ from trafficinator_locust.core.bulk import (
     no_answer,
 )
 from trafficinator_locust.core.config import Target
+from trafficinator_locust.core.reports import VisitReports
 from trafficinator_locust.runtime.tally import VisitTally
 
 LANES = 4
@@ -131,10 +132,20 @@ def send_through(session: Any, target: Target, items: list[str]) -> SendOne:
     return send_one
 
 
+class StoredHit(NamedTuple):
+    """What a queued hit adds to Matomo's reports once delivered (``VisitTally.hit_stored``)."""
+
+    day: str
+    visit: VisitReports
+    kind: str
+    params: Mapping[str, str]
+
+
 class _Pending(NamedTuple):
     item: str
     first_of_visit: tuple[str, bool] | None  # (local day, stored by Matomo) on a visit's first hit
     at: float
+    counted: StoredHit | None = None  # None: a bot hit Matomo drops
 
 
 class _Lane:
@@ -176,14 +187,19 @@ class BulkSender:
         self._draining = False
 
     def add(
-        self, visitor_key: str, item: str, first_of_visit: tuple[str, bool] | None, wait: Callable[[Event, float], None]
+        self,
+        visitor_key: str,
+        item: str,
+        first_of_visit: tuple[str, bool] | None,
+        wait: Callable[[Event, float], None],
+        counted: StoredHit | None = None,
     ) -> None:
         """Queue one hit; waits (through ``wait``, so the user stays stoppable) while its lane is full."""
         lane = self._lanes[hash(visitor_key) % len(self._lanes)]
         while len(lane.items) >= self.capacity:
             lane.room.clear()
             wait(lane.room, 1.0)
-        lane.items.append(_Pending(item, first_of_visit, self._clock()))
+        lane.items.append(_Pending(item, first_of_visit, self._clock(), counted))
         lane.wake.set()
 
     def start(self) -> None:
@@ -244,9 +260,13 @@ class BulkSender:
             draw=self._random.random,
         )
         self._tally.hits_tracked(self.target.name, delivery.tracked)
+        name = self.target.name
         for position, pending in enumerate(batch):
+            ok = delivery.fates[position] is HitFate.DELIVERED
             if pending.first_of_visit is not None:
                 day, stored = pending.first_of_visit
-                ok = delivery.fates[position] is HitFate.DELIVERED
-                self._tally.visit_started(self.target.name, ok, day, stored)
+                self._tally.visit_started(name, ok, day, stored)
+            if ok and pending.counted is not None:
+                counted = pending.counted
+                self._tally.hit_stored(name, counted.day, counted.visit, counted.kind, counted.params)
         return delivery.halted is None

@@ -21,15 +21,23 @@ from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING, STATE_SPAWN
 import gevent
 
 import logging
+import sys
 import time
 from typing import Any
 
 from trafficinator_locust.core.checks import Rule, evaluate, parse_rules
 from trafficinator_locust.core.checks import exit_code as check_exit_code
 from trafficinator_locust.core.config import Config
-from trafficinator_locust.core.errors import EXIT_USAGE, CheckSyntaxError, UsageError
+from trafficinator_locust.core.errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_USAGE,
+    EXIT_VERIFY_FAILED,
+    CheckSyntaxError,
+    UsageError,
+)
 from trafficinator_locust.ops.backfill import prepare
 from trafficinator_locust.ops.checkpoint import Checkpoint
+from trafficinator_locust.ops.verify import DEFAULT_THRESHOLD, parse_report, render_results, results_json, verify_sent
 from trafficinator_locust.runtime.backfill_locust import LocustBackfill, backfill_options
 from trafficinator_locust.runtime.broker import (
     DEFAULT_TTL,
@@ -44,7 +52,15 @@ from trafficinator_locust.runtime.config_shipping import ship
 from trafficinator_locust.runtime.deployment import HELLO, Deployment, refusal
 from trafficinator_locust.runtime.options import option
 from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape
-from trafficinator_locust.runtime.summary import BudgetView, check_figures, summarize, summary_table, write_report
+from trafficinator_locust.runtime.summary import (
+    BudgetView,
+    TargetSummary,
+    check_figures,
+    report_entry,
+    summarize,
+    summary_table,
+    write_report,
+)
 from trafficinator_locust.runtime.tally import IN_FLIGHT_KEY, REPORT_KEY, VisitTally
 
 logger = logging.getLogger("trafficinator")
@@ -301,6 +317,8 @@ class Coordinator:
             print("Trafficinator checks\n" + "\n".join(f"  {result}" for result in results), flush=True)
             if check_exit_code(results):
                 environment.process_exit_code = check_exit_code(results)
+        wait = option(environment.parsed_options, "traffic_verify", None)
+        verdict = self._verify(rows, wait) if wait is not None else None
         path = option(environment.parsed_options, "traffic_report", None)
         if path:
             run: dict[str, Any] | None = None
@@ -316,7 +334,25 @@ class Coordinator:
                     {"target": r.target, "rule": str(r.rule), "actual": r.actual, "passed": r.passed} for r in results
                 ]
                 run = {**(run or {}), "checks": checks}
-            write_report(path, self.config, rows, run)
+            write_report(path, self.config, rows, run, verdict)
+
+    def _verify(self, rows: list[TargetSummary], wait: float) -> dict[str, Any]:
+        """``--traffic-verify``: after ``wait`` seconds (archiving), every report of the run's days as
+        ``trafficinator verify`` checks them; a failure is exit code 4 unless a check already failed (3)."""
+        print(f"Trafficinator verify: waiting {wait:g} s for Matomo's archiving, then asking each target", flush=True)
+        gevent.sleep(wait)
+        sent = parse_report({"targets": [report_entry(row) for row in rows]}, "the run")
+        try:
+            results = verify_sent(self.config, sent)
+        except UsageError as error:  # cannot happen with the run's own config; said, never a traceback
+            print(f"Trafficinator verify: {error}", file=sys.stderr, flush=True)
+            results = []
+        print("Trafficinator verify (what each Matomo stored)", flush=True)
+        passed = render_results(results, DEFAULT_THRESHOLD, sys.stdout, sys.stderr)
+        sys.stdout.flush()
+        if not passed and self.environment.process_exit_code != EXIT_CHECK_FAILED:
+            self.environment.process_exit_code = EXIT_VERIFY_FAILED
+        return results_json(results, DEFAULT_THRESHOLD)
 
     # -- views for reports and the web UI
 

@@ -22,6 +22,7 @@ from trafficinator_locust.core.budget import Pace, TargetStatus
 from trafficinator_locust.core.bulk import parse_refusal
 from trafficinator_locust.core.config import Config, Transport
 from trafficinator_locust.core.masking import mask_secrets
+from trafficinator_locust.core.reports import COUNT_KEYS, nested
 from trafficinator_locust.core.table import render_table
 from trafficinator_locust.runtime.tally import VisitTally
 
@@ -50,6 +51,7 @@ class DaySummary:
     visits_failed: int
     cap: int | None
     expected_visits: float | None
+    figures: Mapping[str, int] = field(default_factory=dict)  # core.reports deltas summed (money in cents)
 
 
 @dataclass(frozen=True)
@@ -138,11 +140,12 @@ def _days(name: str, pace: Pace | None, tally: VisitTally, window: tuple[float, 
             )
             cursor = plan.end
     rows = []
-    for day in sorted(set(spans) | set(counted)):
+    for day in sorted(set(spans) | set(counted) | set(tally.reports.get(name, {}))):
         started, failed = counted.get(day, [0, 0])
         cap = pace.cap(date.fromisoformat(day)) if pace is not None else None
         expected = spans.get(day)
-        rows.append(DaySummary(day, started, failed, cap, None if expected is None else round(expected, 2)))
+        figures = dict(tally.reports.get(name, {}).get(day, {}))
+        rows.append(DaySummary(day, started, failed, cap, None if expected is None else round(expected, 2), figures))
     return rows
 
 
@@ -151,7 +154,7 @@ def summarize(
 ) -> list[TargetSummary]:
     """One row per enabled target, from Locust's per-name stats, the plugin's tally and the budget."""
     rows = []
-    secrets = [token for t in config.targets if (token := t.token)]
+    secrets = [token for t in config.targets for token in t.secrets]
     for target in config.enabled_targets:
         prefix = f"[{target.name}] "
         merged = StatsEntry(stats, target.name, "", use_response_times_cache=False)
@@ -266,7 +269,7 @@ def check_figures(rows: list[TargetSummary]) -> dict[str, dict[str, float | None
     }
 
 
-def _report_row(row: TargetSummary) -> dict[str, Any]:
+def report_entry(row: TargetSummary) -> dict[str, Any]:
     """A target's JSON entry; ``days`` maps each local day to its figures (the shape ``verify`` reads)."""
     entry = asdict(row)
     entry["days"] = {
@@ -275,6 +278,8 @@ def _report_row(row: TargetSummary) -> dict[str, Any]:
             "visits_failed": day.visits_failed,
             "cap": day.cap,
             "expected_visits": day.expected_visits,
+            **{key: day.figures.get(key, 0) for key in COUNT_KEYS},
+            "reports": nested(day.figures),
         }
         for day in row.days
     }
@@ -282,11 +287,18 @@ def _report_row(row: TargetSummary) -> dict[str, Any]:
 
 
 def write_report(
-    path: str | Path, config: Config, rows: list[TargetSummary], run: Mapping[str, Any] | None = None
+    path: str | Path,
+    config: Config,
+    rows: list[TargetSummary],
+    run: Mapping[str, Any] | None = None,
+    verdict: Mapping[str, Any] | None = None,
 ) -> None:
-    """The JSON report (``--traffic-report``): config fingerprint, the run, one entry per target."""
+    """The JSON report (``--traffic-report``): config fingerprint, the run, one entry per target, and
+    ``--traffic-verify``'s verdict (``verify``) when it ran."""
     document: dict[str, Any] = {"config": config.source, "fingerprint": config.fingerprint()}
     if run is not None:
         document["run"] = dict(run)
-    document["targets"] = [_report_row(r) for r in rows]
+    document["targets"] = [report_entry(r) for r in rows]
+    if verdict is not None:
+        document["verify"] = dict(verdict)
     Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

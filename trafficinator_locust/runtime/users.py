@@ -23,11 +23,12 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from trafficinator_locust.core.config import Config, Distribution, Target, Transport
+from trafficinator_locust.core.reports import VisitReports
 from trafficinator_locust.core.tracking import FORM_CONTENT_TYPE, TrackingEncoder
 from trafficinator_locust.core.visitors import VisitorBook
 from trafficinator_locust.core.visits import PlannedVisit, VisitPlanner
 from trafficinator_locust.runtime.broker import PermitClient
-from trafficinator_locust.runtime.bulk_sender import BulkSender, own_session
+from trafficinator_locust.runtime.bulk_sender import BulkSender, StoredHit, own_session
 from trafficinator_locust.runtime.tally import VisitTally
 
 logger = logging.getLogger("trafficinator")
@@ -138,9 +139,11 @@ class TargetUser(FastHttpUser):
         Returns whether the visit started (its first hit was answered 2xx).
         """
         route = route or type(self)
+        reports = visit_reports(visit, route)
         if route.bulk is not None:
-            return self._queue_visit(visit, route, route.bulk)
+            return self._queue_visit(visit, route, route.bulk, reports)
         name = route.target.name
+        day = ""
         for index, hit in enumerate(visit.hits):
             if hit.wait_before:
                 self.pause(hit.wait_before)
@@ -157,25 +160,32 @@ class TargetUser(FastHttpUser):
                         else f"no answer ({getattr(response, 'error', None).__class__.__name__})"
                     )
             if index == 0:
-                self.tally.visit_started(
-                    name, ok, now.astimezone(route.target.tzinfo).date().isoformat(), visit.stored_by_matomo
-                )
+                day = now.astimezone(route.target.tzinfo).date().isoformat()
+                self.tally.visit_started(name, ok, day, visit.stored_by_matomo)
                 if not ok:
                     return False  # Matomo stored nothing: the rest would be orphan hits
+            if ok and reports is not None:
+                self.tally.hit_stored(name, day, reports, hit.kind, hit.params)
         return True
 
-    def _queue_visit(self, visit: PlannedVisit, route: type[TargetUser], sender: BulkSender) -> bool:
+    def _queue_visit(
+        self, visit: PlannedVisit, route: type[TargetUser], sender: BulkSender, reports: VisitReports | None
+    ) -> bool:
         """``transport: bulk``: each hit joins its target's batches when it happens (dated by ``cdt``).
 
         Whether the visit started is known only when its batch is answered; the sender counts it.
         """
         zone = route.target.tzinfo
+        day = ""
         for index, hit in enumerate(visit.hits):
             if hit.wait_before:
                 self.pause(hit.wait_before)
             now = datetime.now(timezone.utc)
-            first = (now.astimezone(zone).date().isoformat(), visit.stored_by_matomo) if index == 0 else None
-            sender.add(visit.visitor.cid, route.encoder.item(hit, visit.visitor, now), first, self.pause_until)
+            if index == 0:
+                day = now.astimezone(zone).date().isoformat()
+            first = (day, visit.stored_by_matomo) if index == 0 else None
+            counted = None if reports is None else StoredHit(day, reports, hit.kind, hit.params)
+            sender.add(visit.visitor.cid, route.encoder.item(hit, visit.visitor, now), first, self.pause_until, counted)
         return True
 
     def pause(self, seconds: float) -> None:
@@ -208,6 +218,18 @@ class TargetUser(FastHttpUser):
         gevent.sleep(0)
         if self._state == LOCUST_STATE_STOPPING:
             raise StopUser()
+
+
+def visit_reports(visit: PlannedVisit, route: type[TargetUser]) -> VisitReports | None:
+    """What the visit's stored hits add to Matomo's reports; None for a bot visit Matomo drops.
+
+    Returning as Matomo decides it: a visitor of the target's visitor book returns only after a
+    stored visit; with ``distribution: mirror`` (no book) the generator cannot know (None).
+    """
+    if not visit.stored_by_matomo:
+        return None
+    returning = visit.visitor.returning if route.visitors is not None else None
+    return VisitReports(returning, route.target.traffic.multiple_goals, visit.channel)
 
 
 def build_user_classes(config: Config, tally: VisitTally, worker_index: int = 0) -> dict[str, type[TargetUser]]:

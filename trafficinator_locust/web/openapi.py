@@ -19,10 +19,12 @@ def _operation(
     ok: str = "200",
     errors: tuple[int, ...] = (),
     params: tuple[dict[str, Any], ...] = (),
+    answer: str | None = None,
 ) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{answer}"} if answer else {"type": "object"}
     entry: dict[str, Any] = {
         "summary": summary,
-        "responses": {ok: {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}},
+        "responses": {ok: {"description": "OK", "content": {"application/json": {"schema": schema}}}},
     }
     for code in errors:
         entry["responses"][str(code)] = {"$ref": "#/components/responses/Error"}
@@ -40,7 +42,9 @@ _VERIFY_BODY = {
     "type": "object",
     "description": "Exactly one of report and report_path. "
     "The report is what `trafficinator backfill --report` or `--traffic-report` wrote: "
-    '{"targets": [{"target": NAME, "days": {"YYYY-MM-DD": {"visits": N, "actions": A}}}]}.',
+    '{"targets": [{"target": NAME, "days": {"YYYY-MM-DD": {"visits": N, "hits": M, "actions": A, '
+    '"reports": {"pageviews": P, "events": E, "goals": {"2": {"conversions": C, "revenue": R}}, ...}}}}]} '
+    "(actions and reports optional: an older report is checked on visits and actions only).",
     "properties": {
         "report": {"type": "object", "description": "the report document itself"},
         "report_path": {
@@ -57,6 +61,67 @@ _VERIFY_BODY = {
             "maximum": 120,
             "default": 30,
             "description": "seconds each target may wait for its Matomo, beyond the calls-per-minute pacing",
+        },
+    },
+}
+
+
+_VERIFY_ROW = {
+    "type": "object",
+    "description": "One report of one day: sent beside stored (money in currency units)",
+    "properties": {
+        "report": {
+            "type": "string",
+            "description": "visits, actions, pageviews, searches, outlinks, downloads, events, orders, revenue, "
+            "abandoned_carts, returning_visits, goal:<id>:conversions, goal:<id>:revenue",
+        },
+        "label": {"type": "string", "description": "as printed by trafficinator verify (goal 2 conversions)"},
+        "sent": {"type": "number"},
+        "stored": {"type": "number"},
+        "ok": {"type": "boolean", "description": "stored within 1 - threshold of sent, either way"},
+    },
+}
+_VERIFY_ANSWER = {
+    "type": "object",
+    "properties": {
+        "ok": {"type": "boolean", "description": "every target ok or not verifiable"},
+        "report": {"type": "string"},
+        "threshold": {"type": "number"},
+        "calls_per_minute": {"type": "number"},
+        "timeout": {"type": "number"},
+        "problems": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "each failing target and day, naming every failing row "
+            "(target X, 2026-12-02: goal 2 conversions 13 of 14)",
+        },
+        "targets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "target": {"type": "string"},
+                    "status": {"type": "string", "enum": ["ok", "short", "failed", "error", "not verifiable"]},
+                    "ok": {"type": "boolean"},
+                    "error": {"type": "string", "nullable": True, "description": "Matomo could not be asked"},
+                    "failed": {"type": "string", "nullable": True, "description": "the report says it failed"},
+                    "note": {"type": "string", "nullable": True, "description": "why it is not verifiable"},
+                    "short_days": {"type": "array", "items": {"type": "string"}},
+                    "days": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "day": {"type": "string", "format": "date"},
+                                "ok": {"type": "boolean"},
+                                "note": {"type": "string", "nullable": True},
+                                "rows": {"type": "array", "items": _VERIFY_ROW},
+                            },
+                        },
+                    },
+                    "tracking_failures": {"type": "array", "items": {"type": "object"}},
+                },
+            },
         },
     },
 }
@@ -125,10 +190,12 @@ def openapi_document(base: str = "") -> dict[str, Any]:
             },
             "/api/verify": {
                 "post": op(
-                    "Ingestion check (as `trafficinator verify`): sent vs stored visits and actions per target "
-                    "and day, through each target's Reporting API",
+                    "Ingestion check (as `trafficinator verify`): sent vs stored, report by report (visits, "
+                    "actions, pageviews, events, goals, orders, ...), per target and day, through each target's "
+                    "Reporting API",
                     body="Verify",
                     errors=(400, 404, 422),
+                    answer="VerifyAnswer",
                 )
             },
             "/api/status": {
@@ -182,6 +249,7 @@ def openapi_document(base: str = "") -> dict[str, Any]:
                     },
                 },
                 "Verify": _VERIFY_BODY,
+                "VerifyAnswer": _VERIFY_ANSWER,
                 "Preset": {
                     "type": "object",
                     "properties": {

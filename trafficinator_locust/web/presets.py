@@ -14,6 +14,7 @@ value), and the store refuses anything else. Nothing here imports Locust or Flas
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 import sqlite3
@@ -52,8 +53,12 @@ def env_reference(value: Any) -> str | None:
     return match.group(1) if match else None
 
 
+TOKEN_KEYS = ("token_auth", "report_token_auth")
+"""The config keys that hold secrets: a preset keeps them only as ``${VAR}``."""
+
+
 def strip_tokens(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A copy of ``config`` whose every ``token_auth`` is a bare ``${VAR}`` or is omitted.
+    """A copy of ``config`` whose every token (:data:`TOKEN_KEYS`) is a bare ``${VAR}`` or is omitted.
 
     A ``${VAR:-default}`` loses its default (the default may be a token in clear); a token written
     as a value is omitted. Returns the copy and one warning per omitted token.
@@ -66,29 +71,28 @@ def strip_tokens(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     for index, target in enumerate(clean.get("targets") or []):
         if isinstance(target, dict):
             holders.append((f"targets[{index}] ({target.get('name', '?')})", target))
-    for where, holder in holders:
-        if holder.get("token_auth") in (None, ""):
-            holder.pop("token_auth", None)
+    for (where, holder), key in itertools.product(holders, TOKEN_KEYS):
+        if holder.get(key) in (None, ""):
+            holder.pop(key, None)
             continue
-        name = env_reference(holder["token_auth"])
+        name = env_reference(holder[key])
         if name is None:
-            del holder["token_auth"]
+            del holder[key]
             warnings.append(
-                f"{where}: token_auth was given as a value and is not stored; "
-                "write it as ${VAR} to keep it in a preset"
+                f"{where}: {key} was given as a value and is not stored; write it as ${{VAR}} to keep it in a preset"
             )
         else:
-            holder["token_auth"] = f"${{{name}}}"
+            holder[key] = f"${{{name}}}"
     return clean, warnings
 
 
 def _check_tokens(config: dict[str, Any]) -> None:
     holders = [config.get("defaults")] + list(config.get("targets") or [])
-    for holder in holders:
-        if isinstance(holder, dict) and "token_auth" in holder:
-            value = holder["token_auth"]
+    for holder, key in itertools.product(holders, TOKEN_KEYS):
+        if isinstance(holder, dict) and key in holder:
+            value = holder[key]
             if value != f"${{{env_reference(value)}}}":
-                raise PresetInvalid("a preset stores token_auth only as a bare ${VAR} reference (see strip_tokens)")
+                raise PresetInvalid(f"a preset stores {key} only as a bare ${{VAR}} reference (see strip_tokens)")
 
 
 def check_name(name: Any) -> str:

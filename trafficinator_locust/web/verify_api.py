@@ -4,10 +4,17 @@ Why not call :func:`verify.run_verify`: it prints a table for a terminal and ret
 and it asks one target after the other with a 30 s timeout per call, so a web request could wait
 minutes on one silent Matomo. Here the same pieces (:func:`verify.parse_report`/:func:`load_report`
 for the report, ``targets_for`` for matching it to the config, :class:`reporting_api.ReportingApi`
-for the calls, :func:`verify.check_day` for the verdict, :func:`verify.calls_limiter` for the rate
-limit shared by all targets) run once per target in its own thread (green under gevent, as in Locust),
-and the answer comes within the calls-per-minute pacing plus ``timeout`` whatever a server does: a
-target still busy then fails with "timed out" and stops before its next call.
+for the calls, :func:`verify.day_checks` for the verdict of every report of a day,
+:func:`verify.calls_limiter` for the rate limit shared by all targets) run once per target in its own
+thread (green under gevent, as in Locust), and the answer comes within the calls-per-minute pacing
+plus ``timeout`` whatever a server does: a target still busy then fails with "timed out" and stops
+before its next call.
+
+The answer has a verdict per target of the report, in the report's order: its ``status`` ("ok",
+"short", "failed", "error" or "not verifiable", as ``verify``'s ``TargetResult.status``) and its days
+as :func:`verify.day_json` words them (a row per report, sent beside stored). A target without any
+token is listed as not verifiable and does not fail the answer; a target the report says failed to
+send fails it even when Matomo holds all it got. Every token of the checked targets is masked.
 
 Bad input is an :class:`~.workspace.WebApiError` (4xx) naming the field: bad options, a report of the
 wrong shape, a report naming targets the config does not have, or sent to another site or URL
@@ -20,12 +27,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trafficinator_locust.core.config import Config, Target
 from trafficinator_locust.core.errors import ReportingApiError, UsageError, WebApiError
+from trafficinator_locust.core.masking import mask_strings
 from trafficinator_locust.ops.rate_limit import TokenBucket
 from trafficinator_locust.ops.reporting_api import ReportingApi
 from trafficinator_locust.ops.tracker_http import display_url
@@ -34,6 +42,7 @@ from trafficinator_locust.ops.verify import (
     DEFAULT_THRESHOLD,
     DayCheck,
     SentTarget,
+    TargetResult,
     calls_limiter,
     day_checks,
     load_report,
@@ -45,7 +54,6 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_PACING_SECONDS",
     "MAX_TIMEOUT",
-    "TargetVerdict",
     "VerifyRequest",
     "read_request",
     "run_request",
@@ -60,18 +68,30 @@ MAX_PACING_SECONDS = 300.0
 (use the CLI, which has no web request to keep open)."""
 GRACE_SECONDS = 0.5
 CALLS_PER_DAY, CALLS_PER_TARGET = 1, 1
-"""``VisitsSummary.get`` per day; ``CoreAdminHome.getTrackingFailures`` once per target."""
+"""One ``API.getBulkRequest`` per day (``VisitsSummary.get`` for an older report without ``reports``);
+``CoreAdminHome.getTrackingFailures`` once per target."""
 
 
 @dataclass(frozen=True)
 class VerifyRequest:
-    """A checked request: which report entries against which config targets, and how."""
+    """A checked request: which report entries against which config targets, and how.
+
+    ``unverifiable``: the config names of the report's targets without any token (nothing is asked
+    of them); ``order``: every target of the report by its config name, in the report's order.
+    """
 
     pairs: tuple[tuple[SentTarget, Target], ...]
     threshold: float
     calls_per_minute: float
     timeout: float
     report: str
+    unverifiable: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every token of the checked targets, in clear (for masking the answer)."""
+        return [token for _, target in self.pairs for token in target.secrets]
 
     @property
     def calls(self) -> int:
@@ -81,37 +101,6 @@ class VerifyRequest:
     def pacing_seconds(self) -> float:
         """How long the rate limit alone spreads the calls (the first call goes at once)."""
         return max(0, self.calls - 1) * 60.0 / self.calls_per_minute
-
-
-@dataclass(frozen=True)
-class TargetVerdict:
-    """Sent beside stored for one target: its days checked so far, Matomo's tracking failures, and
-    why it stopped early (``error``); ``ok`` when it finished and every day passed."""
-
-    target: str
-    days: tuple[DayCheck, ...]
-    days_in_report: int
-    tracking_failures: tuple[Mapping[str, Any], ...]
-    error: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and len(self.days) == self.days_in_report and all(day.ok for day in self.days)
-
-    @property
-    def short_days(self) -> list[str]:
-        return [day.day for day in self.days if not day.ok]
-
-    def as_dict(self) -> dict[str, Any]:
-        days = [{key: value for key, value in asdict(day).items() if key != "target"} for day in self.days]
-        return {
-            "target": self.target,
-            "ok": self.ok,
-            "error": self.error,
-            "short_days": self.short_days,
-            "days": days,
-            "tracking_failures": [dict(row) for row in self.tracking_failures],
-        }
 
 
 # =============================================================================================
@@ -128,18 +117,21 @@ def read_request(body: Mapping[str, Any], config: Config, folder: Path) -> Verif
     chosen = body.get("target")
     if chosen is not None:
         sent = _only(sent, chosen, config)
+    if not sent:
+        raise WebApiError(
+            422, "the report names no target: nothing to verify", [{"path": "report", "message": "'targets' is empty"}]
+        )
     try:
-        pairs = tuple(targets_for(config, sent))
+        found, unverifiable = targets_for(config, sent)
     except UsageError as error:
         raise WebApiError(
             422, f"the report does not fit the current config: {error}", _problems("report", str(error))
         ) from None
-    if not pairs:
-        raise WebApiError(
-            422, "the report names no target: nothing to verify", [{"path": "report", "message": "'targets' is empty"}]
-        )
-    _check_same_destinations(raw, pairs, config)
-    request = VerifyRequest(pairs, threshold, calls_per_minute, timeout, source)
+    pairs = tuple(found)
+    by_name = {t.name.casefold(): t for t in config.targets}
+    _check_same_destinations(raw, [(entry, by_name[entry.name.casefold()]) for entry in sent], config)
+    order = tuple(by_name[entry.name.casefold()].name for entry in sent)
+    request = VerifyRequest(pairs, threshold, calls_per_minute, timeout, source, tuple(unverifiable), order)
     if request.pacing_seconds > MAX_PACING_SECONDS:
         raise WebApiError(
             422,
@@ -250,31 +242,33 @@ def _check_same_destinations(raw: Any, pairs: Sequence[tuple[SentTarget, Target]
 
 
 def run_request(request: VerifyRequest, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
-    """Verify every target of ``request`` and answer as ``POST /api/verify`` does (tokens are the
-    caller's to mask: Matomo's messages and tracking-failure rows are quoted)."""
+    """Verify every target of ``request`` and answer as ``POST /api/verify`` does: a verdict per
+    target of the report, in its order (the token-less ones "not verifiable"), and ``problems``
+    naming each failing target and row. The checked targets' tokens are masked everywhere (Matomo's
+    messages and tracking-failure rows are quoted)."""
     limiter = calls_limiter(request.calls_per_minute, clock=clock)
-    verdicts = verify_targets(
+    checked = verify_targets(
         request.pairs, request.threshold, limiter, request.timeout, request.pacing_seconds, clock=clock
     )
-    problems = []
-    for verdict in verdicts:
-        if verdict.error:
-            problems.append(f"target {verdict.target}: {verdict.error}")
-        if verdict.short_days:
-            days = verdict.short_days
-            problems.append(
-                f"target {verdict.target} stored less than {request.threshold:.0%} of what was sent "
-                f"on {len(days)} day(s): {', '.join(days)}"
-            )
-    return {
+    verdicts = _in_report_order(request, checked)
+    answer = {
         "ok": all(v.ok for v in verdicts),
         "report": request.report,
         "threshold": request.threshold,
         "calls_per_minute": request.calls_per_minute,
         "timeout": request.timeout,
-        "problems": problems,
+        "problems": [line for v in verdicts for line in v.problems()],
         "targets": [v.as_dict() for v in verdicts],
     }
+    return mask_strings(answer, request.secrets)
+
+
+def _in_report_order(request: VerifyRequest, checked: Sequence[TargetResult]) -> list[TargetResult]:
+    """The verdicts of the checked pairs (in report order already) with the token-less targets in their place."""
+    unverifiable = set(request.unverifiable)
+    order = request.order or tuple(v.target for v in checked) + request.unverifiable
+    verdicts = iter(checked)
+    return [TargetResult(name, verifiable=False) if name in unverifiable else next(verdicts) for name in order]
 
 
 def verify_targets(
@@ -285,7 +279,7 @@ def verify_targets(
     pacing_seconds: float = 0.0,
     *,
     clock: Callable[[], float] = time.monotonic,
-) -> list[TargetVerdict]:
+) -> list[TargetResult]:
     """One verdict per pair, in order, within ``pacing_seconds + timeout`` (+ a short grace)."""
     deadline = clock() + pacing_seconds + timeout
     runs = [_TargetRun(sent, target, limiter, threshold, timeout, deadline, clock) for sent, target in pairs]
@@ -351,6 +345,13 @@ class _TargetRun:
             f"{len(self.checks)} of {len(self.sent.days)} day(s) checked"
         )
 
-    def verdict(self) -> TargetVerdict:
+    def verdict(self) -> TargetResult:
         error = self.error if self.finished else self._timed_out()
-        return TargetVerdict(self.target.name, tuple(self.checks), len(self.sent.days), tuple(self.failures), error)
+        return TargetResult(
+            self.target.name,
+            list(self.checks),
+            list(self.failures),
+            error,
+            self.sent.failed,
+            days_in_report=len(self.sent.days),
+        )

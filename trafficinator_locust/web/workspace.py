@@ -155,7 +155,7 @@ class Workspace:
         return clean, warnings
 
     def secret_values(self) -> list[str]:
-        values = [t.token for t in self.config.targets if t.token]
+        values = [token for t in self.config.targets for token in t.secrets]
         return values + list(self.secrets.values())
 
     def existing(self, name: str) -> int:

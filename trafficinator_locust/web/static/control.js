@@ -189,21 +189,57 @@ function validate(target) {
 
 // -- ingestion check
 
+
+const shown = (report, value) => (report.money && typeof value === "number" ? value.toFixed(2) : value); // currency units
+
+// One row per target, day and report, sent beside stored; what fails a whole target or day
+// (an error, a failed send, no token) is a row of its own.
 function renderVerification(targets) {
   const body = $("#verification tbody");
   body.replaceChildren();
+  const statusRow = (target, day, text, className) => {
+    const row = body.insertRow();
+    row.dataset.target = target.target;
+    row.dataset.status = target.status;
+    if (day) row.dataset.day = day;
+    if (className === "bad") row.className = "bad";
+    cell(row, "target", target.target);
+    cell(row, "day", day);
+    cell(row, "report", null);
+    cell(row, "sent", null, "num");
+    cell(row, "stored", null, "num");
+    cell(row, "result", text, className);
+  };
   for (const target of targets) {
-    const rows = target.error ? [{ day: null, error: target.error }, ...target.days] : target.days;
-    for (const day of rows) {
-      const row = body.insertRow();
-      row.dataset.target = target.target;
-      cell(row, "target", target.target);
-      cell(row, "day", day.day);
-      for (const column of ["sent_visits", "stored_visits", "sent_actions", "stored_actions"]) cell(row, column, day[column], "num");
-      if (day.error) cell(row, "result", day.error, "bad");
-      else cell(row, "result", day.ok ? "ok" : "SHORT", day.ok ? "good" : "bad");
+    if (target.status === "not verifiable") statusRow(target, null, target.note || "not verifiable", "warn");
+    if (target.error) statusRow(target, null, target.error, "bad");
+    if (target.failed) statusRow(target, null, `FAILED: ${target.failed}`, "bad");
+    for (const day of target.days) {
+      if (day.note) statusRow(target, day.day, day.note, "bad");
+      for (const report of day.rows) {
+        const row = body.insertRow();
+        row.dataset.target = target.target;
+        row.dataset.day = day.day;
+        row.dataset.report = report.report;
+        if (!report.ok) row.className = "bad";
+        cell(row, "target", target.target);
+        cell(row, "day", day.day);
+        cell(row, "report", report.label);
+        cell(row, "sent", shown(report, report.sent), "num");
+        cell(row, "stored", shown(report, report.stored), "num");
+        const result = report.ok ? "ok" : report.stored < report.sent ? "SHORT" : "TOO MANY";
+        cell(row, "result", result, report.ok ? "good" : "bad");
+      }
     }
   }
+}
+
+function verified(result) {
+  if (!result.ok) return result.problems.join("\n");
+  const unverifiable = result.targets.filter((t) => t.status === "not verifiable").map((t) => t.target);
+  if (!unverifiable.length) return "every target stored what was sent";
+  if (unverifiable.length === result.targets.length) return `nothing checked: no target has a token (${unverifiable.join(", ")})`;
+  return `every target checked stored what was sent; not verifiable (no token): ${unverifiable.join(", ")}`;
 }
 
 function verify(event) {
@@ -212,7 +248,7 @@ function verify(event) {
   say("asking each target what it stored...");
   act(() => send("POST", "verify", body), (result) => {
     renderVerification(result.targets);
-    return result.ok ? "every target stored what was sent" : result.problems.join("\n");
+    return verified(result);
   });
 }
 
