@@ -47,6 +47,7 @@ from trafficinator_locust.runtime.broker import DEFAULT_TTL
 from trafficinator_locust.runtime.coordinator import DEFAULT_STOP_TIMEOUT, Coordinator
 from trafficinator_locust.runtime.deployment import Deployment
 from trafficinator_locust.runtime.sender import Sender
+from trafficinator_locust.runtime.stop_signal import install_stop_signal
 from trafficinator_locust.runtime.users import DEFAULT_TIMEOUT, TargetUser
 from trafficinator_locust.web.app import add_web_arguments
 from trafficinator_locust.web.app import install as install_web_ui
@@ -248,6 +249,7 @@ class Plugin:
         runner = environment.runner
         if runner is not None and not isinstance(runner, WorkerRunner):
             self.coordinator = Coordinator(self.deployment, environment)
+            install_stop_signal(environment)
         if runner is not None and not isinstance(runner, MasterRunner):
             self.sender = Sender(self.deployment, environment)
         environment.events.test_start.add_listener(self._on_test_start)

@@ -176,7 +176,7 @@ def test_the_api_on_a_real_locust_process_and_presets_across_a_restart(sink_setu
         )
         assert status == 200 and body["ok"] is True, body
         assert body["targets"][0]["days"][0]["rows"] == [
-            {"report": "visits", "label": "visits", "sent": 0, "stored": 0, "ok": True}
+            {"report": "visits", "label": "visits", "sent": 0, "stored": 0, "money": False, "ok": True}
         ], body
         assert locust_run.call("POST", "/api/verify", {"report_path": "nope.json"})[0] == 422
         status, body = locust_run.call("POST", "/api/presets", {"name": "no gamma"})

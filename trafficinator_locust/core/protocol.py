@@ -40,6 +40,7 @@ __all__ = [
     "Rejection",
     "classify",
     "check_hit",
+    "tracker_answer_problem",
     "custom_action_claimed",
     "parse_cdt",
     "bot_user_agent",
@@ -441,6 +442,26 @@ def _check_items(params: Mapping[str, str]) -> Rejection | None:
     if not isinstance(items, list) or not all(_valid_item(item) for item in items):
         return _reject(BAD_EC_ITEMS, "ec_items must be a JSON list of [sku, name, category, price, quantity]")
     return None
+
+
+def tracker_answer_problem(status: int, content_type: str, length: int) -> str | None:
+    """Why a 2xx answer to a single hit is not Matomo's tracker answering, or None when it is.
+
+    Matomo answers ``send_image=0`` with 204 and no body, and otherwise a 43-byte GIF
+    (core/Tracker/Response.php ``outputResponse``; every 2xx of the recorded conformance cases is
+    one of those). A 200 HTML page is a wrong tracker URL or a login portal in front of Matomo:
+    nothing was tracked, so it must count as a failure, never as a stored hit.
+    """
+    if status == 204 or not 200 <= status < 300:
+        return None
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if length == 0 or kind.startswith("image/"):
+        return None
+    shown = kind or "no content type"
+    return (
+        f"HTTP {status} {shown} ({length} bytes) is not a Matomo tracker answer (204, or a GIF): "
+        "a wrong tracker URL, or a login page in front of Matomo?"
+    )
 
 
 def check_hit(

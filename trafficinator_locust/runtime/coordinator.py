@@ -15,19 +15,22 @@ into exit code 2::
 
 from __future__ import annotations
 
+from locust.dispatch import _kl_generator
 from locust.env import Environment
 from locust.runners import STATE_INIT, STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, STATE_STOPPED, MasterRunner, Runner
 
 import gevent
 
 import logging
+import math
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 from trafficinator_locust.core.checks import Rule, evaluate, parse_rules
 from trafficinator_locust.core.checks import exit_code as check_exit_code
-from trafficinator_locust.core.config import Config
+from trafficinator_locust.core.config import Config, Distribution
 from trafficinator_locust.core.errors import (
     EXIT_CHECK_FAILED,
     EXIT_USAGE,
@@ -66,6 +69,8 @@ from trafficinator_locust.runtime.tally import IN_FLIGHT_KEY, REPORT_KEY, VisitT
 logger = logging.getLogger("trafficinator")
 
 DEFAULT_STOP_TIMEOUT = 10.0
+UNMANNED_EXACT_UP_TO = 100_000
+"""Up to this many users the warning counts Locust's dispatch order exactly; above, by share."""
 
 
 def shape_wanted(options: Any, config: Config) -> bool:
@@ -286,6 +291,10 @@ class Coordinator:
         self._spent_since = None
         if self.broker is not None:
             self.broker.start_run()
+        users = getattr(self.environment.runner, "target_user_count", None)
+        if users and self.environment.shape_class is None:  # the shape gives every target its own pool
+            for warning in unmanned(self.config, int(users)):
+                logger.warning(warning)
 
     def on_test_stopping(self) -> None:
         """The run's window ends when stopping starts, not after users took their stop timeout."""
@@ -369,6 +378,28 @@ class Coordinator:
             window=(start, end if end is not None else now) if start is not None else None,
             paced=any(ledger.budget(name).paced for name in ledger.targets),
         )
+
+
+def unmanned(config: Config, users: int) -> list[str]:
+    """Targets that ``users`` split by weight leave without a user: they would send nothing, silently.
+
+    Counted with Locust's own weighted order (``locust.dispatch._kl_generator``, what its dispatcher
+    spawns by), so the warning names exactly the classes Locust starts no user of.
+    """
+    if config.distribution is Distribution.random:
+        return []  # any user sends any target's visits
+    enabled = config.enabled_targets
+    weights = [(t.name, 1.0 if config.distribution is Distribution.round_robin else t.weight) for t in enabled]
+    picks = _kl_generator(weights)
+    counts = Counter(next(picks) for _ in range(min(users, UNMANNED_EXACT_UP_TO)))
+    total = sum(weight for _, weight in weights)
+    return [
+        f"target {name} gets no user: {users} user(s) split by weight leave none for its share "
+        f"{weight / total:.2%}; run with at least -u {math.ceil(total / weight)}, raise its weight, "
+        "or drop -u (the shape sizes every target's users)"
+        for name, weight in weights
+        if not counts[name] and (users <= UNMANNED_EXACT_UP_TO or users * weight / total < 1)
+    ]
 
 
 def _refuse_and_exit(environment: Environment) -> None:

@@ -105,6 +105,11 @@ class TrafficShape(LoadTestShape):
         self._base: dict[str, int] = {}
         self._grown_at: dict[str, float] = {}
         self.stop_reason: str | None = None
+        self._ending: str | None = None  # end() was called: the next tick ends the run
+
+    def end(self, reason: str) -> None:
+        """End the run at the next tick, as when the budgets are spent (SIGTERM: :mod:`.stop_signal`)."""
+        self._ending = reason
 
     def reset_time(self) -> None:
         super().reset_time()
@@ -112,8 +117,11 @@ class TrafficShape(LoadTestShape):
         self._base.clear()
         self._grown_at.clear()
         self.stop_reason = None
+        self._ending = None
 
     def tick(self) -> tuple[int, float] | None:
+        if self._ending is not None:
+            return self._stop(self._ending)
         now = self._clock()
         limit = self._run_time()
         if limit and self.get_run_time() >= limit:

@@ -28,6 +28,9 @@ from trafficinator_locust.runtime.tally import VisitTally
 
 # A target whose failed visits are at least this share of its visits (and at least one) is "failing".
 FAILING_SHARE = 0.5
+# A running paced target that sent under this share of the visits its pace expects (once at least
+# STALL_MIN_VISITS are expected) is "stalled": nobody is sending its visits.
+STALL_SHARE, STALL_MIN_VISITS = 0.5, 10
 
 
 @dataclass(frozen=True)
@@ -117,13 +120,22 @@ def refused_hits(stats: RequestStats, target: str, secrets: Sequence[str] = ()) 
     }
 
 
-def target_state(status: TargetStatus | None, started: int, failed: int) -> str:
-    """running | capped | paused | failing: failing wins (the tracker is the problem), then the budget."""
+def target_state(status: TargetStatus | None, started: int, failed: int, expected: float | None = None) -> str:
+    """running | capped | paused | failing | stalled: failing wins (the tracker is the problem), then
+    the budget; a running paced target that sent under half the visits its pace expects is stalled
+    (no user of it is running, e.g. they all sat on a worker that died, or far too few users)."""
     if visits_failing(started, failed):
         return "failing"
     if status is None or status.state == "unpaced":
         return "running"
+    if status.state == "running" and expected is not None and stalled(started + failed, expected):
+        return "stalled"
     return status.state
+
+
+def stalled(sent: int, expected: float) -> bool:
+    """Under :data:`STALL_SHARE` of the expected visits, once at least :data:`STALL_MIN_VISITS` are expected."""
+    return expected >= STALL_MIN_VISITS and sent < STALL_SHARE * expected
 
 
 def _days(name: str, pace: Pace | None, tally: VisitTally, window: tuple[float, float] | None) -> list[DaySummary]:
@@ -189,7 +201,7 @@ def summarize(
                 cap_today=status.cap_today if status else None,
                 granted_today=status.granted_today if status else None,
                 expected_visits=expected,
-                state=target_state(status, tally.started[target.name], tally.failed[target.name]),
+                state=target_state(status, tally.started[target.name], tally.failed[target.name], expected),
                 days=_days(target.name, pace, tally, budget.window if budget else None),
                 refused_hits=refused_hits(stats, target.name, secrets),
             )

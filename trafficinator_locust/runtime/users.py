@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from locust import FastHttpUser, User, between, constant, task
 from locust.env import Environment
-from locust.exception import StopUser
+from locust.exception import InterruptTaskSet, RescheduleTask, StopUser
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 import gevent
@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from trafficinator_locust.core.config import Config, Distribution, Target, Transport
+from trafficinator_locust.core.protocol import tracker_answer_problem
 from trafficinator_locust.core.reports import VisitReports
 from trafficinator_locust.core.tracking import FORM_CONTENT_TYPE, TrackingEncoder
 from trafficinator_locust.core.visitors import VisitorBook
@@ -42,6 +43,7 @@ DEFAULT_TIMEOUT = 10.0
 FAILURE_BACKOFF_FIRST = 0.5
 FAILURE_BACKOFF_MAX = 10.0
 _visitor_rng = random.Random()  # which free visitor returns: timing decides anyway, no seed
+_logged_failures: set[tuple[str, str]] = set()
 
 
 class NoPermits:
@@ -93,6 +95,7 @@ class TargetUser(FastHttpUser):
     _numbers: ClassVar[Iterator[int]]
     _headers: ClassVar[dict[str, str]] = {"Content-Type": FORM_CONTENT_TYPE}
     _failures: int = 0
+    _counted: bool = False  # the current visit was counted (started or failed) by the tally
 
     def on_start(self) -> None:
         # One user sends visit after visit of different simulated visitors: a cookie one visit got
@@ -107,22 +110,46 @@ class TargetUser(FastHttpUser):
         self.permits.acquire(route.target.name, self.pause_until)
         book = route.visitors
         ticket = book.check_out(_visitor_rng) if book is not None else None
-        visit = route.planner.plan(route.next_visit_number(), ticket)
         self.tally.in_flight += 1  # a run whose budgets are spent waits for these to finish (plugin)
-        started = False
+        started = self._counted = False
+        visit = None
         try:
+            visit = route.planner.plan(route.next_visit_number(), ticket)
             started = self.run_visit(visit, route)
+        except (StopUser, InterruptTaskSet, RescheduleTask):
+            raise  # Locust's own control flow (a stop landing in a pause), not a failure
+        except Exception as error:  # noqa: BLE001  (planning, encoding or sending: counted, never lost)
+            self._visit_failed(route, error)
         finally:
             self.tally.in_flight -= 1
             if ticket is not None and book is not None:
                 # Bulk: queued counts as stored (its batch is answered later; a retried batch is
                 # delivered): a visitor returns only after this visit's hits were handed over.
-                book.check_in(ticket, stored=started and visit.stored_by_matomo)
+                book.check_in(ticket, stored=started and visit is not None and visit.stored_by_matomo)
         if not started:
             self._failures += 1
             self.pause(min(FAILURE_BACKOFF_FIRST * 2 ** (self._failures - 1), FAILURE_BACKOFF_MAX))
         else:
             self._failures = 0
+
+    def _visit_failed(self, route: type[TargetUser], error: Exception) -> None:
+        """A visit that raised (a bug, a config value no check caught): a failed request of its target,
+        ``[<target>] error`` with the exception's message, and a failed visit, where the user looks."""
+        name = route.target.name
+        message = f"{error.__class__.__name__}: {error}"[:300]
+        self.environment.events.request.fire(
+            request_type="VISIT",
+            name=f"[{name}] error",
+            response_time=0,
+            response_length=0,
+            exception=RuntimeError(message),
+            context={},
+        )
+        if not self._counted:  # its first hit was not counted yet: the visit failed
+            self.tally.visit_started(name, False, datetime.now(route.target.tzinfo).date().isoformat())
+        if (name, message) not in _logged_failures:  # once per target and message: the stats count the rest
+            _logged_failures.add((name, message))
+            logger.error("target %s: a visit failed: %s (counted as [%s] error)", name, message, name)
 
     @classmethod
     def next_visit_number(cls) -> int:
@@ -152,16 +179,15 @@ class TargetUser(FastHttpUser):
             with self.client.post(
                 route.tracker_url, data=body, headers=self._headers, name=f"[{name}] {hit.kind}", catch_response=True
             ) as response:
-                ok = 200 <= (response.status_code or 0) < 300
+                status = response.status_code or 0
+                problem = answer_problem(status, response)
+                ok = problem is None
                 if not ok:
-                    response.failure(
-                        f"HTTP {response.status_code}"
-                        if response.status_code
-                        else f"no answer ({getattr(response, 'error', None).__class__.__name__})"
-                    )
+                    response.failure(problem)
             if index == 0:
                 day = now.astimezone(route.target.tzinfo).date().isoformat()
                 self.tally.visit_started(name, ok, day, visit.stored_by_matomo)
+                self._counted = True
                 if not ok:
                     return False  # Matomo stored nothing: the rest would be orphan hits
             if ok and reports is not None:
@@ -184,6 +210,7 @@ class TargetUser(FastHttpUser):
             if index == 0:
                 day = now.astimezone(zone).date().isoformat()
             first = (day, visit.stored_by_matomo) if index == 0 else None
+            self._counted = True  # the sender counts it (started or failed) when its batch is answered
             counted = None if reports is None else StoredHit(day, reports, hit.kind, hit.params)
             sender.add(visit.visitor.cid, route.encoder.item(hit, visit.visitor, now), first, self.pause_until, counted)
         return True
@@ -218,6 +245,18 @@ class TargetUser(FastHttpUser):
         gevent.sleep(0)
         if self._state == LOCUST_STATE_STOPPING:
             raise StopUser()
+
+
+def answer_problem(status: int, response: object) -> str | None:
+    """Why a tracker answer is a failure (an HTTP error, no answer, a 2xx that is not Matomo's), or None."""
+    if not status:
+        return f"no answer ({getattr(response, 'error', None).__class__.__name__})"
+    if not 200 <= status < 300:
+        return f"HTTP {status}"
+    headers = getattr(response, "headers", None) or {}
+    return tracker_answer_problem(
+        status, headers.get("Content-Type", ""), len(getattr(response, "content", b"") or b"")
+    )
 
 
 def visit_reports(visit: PlannedVisit, route: type[TargetUser]) -> VisitReports | None:
