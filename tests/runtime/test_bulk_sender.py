@@ -261,3 +261,33 @@ def test_one_visitor_always_uses_one_lane_so_its_hits_stay_in_order(target):
         for item in _items(body):
             seen.setdefault(item["cid"], []).append(int(item["n"]))
     assert seen == {visitor: list(range(40)) for visitor in ("a", "b", "c")}
+
+
+class RaisingSession(FakeSession):
+    """A session whose post raises (a bug, not a network error): the lane must survive and say so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_event = locust.event.EventHook()
+        self.fired: list[dict] = []
+        self.request_event.add_listener(lambda **meta: self.fired.append(meta))
+        self.raise_next = True
+
+    def post(self, url: str, data: bytes, headers: dict, name: str, catch_response: bool) -> FakeResponse:
+        if self.raise_next:
+            self.raise_next = False
+            raise ValueError("boom")
+        return super().post(url, data, headers, name, catch_response)
+
+
+def test_a_batch_that_raises_is_a_counted_failure_and_the_lane_keeps_sending(target):
+    session, tally = RaisingSession(), VisitTally()
+    sender = BulkSender(target, session, tally, max_delay=0.01, lanes=1)
+    sender.start()
+    sender.add("a", "?n=1", ("2026-11-26", True), _never_waits)
+    _until(lambda: session.fired)
+    sender.add("b", "?n=2", ("2026-11-26", True), _never_waits)
+    sender.stop(timeout=5)
+    [failure] = session.fired
+    assert failure["name"] == "[Bulky] bulk" and "raised ValueError: boom" in str(failure["exception"])
+    assert tally.failed["Bulky"] == 1 and tally.started["Bulky"] == 1 and len(session.bodies) == 1

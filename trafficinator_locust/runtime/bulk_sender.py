@@ -242,11 +242,34 @@ class BulkSender:
             lane.busy = True
             try:
                 ok = self._send(batch)
+            except Exception as error:  # noqa: BLE001  (a bug must not kill the lane and lose its hits silently)
+                ok = False
+                self._batch_raised(batch, error)
             finally:
                 lane.busy = False
             failures = 0 if ok else failures + 1
             if failures and not self._draining:
                 gevent.sleep(min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX))
+
+    def _batch_raised(self, batch: list[_Pending], error: Exception) -> None:
+        """A batch whose sending raised: a failed ``[<target>] bulk`` request with the message, and its
+        visits failed (their hits are dropped: whether Matomo got them is unknown)."""
+        name = self.target.name
+        message = f"{error.__class__.__name__}: {error}"[:300]
+        request_event = getattr(self._session, "request_event", None)
+        if request_event is not None:
+            request_event.fire(
+                request_type="POST",
+                name=f"[{name}] bulk",
+                response_time=0,
+                response_length=0,
+                exception=RuntimeError(f"sending a batch of {len(batch)} hits raised {message}"),
+                context={},
+            )
+        for pending in batch:
+            if pending.first_of_visit is not None:
+                day, stored = pending.first_of_visit
+                self._tally.visit_started(name, False, day, stored)
 
     def _send(self, batch: list[_Pending]) -> bool:
         """One batch through the delivery policy; returns whether it was settled (every hit delivered or
