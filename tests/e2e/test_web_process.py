@@ -189,10 +189,29 @@ def test_the_api_on_a_real_locust_process_and_presets_across_a_restart(sink_setu
         assert locust_run.call("DELETE", "/api/presets/scratch")[0] == 200
         assert [locust_run.call(m, "/api/presets/scratch")[0] for m in ("GET", "DELETE")] == [404, 404]
         assert locust_run.call("POST", "/api/presets/scratch/apply")[0] == 404
-        # a run: Gamma, disabled before the start, sends nothing
-        started = locust_run.session.post(
-            locust_run.url + "/swarm", data={"user_count": 6, "spawn_rate": 6}, timeout=10
+        # the guards of every route, on the real server: another site's form cannot start load, a
+        # rebound DNS name cannot read the stats, a device is never read, a huge body is refused
+        swarm = {"user_count": 6, "spawn_rate": 6}
+        evil = {"Origin": "http://evil.example"}
+        assert (
+            locust_run.session.post(locust_run.url + "/swarm", data=swarm, headers=evil, timeout=10).status_code == 403
         )
+        rebound = {"Host": f"evil.example:{locust_run.port}"}
+        assert (
+            locust_run.session.get(locust_run.url + "/stats/requests", headers=rebound, timeout=10).status_code == 403
+        )
+        assert locust_run.session.get(locust_run.url + "/stats/requests", timeout=10).json()["state"] == "ready"
+        started_at = time.monotonic()
+        status, body = locust_run.call("POST", "/api/verify", {"report_path": "/dev/zero"})
+        assert status == 422 and "not a regular file" in body["error"] and time.monotonic() - started_at < 5
+        huge = b'{"name": "' + b"x" * (1 << 20) + b'"}'
+        response = locust_run.session.post(
+            locust_run.url + "/api/targets", data=huge, headers={"Content-Type": "application/json"}, timeout=30
+        )
+        assert response.status_code == 413, response.text[:200]
+        # a run, started as Locust's page does (its own Origin): Gamma, disabled before the start, sends nothing
+        own = {"Origin": f"http://127.0.0.1:{locust_run.port}"}
+        started = locust_run.session.post(locust_run.url + "/swarm", data=swarm, headers=own, timeout=10)
         assert started.status_code == 200 and started.json()["success"], started.text
 
         def sent_by_both() -> bool:

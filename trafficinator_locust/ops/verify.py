@@ -207,14 +207,19 @@ def parse_report(data: Any, source: str) -> list[SentTarget]:
     return targets
 
 
-def load_report(path: Path) -> list[SentTarget]:
+def load_report(path: Path, limit: int = 16 << 20) -> list[SentTarget]:
+    """The report file ``--report`` names, read only when it is a regular file of at most ``limit``
+    bytes (16 MiB, as the web API's ``verify_api.REPORT_LIMIT``): ``/dev/zero`` or a FIFO is a
+    :class:`~trafficinator_locust.core.errors.FileRefused` (exit 2) at once, never a hang."""
+    from trafficinator_locust.core.files import read_small_text
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small_text(path, limit, "--report"))
     except FileNotFoundError:
         raise UsageError(
             f"--report {path}: no such file (write one with `trafficinator backfill --report {path}`)"
         ) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise UsageError(f"--report {path}: not readable JSON ({exc.__class__.__name__})") from None
     return parse_report(data, str(path))
 

@@ -5,6 +5,12 @@ Why inside Locust's own Flask app (not a second server): one port, one login (``
 one base path (``--web-base-path``), and the Targets tab sits beside Locust's own tabs. Every
 route is on the plugin's blueprint and wrapped in ``web_ui.auth_required_if_enabled``.
 
+The UI can start load, so every request to the app, Locust's ``/swarm`` as much as the plugin's
+API, passes :func:`_guard_every_request` before any view (a ``before_request`` hook): the Host must
+be a name of this UI (:func:`allowed_hosts`: DNS rebinding), an ``Origin`` must be this UI's, a
+state-changing request's ``Referer`` too (cross-site requests), the body at most
+:data:`MAX_BODY_BYTES` and JSON at most :data:`MAX_JSON_DEPTH` deep. See docs/web-ui.md (Security).
+
 This module only turns HTTP into calls and answers into JSON; the logic lives elsewhere:
 :mod:`.workspace` (the edited config, validated by the YAML loader, tokens write-only),
 :mod:`.control` (what applies live through the permit broker, what waits for the next start),
@@ -24,8 +30,10 @@ from collections.abc import Callable, Mapping
 from functools import wraps
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, jsonify, request, send_from_directory
+from flask import Blueprint, Flask, Response, g, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
 
 from trafficinator_locust.core.errors import (
     ConfigError,
@@ -37,6 +45,7 @@ from trafficinator_locust.core.errors import (
     UsageError,
     WebApiError,
 )
+from trafficinator_locust.core.files import MiB
 from trafficinator_locust.core.loopback import LOOPBACK, LOOPBACK_HOSTS
 from trafficinator_locust.core.masking import mask_secrets, mask_strings
 from trafficinator_locust.runtime.broker import state_folder
@@ -63,6 +72,15 @@ TAB_COLUMNS = [
     ("error", "Last error"),
 ]
 STATIC = Path(__file__).with_name("static")
+MAX_BODY_BYTES = 1 * MiB
+"""Bytes of any request body to the app, Locust's routes included (413 beyond): a whole config is
+far less; the config document itself is capped at ``workspace.MAX_DOCUMENT_BYTES``."""
+MAX_JSON_DEPTH = 32
+"""Levels of nesting of a JSON body (an object in an object ... counts each); deeper is 400 before
+any validation (a traffic config needs about 8)."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing; every other method is state-changing (Origin and Referer checked)."""
+EVERY_INTERFACE = frozenset({"", "*", "0.0.0.0", "::", "[::]"})
 
 
 # =============================================================================================
@@ -116,6 +134,7 @@ def install(environment: Environment, coordinator: Coordination) -> None:
         raise UsageError(f"--traffic-presets: {error}") from None
     control = ControlPlane(environment, coordinator, Workspace.load(coordinator.config), presets)
     login = configure_login(web_ui, options, base)
+    _guard_every_request(web_ui.app, allowed_hosts(web_ui.host, login), web_ui.host)
     if not login and web_ui.host not in LOOPBACK_HOSTS:
         logger.warning(
             "trafficinator: the web UI listens on %s without a login: anyone who reaches it can change targets. "
@@ -124,9 +143,7 @@ def install(environment: Environment, coordinator: Coordination) -> None:
             USER_ENV,
             PASSWORD_ENV,
         )
-    web_ui.app.register_blueprint(
-        _blueprint(control, web_ui, base, loopback_only=not login and web_ui.host in LOOPBACK_HOSTS)
-    )
+    web_ui.app.register_blueprint(_blueprint(control, web_ui, base))
     _add_tab(control, web_ui)
     _json_errors_for_api(web_ui.app, base)
     environment.events.test_start.add_listener(lambda **_: control.on_test_start())
@@ -191,35 +208,153 @@ def _add_tab(control: ControlPlane, web_ui: Any) -> None:
 
 
 def _json_errors_for_api(app: Any, base: str) -> None:
-    """404/405 under the plugin's /api answer JSON (other paths keep Flask's pages)."""
-    from werkzeug.exceptions import MethodNotAllowed, NotFound
+    """HTTP errors (404, 405, 413, ...) under the plugin's /api answer JSON (other paths keep Flask's pages)."""
+    from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-    def handler(error: Any) -> Any:
+    def handler(error: HTTPException) -> Any:
         if not request.path.startswith(f"{base}/api/"):
             return error
-        message = (
-            "no such API route (see /api/openapi.json)"
-            if isinstance(error, NotFound)
-            else f"{request.method} is not allowed here (see /api/openapi.json)"
-        )
+        if isinstance(error, NotFound):
+            message = "no such API route (see /api/openapi.json)"
+        elif isinstance(error, MethodNotAllowed):
+            message = f"{request.method} is not allowed here (see /api/openapi.json)"
+        elif isinstance(error, RequestEntityTooLarge):
+            message = f"the request body is more than the {MAX_BODY_BYTES:,} bytes allowed"
+        else:
+            message = f"{error.code} {error.name}"
         response = jsonify({"error": message})
-        response.status_code = error.code
+        response.status_code = error.code or 500
         return response
 
-    app.register_error_handler(NotFound, handler)
-    app.register_error_handler(MethodNotAllowed, handler)
+    app.register_error_handler(HTTPException, handler)
+
+
+# =============================================================================================
+# Guards of every request (Locust's routes included)
+
+
+def allowed_hosts(bind: str | None, login: bool) -> frozenset[str] | None:
+    """The host names (no port) a request's ``Host`` may carry; ``None``: any.
+
+    Without a login, the loopback names, plus the address the UI is bound to when it is one
+    (``--web-host 192.0.2.5``): a page of another site whose DNS name was rebound to this machine
+    carries its own name and is refused. With a login any name is accepted (a reverse proxy's, a
+    DNS name: the rebound page has no credentials for this UI), and when bound to every interface
+    without one (a warning is logged) the names cannot be known.
+    """
+    bind = (bind or "").strip().lower()
+    if login or bind in EVERY_INTERFACE:
+        return None
+    if bind in LOOPBACK_HOSTS:
+        return LOOPBACK_HOSTS
+    return LOOPBACK_HOSTS | {f"[{bind.strip('[]')}]" if ":" in bind else bind}
+
+
+def host_name(host: str) -> str:
+    """``Host`` without its port, lower case: ``[::1]:8089`` -> ``[::1]``, ``LocalHost`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.index("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _same_origin(value: str) -> bool:
+    """Whether an ``Origin`` or ``Referer`` names this UI: an http(s) URL whose host and port are the
+    request's ``Host`` (``Origin: null``, another scheme or another host: no)."""
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return False
+    netloc = parts.netloc.rsplit("@", 1)[-1].lower()
+    return parts.scheme in ("http", "https") and bool(netloc) and netloc == request.host.lower()
+
+
+def _guard_every_request(app: Flask, hosts: frozenset[str] | None, bind: str | None) -> None:
+    """Refuse, before any view of the app (Locust's and the plugin's):
+
+    - 403 a ``Host`` not in ``hosts`` (:func:`allowed_hosts`), on reads too: DNS rebinding;
+    - 403 an ``Origin`` that is not this UI (on every method: a foreign page may neither drive the
+      UI nor read it through Locust's ``Access-Control-Allow-Origin: *``), and for a state-changing
+      request without ``Origin``, a ``Referer`` that is not this UI. Neither header (curl, scripts)
+      is allowed: browsers send ``Origin`` on every cross-site POST, and the Host check still holds;
+    - 413 a body of more than :data:`MAX_BODY_BYTES` (``MAX_CONTENT_LENGTH`` also stops a chunked one);
+    - 400 a JSON body nested more than :data:`MAX_JSON_DEPTH` levels (Locust's ``/user`` included).
+    """
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    where = "loopback" if hosts == LOOPBACK_HOSTS else f"loopback or {bind}"
+
+    @app.before_request
+    def guard() -> Response | None:
+        if hosts is not None and host_name(request.host) not in hosts:
+            return _error(
+                403,
+                f"the web UI without a login answers only requests naming {where}; the Host header "
+                f"'{request.host}' is another name (DNS rebinding?): use that address, or --web-login",
+            )
+        origin = request.headers.get("Origin")
+        referer = request.headers.get("Referer") if request.method not in SAFE_METHODS else None
+        for header, value in (("Origin", origin), ("Referer", None if origin is not None else referer)):
+            if value is not None and not _same_origin(value):
+                return _error(
+                    403,
+                    f"cross-origin request refused: its {header} is not this web UI ({request.host}); "
+                    "the UI answers only its own pages and clients that send no Origin",
+                )
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return _error(413, f"the request body is more than the {MAX_BODY_BYTES:,} bytes allowed")
+        if request.method not in SAFE_METHODS and request.is_json:
+            try:
+                _json_body()
+            except WebApiError as error:
+                return _error(error.status, error.message)
+        return None
+
+
+_NOT_JSON = object()
+
+
+def _json_body() -> Any:
+    """The request body as JSON (``_NOT_JSON`` when it is not JSON), parsed once per request;
+    :class:`WebApiError` 400 when nested more than :data:`MAX_JSON_DEPTH` levels."""
+    if "trafficinator_json" not in g:
+        raw = request.get_data(cache=True)
+        too_deep = WebApiError(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
+        try:
+            data = json.loads(raw) if raw.strip() else _NOT_JSON
+        except RecursionError:  # far deeper than the limit: the parser gave up
+            raise too_deep from None
+        except ValueError:
+            data = _NOT_JSON
+        if data is not _NOT_JSON and json_depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise too_deep
+        g.trafficinator_json = data
+    return g.trafficinator_json
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Levels of nesting of ``value`` (``{}`` is 1, ``{"a": []}`` 2), counted without recursion;
+    stops at ``limit + 1``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 # =============================================================================================
 # Routes
 
 
-def _blueprint(control: ControlPlane, web_ui: Any, base: str, loopback_only: bool) -> Blueprint:
+def _blueprint(control: ControlPlane, web_ui: Any, base: str) -> Blueprint:
     bp = Blueprint("trafficinator", __name__, url_prefix=base or None)
 
     def route(rule: str, methods: list[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
-            guarded = _guarded(view, control, loopback_only)
+            guarded = _guarded(view, control)
             bp.add_url_rule(
                 rule, endpoint=f"{view.__name__}", view_func=web_ui.auth_required_if_enabled(guarded), methods=methods
             )
@@ -368,20 +503,23 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str, loopback_only: boo
 # Request and answer helpers
 
 
-def _guarded(view: Callable[..., Any], control: ControlPlane, loopback_only: bool) -> Callable[..., Any]:
-    """Refuse cross-site and (on loopback) DNS-rebinding requests; turn errors into JSON answers."""
+def _guarded(view: Callable[..., Any], control: ControlPlane) -> Callable[..., Any]:
+    """Turn errors into JSON answers (the Host, Origin and size checks ran before, for every route)."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            _check_origin(loopback_only)
             return view(*args, **kwargs)
+        except HTTPException:
+            raise  # 404 of a static file, 413 of a chunked body: the app's handlers answer them
         except WebApiError as error:
             return _error(error.status, error.message, error.problems)
         except ConfigError as error:
             return _error(
                 422, "the config would not load: fix the problems listed (paths are config paths)", problems_of(error)
             )
+        except UsageError as error:  # a file refused (core.files.FileRefused), ...
+            return _error(422, mask_secrets(str(error), control.workspace.secret_values()))
         except PresetNotFound as error:
             return _error(404, str(error))
         except (PresetExists, StalePreset) as error:
@@ -401,16 +539,6 @@ def _guarded(view: Callable[..., Any], control: ControlPlane, loopback_only: boo
     return wrapper
 
 
-def _check_origin(loopback_only: bool) -> None:
-    origin = request.headers.get("Origin")
-    if origin and origin.rstrip("/").split("://", 1)[-1] != request.host:
-        raise WebApiError(403, "cross-origin requests to the trafficinator API are refused")
-    if loopback_only and request.host.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
-        raise WebApiError(
-            403, f"the UI is bound to loopback without a login; the Host header '{request.host}' is not a loopback name"
-        )
-
-
 def _error(status: int, message: str, problems: list[dict[str, Any]] | None = None) -> Response:
     payload: dict[str, Any] = {"error": message}
     if problems:
@@ -427,10 +555,11 @@ def _created(payload: dict[str, Any]) -> Response:
 
 
 def _body(optional: bool = False) -> dict[str, Any]:
+    """The JSON object of the body whatever its Content-Type (400 otherwise, or nested too deeply)."""
     raw = request.get_data(cache=True)
     if optional and not raw.strip():
         return {}
-    data = request.get_json(force=True, silent=True)
+    data = _json_body()
     if not isinstance(data, dict):
         raise WebApiError(400, "the body must be a JSON object (Content-Type: application/json)")
     return data

@@ -106,6 +106,7 @@ class ControlPlane:
     ) -> dict[str, Any]:
         """Validate a whole new document, make it current, apply what can be applied now, stage the rest."""
         with self.lock:
+            self.workspace.check_limits(data)
             config = self.workspace.validate(data, extra_secrets)
             if save:
                 self.workspace.check_savable(data)

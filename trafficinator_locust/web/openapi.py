@@ -26,7 +26,8 @@ def _operation(
         "summary": summary,
         "responses": {ok: {"description": "OK", "content": {"application/json": {"schema": schema}}}},
     }
-    for code in errors:
+    guards = (403, 400, 413) if body else (403,)  # every route: Host/Origin (403); bodies: depth (400), size (413)
+    for code in sorted({*errors, *guards}):
         entry["responses"][str(code)] = {"$ref": "#/components/responses/Error"}
     if body:
         entry["requestBody"] = {
@@ -144,7 +145,10 @@ def openapi_document(base: str = "") -> dict[str, Any]:
             "title": "trafficinator control plane",
             "version": "1",
             "description": "Targets, validation, status, verification and presets of a running trafficinator Locust "
-            "(docs/web-ui.md). token_auth is write-only.",
+            "(docs/web-ui.md). token_auth is write-only. Every route answers 403 to a Host that is not this UI's "
+            "(without a login: loopback names, or the bound address) and to an Origin or Referer of another site; "
+            "bodies are at most 1 MiB (413) and JSON at most 32 levels deep (400); target and preset names are at "
+            "most 100 characters, any other text 4096 (422); the config may not grow past 512 KiB (413).",
         },
         "servers": [{"url": base or "/"}],
         "paths": {

@@ -57,6 +57,26 @@ TOKEN_KEYS = ("token_auth", "report_token_auth")
 """The config keys that hold secrets: a preset keeps them only as ``${VAR}``."""
 
 
+def is_bare_reference(value: Any) -> bool:
+    """Whether ``value`` is exactly ``${VAR}``: the only form in which a token is stored or written."""
+    return isinstance(value, str) and value == f"${{{env_reference(value)}}}"
+
+
+def token_places(config: Any) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """Every place a token may sit in a config document: ``(where, holder, key)`` for each of
+    :data:`TOKEN_KEYS` in ``defaults`` and in each target (``where`` names the holder for messages)."""
+    if not isinstance(config, dict):
+        return
+    holders: list[tuple[str, Any]] = [("defaults", config.get("defaults"))]
+    targets = config.get("targets")
+    for index, target in enumerate(targets if isinstance(targets, list) else []):
+        name = target.get("name", "?") if isinstance(target, dict) else "?"
+        holders.append((f"targets[{index}] ({name})", target))
+    for (where, holder), key in itertools.product(holders, TOKEN_KEYS):
+        if isinstance(holder, dict) and key in holder:
+            yield where, holder, key
+
+
 def strip_tokens(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A copy of ``config`` whose every token (:data:`TOKEN_KEYS`) is a bare ``${VAR}`` or is omitted.
 
@@ -65,13 +85,7 @@ def strip_tokens(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """
     clean = copy.deepcopy(config)
     warnings: list[str] = []
-    holders: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(clean.get("defaults"), dict):
-        holders.append(("defaults", clean["defaults"]))
-    for index, target in enumerate(clean.get("targets") or []):
-        if isinstance(target, dict):
-            holders.append((f"targets[{index}] ({target.get('name', '?')})", target))
-    for (where, holder), key in itertools.product(holders, TOKEN_KEYS):
+    for where, holder, key in list(token_places(clean)):
         if holder.get(key) in (None, ""):
             holder.pop(key, None)
             continue
@@ -87,12 +101,9 @@ def strip_tokens(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _check_tokens(config: dict[str, Any]) -> None:
-    holders = [config.get("defaults")] + list(config.get("targets") or [])
-    for holder, key in itertools.product(holders, TOKEN_KEYS):
-        if isinstance(holder, dict) and key in holder:
-            value = holder[key]
-            if value != f"${{{env_reference(value)}}}":
-                raise PresetInvalid(f"a preset stores {key} only as a bare ${{VAR}} reference (see strip_tokens)")
+    for _, holder, key in token_places(config):
+        if not is_bare_reference(holder[key]):
+            raise PresetInvalid(f"a preset stores {key} only as a bare ${{VAR}} reference (see strip_tokens)")
 
 
 def check_name(name: Any) -> str:
@@ -263,5 +274,7 @@ __all__ = [
     "PresetStore",
     "check_name",
     "env_reference",
+    "is_bare_reference",
     "strip_tokens",
+    "token_places",
 ]

@@ -19,6 +19,10 @@ send fails it even when Matomo holds all it got. Every token of the checked targ
 Bad input is an :class:`~.workspace.WebApiError` (4xx) naming the field: bad options, a report of the
 wrong shape, a report naming targets the config does not have, or sent to another site or URL
 than the config's target of that name (a report of another config). No Flask here.
+
+A ``report_path`` is read once, only when it is a regular file of at most :data:`REPORT_LIMIT` bytes
+(:func:`core.files.read_small_text`: ``/dev/zero``, a FIFO or a folder is refused at once, 422), in
+gevent's threadpool so a slow disk never stalls the event loop (users, worker heartbeats, the UI).
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from trafficinator_locust.core.config import Config, Target
-from trafficinator_locust.core.errors import ReportingApiError, UsageError, WebApiError
+from trafficinator_locust.core.errors import FileRefused, ReportingApiError, UsageError, WebApiError
+from trafficinator_locust.core.files import MiB, read_small_text
 from trafficinator_locust.core.masking import mask_strings
 from trafficinator_locust.ops.rate_limit import TokenBucket
 from trafficinator_locust.ops.reporting_api import ReportingApi
@@ -45,7 +50,6 @@ from trafficinator_locust.ops.verify import (
     TargetResult,
     calls_limiter,
     day_checks,
-    load_report,
     parse_report,
     targets_for,
 )
@@ -54,6 +58,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_PACING_SECONDS",
     "MAX_TIMEOUT",
+    "REPORT_LIMIT",
     "VerifyRequest",
     "read_request",
     "run_request",
@@ -66,7 +71,11 @@ MAX_TIMEOUT = 120.0
 MAX_PACING_SECONDS = 300.0
 """A report needing more calls than fit in this many seconds at ``calls_per_minute`` is refused
 (use the CLI, which has no web request to keep open)."""
+REPORT_LIMIT = 16 * MiB
+"""Bytes of a ``report_path`` file (the CLI's ``--report`` has the same cap, :func:`verify.load_report`).
+A backfill report of a year of days for a dozen targets is well under 1 MiB."""
 GRACE_SECONDS = 0.5
+_T = TypeVar("_T")
 CALLS_PER_DAY, CALLS_PER_TARGET = 1, 1
 """One ``API.getBulkRequest`` per day (``VisitsSummary.get`` for an older report without ``reports``);
 ``CoreAdminHome.getTrackingFailures`` once per target."""
@@ -179,8 +188,46 @@ def _report(body: Mapping[str, Any], folder: Path) -> tuple[Any, list[SentTarget
             [{"path": "report_path", "message": "must be a non-empty string"}],
         )
     resolved = (folder / path).resolve()
-    sent = _usage_errors(lambda: load_report(resolved), str(resolved), "report_path")
-    return json.loads(resolved.read_text(encoding="utf-8")), sent, str(resolved)
+    raw = _read_report_file(resolved)
+    sent = _usage_errors(lambda: parse_report(raw, str(resolved)), str(resolved), "report_path")
+    return raw, sent, str(resolved)
+
+
+def _read_report_file(path: Path) -> Any:
+    """The JSON of a report file: once, a small regular file only, off the event loop (422 otherwise)."""
+
+    def refused(text: str) -> WebApiError:
+        return WebApiError(422, f"report_path: {text}", [{"path": "report_path", "message": text}])
+
+    try:
+        text = _off_the_loop(lambda: read_small_text(path, REPORT_LIMIT, "file"))
+    except FileNotFoundError:
+        raise refused(f"{path}: no such file on this server") from None
+    except FileRefused as error:
+        raise refused(str(error)) from None
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+        raise refused(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise refused(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
+
+
+def _off_the_loop(read: Callable[[], _T]) -> _T:
+    """``read()`` in gevent's threadpool (a real thread): a slow or stuck disk waits there, not on the
+    event loop that runs the users, the worker heartbeats and the web UI."""
+    import gevent
+
+    def caught() -> tuple[_T | None, BaseException | None]:
+        try:  # an exception is handed back, not raised there (gevent would print its trace)
+            return read(), None
+        except Exception as error:  # noqa: BLE001
+            return None, error
+
+    value, error = gevent.get_hub().threadpool.apply(caught)
+    if error is not None:
+        raise error
+    return cast(_T, value)
 
 
 def _usage_errors(parse: Callable[[], list[SentTarget]], source: str, field: str) -> list[SentTarget]:
