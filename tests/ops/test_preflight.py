@@ -200,15 +200,15 @@ def test_targets_are_checked_with_their_own_instance(receiver):
     assert results[1].steps[5].detail.startswith("site 3 ")
 
 
-def test_a_view_only_token_fails_the_write_check_and_a_write_token_passes(in_process, receiver):
-    port = in_process(
-        ReceiverInstance(
-            "/dev",
-            {1: ReceiverSite(1, "Europe/Stockholm")},
-            {GOOD_TOKEN},
-            roles={VIEW_TOKEN: "view", WRITE_TOKEN: "write"},
-        )
+def _roles_instance() -> ReceiverInstance:
+    """One site with an admin token, a view-only token and a write token."""
+    return ReceiverInstance(
+        "/dev", {1: ReceiverSite(1, "Europe/Stockholm")}, {GOOD_TOKEN}, roles={VIEW_TOKEN: "view", WRITE_TOKEN: "write"}
     )
+
+
+def test_a_view_only_token_fails_the_write_check_and_a_write_token_passes(in_process, receiver):
+    port = in_process(_roles_instance())
     url = f"http://127.0.0.1:{port}/dev/matomo.php"
     good = _target(receiver["config"].targets[0], url=url)
     results = _by_name(
@@ -262,14 +262,7 @@ def test_time_zone_currency_and_ecommerce_differences_are_warnings_not_failures(
 
 
 def test_report_token_auth_is_the_reporting_apis_and_token_auth_still_needs_write_access(in_process, receiver):
-    port = in_process(
-        ReceiverInstance(
-            "/dev",
-            {1: ReceiverSite(1, "Europe/Stockholm")},
-            {GOOD_TOKEN},
-            roles={VIEW_TOKEN: "view", WRITE_TOKEN: "write"},
-        )
-    )
+    port = in_process(_roles_instance())
     good = _target(receiver["config"].targets[0], url=f"http://127.0.0.1:{port}/dev/matomo.php")
     results = _by_name(
         preflight(

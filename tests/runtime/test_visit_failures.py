@@ -55,14 +55,19 @@ def _run(classes: dict, seconds_until, tally: VisitTally) -> Environment:
     return environment
 
 
-def test_a_2xx_html_page_is_a_failure_of_its_target_not_a_stored_hit(tmp_path: Path, portal: int):
+def _classes(tmp_path: Path, name: str, port: int, tally: VisitTally) -> dict:
+    """The user class of one target whose tracker is ``port`` on loopback."""
     path = tmp_path / "t.yaml"
     path.write_text(
-        f"targets:\n  - {{name: Portal, url: 'http://127.0.0.1:{portal}/matomo.php', site_id: 1}}\n",
+        f"targets:\n  - {{name: {name}, url: 'http://127.0.0.1:{port}/matomo.php', site_id: 1}}\n",
         encoding="utf-8",
     )
+    return build_user_classes(load_config(path, env={}), tally)
+
+
+def test_a_2xx_html_page_is_a_failure_of_its_target_not_a_stored_hit(tmp_path: Path, portal: int):
     tally = VisitTally()
-    classes = build_user_classes(load_config(path, env={}), tally)
+    classes = _classes(tmp_path, "Portal", portal, tally)
     environment = _run(classes, lambda env: tally.failed["Portal"] >= 2, tally)
     assert tally.started["Portal"] == 0 and tally.reports == {}
     errors = [error for error in environment.stats.errors.values() if error.name.startswith("[Portal]")]
@@ -70,13 +75,8 @@ def test_a_2xx_html_page_is_a_failure_of_its_target_not_a_stored_hit(tmp_path: P
 
 
 def test_a_visit_that_raises_is_a_counted_failure_with_its_message(tmp_path: Path, portal: int, monkeypatch):
-    path = tmp_path / "t.yaml"
-    path.write_text(
-        f"targets:\n  - {{name: Broken, url: 'http://127.0.0.1:{portal}/matomo.php', site_id: 1}}\n",
-        encoding="utf-8",
-    )
     tally = VisitTally()
-    classes = build_user_classes(load_config(path, env={}), tally)
+    classes = _classes(tmp_path, "Broken", portal, tally)
     broken = classes["Target_Broken"]
 
     def explode(number, ticket=None):
