@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from trafficinator_locust.core.config import Config, Target, json_schema, load_config, single_target_as_multi
-from trafficinator_locust.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, Problem, UsageError, describe
+from trafficinator_locust.core.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ConfigError,
+    Problem,
+    UsageError,
+    describe,
+)
 from trafficinator_locust.core.legacy import is_legacy_environment, legacy_config, migration_yaml
 from trafficinator_locust.core.table import render_table
 
@@ -26,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except UsageError as error:  # bad input: one clear message, no traceback
+    except UsageError as error:  # bad input: one clear message (at most 50 problems listed), no traceback
         print(describe(error), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -132,6 +139,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     sink.add_argument(
         "--lose-seed", type=int, default=0, metavar="N", help="seed of which hits --lose drops (repeatable runs)"
+    )
+    sink.add_argument(
+        "--capacity",
+        action="append",
+        default=[],
+        metavar="[PREFIX=]N",
+        help="serve at most N tracked hits per second per instance (a bulk request costs its items), FIFO, answering "
+        "503 once the queue is full (stats: saturated); PREFIX=N for one instance; repeatable; default: unlimited",
+    )
+    sink.add_argument(
+        "--capacity-queue",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="with --capacity: a request that would wait longer than this for its turn is answered 503 (default 2)",
     )
     sink.set_defaults(handler=cmd_sink)
 
@@ -283,6 +305,7 @@ def migrate_yaml_file(path: str) -> str:
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
+    from trafficinator_locust.receiver.capacity import capacity_limits
     from trafficinator_locust.receiver.instances import (
         ReceiverInstance,
         ReceiverSite,
@@ -311,6 +334,11 @@ def cmd_sink(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"trafficinator sink: --lose {error}", file=sys.stderr)
         return 2
+    try:
+        capacity = capacity_limits(args.capacity, [instance.prefix for instance in instances], args.capacity_queue)
+    except ValueError as error:
+        print(f"trafficinator sink: {error}", file=sys.stderr)
+        return 2
     return (
         run(
             instances,
@@ -325,6 +353,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
             fail_seed=args.fail_seed,
             lose=lose,
             lose_seed=args.lose_seed,
+            capacity=capacity,
+            capacity_queue=args.capacity_queue,
         )
         or 0
     )

@@ -39,8 +39,26 @@ from trafficinator_locust.core.bulk import (
 )
 from trafficinator_locust.core.errors import ConfigError, Problem
 from trafficinator_locust.core.spec_errors import problems_from_validation
-from trafficinator_locust.core.traffic import Resolved, Spec, Traffic, TrafficSpec, check_http_url, resolve_traffic
+from trafficinator_locust.core.traffic import (
+    MAX_WEIGHT,
+    Resolved,
+    Spec,
+    Traffic,
+    TrafficSpec,
+    check_http_url,
+    resolve_traffic,
+)
 from trafficinator_locust.core.yaml_source import ConfigPath, SourceDocument, load_yaml_file
+
+# Limits (docs/limits.md; the traffic model's are in core/traffic.py, the YAML's in core/yaml_source.py).
+MAX_TARGETS = 1_000
+"""Entries of ``targets`` (each gets a Locust user class)."""
+MAX_SITE_ID = 2**32 - 1
+"""Matomo's ``site.idsite`` is ``INTEGER(10) UNSIGNED``: 4,294,967,295 is the largest site id there can be."""
+MAX_VISITS_PER_DAY = 100_000_000
+"""``visits_per_day`` of a target or of the whole config (about 1,160 visits a second)."""
+MAX_SEED = 2**63 - 1
+"""``seed``: from -MAX_SEED to MAX_SEED (the generated seeds are 63-bit)."""
 
 
 class Distribution(str, Enum):
@@ -81,12 +99,16 @@ class ProfileSpec(Spec):
 
 
 def _check_weights(value: list[float] | None, count: int, what: str) -> list[float] | None:
+    if value is not None and any(weight > MAX_WEIGHT for weight in value):
+        raise ValueError(f"{what} weights must be <= {MAX_WEIGHT:,} (they are relative)")
     return value if value is None else list(check_weights(value, count, what))
 
 
 class _TargetFields(Spec):
     url: str | None = Field(None, description="Matomo tracker URL (http/https); a base URL gets /matomo.php appended.")
-    site_id: int | None = Field(None, ge=1, description="Matomo site id (idsite), >= 1.")
+    site_id: int | None = Field(
+        None, ge=1, le=MAX_SITE_ID, description=f"Matomo site id (idsite), 1 to {MAX_SITE_ID:,}."
+    )
     token_auth: SecretStr | None = Field(
         None, description="Matomo token with write access to the site. Use ${ENV_VAR}; never logged or shown."
     )
@@ -96,14 +118,21 @@ class _TargetFields(Spec):
         "token_auth. Lets a target that tracks without a token be verified. Use ${ENV_VAR}; never shown.",
     )
     weight: float | None = Field(
-        None, gt=0, description="Relative share of users/visits (a ratio: 2/3/5 = 20/30/50). Default 1."
+        None,
+        gt=0,
+        le=MAX_WEIGHT,
+        description="Relative share of users/visits (a ratio: 2/3/5 = 20/30/50). Default 1.",
     )
-    visits_per_day: int | None = Field(None, ge=0, description="This target's pace and hard daily cap.")
+    visits_per_day: int | None = Field(
+        None, ge=0, le=MAX_VISITS_PER_DAY, description="This target's pace and hard daily cap."
+    )
     timezone: str | None = Field(
         None, description="IANA time zone of the target's day (cap, h/m/s, diurnal curve). Default UTC."
     )
     enabled: bool | None = Field(None, description="Disabled targets get no user class and no traffic. Default true.")
-    seed: int | None = Field(None, description="Seed for reproducible visit planning of this target.")
+    seed: int | None = Field(
+        None, ge=-MAX_SEED, le=MAX_SEED, description="Seed for reproducible visit planning of this target."
+    )
     profile: ProfileSpec | None = Field(
         None, description="Diurnal (hours) and weekday shape of the pace, in the target's time zone."
     )
@@ -188,7 +217,11 @@ class TargetSpec(_TargetFields):
 class ConfigFile(Spec):
     """The whole traffic YAML file."""
 
-    targets: list[TargetSpec] = Field(description="The Matomo targets; at least one enabled.")
+    targets: list[TargetSpec] = Field(
+        max_length=MAX_TARGETS,
+        description=f"The Matomo targets; at least one enabled, at most {MAX_TARGETS:,} "
+        "(docs/limits.md lists every limit).",
+    )
     defaults: DefaultsSpec | None = None
     distribution: Distribution = Field(
         Distribution.weighted,
@@ -196,9 +229,14 @@ class ConfigFile(Spec):
         "random: each visit's target drawn by weight; mirror: every planned visit goes to every target",
     )
     visits_per_day: int | None = Field(
-        None, ge=0, description="Total, split by weight among targets without their own rate."
+        None,
+        ge=0,
+        le=MAX_VISITS_PER_DAY,
+        description="Total, split by weight among targets without their own rate.",
     )
-    seed: int | None = Field(None, description="Seed for reproducible visit planning of all targets.")
+    seed: int | None = Field(
+        None, ge=-MAX_SEED, le=MAX_SEED, description="Seed for reproducible visit planning of all targets."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +378,7 @@ def resolve_document(doc: SourceDocument) -> Config:
     try:
         spec = ConfigFile.model_validate(data)
     except ValidationError as exc:
-        problems = problems_from_validation(exc, doc, ConfigFile)
+        problems = problems_from_validation(exc, doc, ConfigFile, data=data)
         raise ConfigError(problems + _name_problems(data.get("targets"), doc)) from None
     return _resolve(spec, doc)
 
@@ -411,14 +449,16 @@ def _wrap_single_target(doc: SourceDocument) -> dict[str, Any]:
 
 
 def _resolve(spec: ConfigFile, doc: SourceDocument) -> Config:
+    doc.cache.clear()  # lists built once per site, and their total, count for this resolution only
+    doc.resolved_entries = 0
     problems = _name_problems(
         doc.data.get("targets") if "targets" in doc.data else [t.model_dump() for t in spec.targets], doc
     )
-    defaults = spec.defaults.model_dump(exclude_unset=True) if spec.defaults else {}
+    defaults = _without_nulls(spec.defaults.model_dump(exclude_unset=True), _NULL_KEEPS) if spec.defaults else {}
     targets: list[Target] = []
     for index, target_spec in enumerate(spec.targets):
         path: ConfigPath = ("targets", index)
-        merged = _deep_merge(defaults, target_spec.model_dump(exclude_unset=True))
+        merged = _deep_merge(defaults, _without_nulls(target_spec.model_dump(exclude_unset=True), _NULL_KEEPS))
         missing = [key for key in ("url", "site_id") if merged.get(key) is None]
         for key in missing:
             problems.append(doc.problem(path + (key,), f"missing '{key}': set it on the target or in 'defaults'"))
@@ -457,6 +497,25 @@ def _split_total_rate(targets: list[Target], total: int | None) -> list[Target]:
     claimed = sum(t.visits_per_day or 0 for t in targets if t.enabled and t.visits_per_day is not None)
     shares = weight_shares({t.name: t.weight for t in free}, max(total - claimed, 0))
     return [t.model_copy(update={"visits_per_day": shares[t.name]}) if t.name in shares else t for t in targets]
+
+
+_NULL_KEEPS = frozenset({"token_auth", "report_token_auth", "visits_per_day", "seed"})
+"""Keys of a target where ``null`` overrides ``defaults`` (no token, unpaced, unseeded)."""
+_TRAFFIC_NULL_KEEPS = frozenset({"urls", "events", "goals", "funnels", "extra_funnels"})
+"""``traffic`` keys where ``null`` overrides the shared list (the built-in default applies)."""
+
+
+def _without_nulls(data: dict[str, Any], keep: frozenset[str]) -> dict[str, Any]:
+    """``data`` without the keys written as ``null`` (not set: ``defaults`` or the built-in default applies),
+    except those in ``keep``; nested mappings too (lists are kept as they are, shared)."""
+    result = {}
+    for key, value in data.items():
+        if value is None and key not in keep:
+            continue
+        if isinstance(value, dict):
+            value = _without_nulls(value, _TRAFFIC_NULL_KEEPS if key == "traffic" else frozenset())
+        result[key] = value
+    return result
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

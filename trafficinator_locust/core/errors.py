@@ -34,6 +34,8 @@ EXIT_VERIFY_FAILED = 4
 """``--traffic-verify``: Matomo's reports did not show what the run sent (a failed check's 3 wins)."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT) ended a command."""
+MAX_SHOWN_PROBLEMS = 50
+"""Problems of a config printed by :func:`describe` (the total is always given)."""
 
 
 class TrafficinatorError(Exception):
@@ -141,10 +143,20 @@ class StalePreset(PresetError):
         )
 
 
-def describe(error: UsageError, what: str = "trafficinator") -> str:
-    """The text a user sees for bad input, under ``what`` (the command): every problem on its own line."""
+def describe(error: UsageError, what: str = "trafficinator", limit: int = MAX_SHOWN_PROBLEMS) -> str:
+    """The text a user sees for bad input, under ``what`` (the command): every problem on its own line.
+
+    At most ``limit`` problems of a :class:`ConfigError` are listed, and the total is always given: a
+    hostile or generated file can hold 100,000 problems; the first ones show what to fix, the count how
+    much there is, and printing them all would only bury the first.
+    """
     if isinstance(error, ConfigError):
         count = len(error.problems)
+        if count > limit:
+            lines = [f"{what}: {count:,} problems in the traffic config (the first {limit} shown):"]
+            lines += [f"  {problem}" for problem in error.problems[:limit]]
+            lines.append(f"  ... and {count - limit:,} more problems; fix these and validate again")
+            return "\n".join(lines)
         lines = [f"{what}: {count} problem{'s' if count != 1 else ''} in the traffic config:"]
         return "\n".join(lines + [f"  {problem}" for problem in error.problems])
     lines = str(error).splitlines()

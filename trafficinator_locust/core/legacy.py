@@ -167,7 +167,7 @@ def _set(tree: dict[str, Any], path: ConfigPath, value: Any) -> None:
 def _whole_number(value: str) -> Any:
     try:
         return int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan"; "inf", "1e999"
         return value  # let validation report it with the variable's name
 
 

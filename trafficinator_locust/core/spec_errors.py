@@ -17,22 +17,66 @@ from trafficinator_locust.core.errors import Problem
 from trafficinator_locust.core.yaml_source import ConfigPath, SourceDocument
 
 _SECRET_KEYS = {"token_auth"}
+_BOUNDS = {"less_than_equal": ("le", "less than or equal to"), "greater_than_equal": ("ge", "greater than or equal to")}
 
 
 def problems_from_validation(
-    exc: ValidationError, doc: SourceDocument, model: type[BaseModel], at: ConfigPath = ()
+    exc: ValidationError, doc: SourceDocument, model: type[BaseModel], at: ConfigPath = (), data: Any = None
 ) -> list[Problem]:
-    """One problem per error; ``at`` is where in ``doc`` the validated value sits (e.g. a list index)."""
+    """One problem per error; ``at`` is where in ``doc`` the validated value sits (e.g. a list index).
+
+    ``data`` is the validated input: a part of an error location that is a key of it is the user's key
+    (``Targets``, ``PageSpec``), never mistaken for one of pydantic's union-branch labels.
+    """
+    errors = [(error, _clean_loc(error["loc"], data)) for error in exc.errors(include_url=False)]
+    beyond = _locations_beyond_a_string(errors)
     problems = []
-    for error in exc.errors(include_url=False):
-        loc = _clean_loc(error["loc"])
+    for error, loc in errors:
+        if _is_string_branch(error) and loc in beyond:
+            continue  # "should be a valid string": a file name was not meant, the list's own errors say what is
         problems.append(doc.problem(at + loc, _describe(error, loc, model)))
     return problems
 
 
-def _clean_loc(loc: tuple[Any, ...]) -> ConfigPath:
-    """Drop pydantic's union-branch labels (``str``, ``list[...]``) from an error location."""
-    return tuple(part for part in loc if isinstance(part, int) or not _is_branch_label(part))
+def _is_string_branch(error: dict[str, Any]) -> bool:
+    """The ``str`` branch of a ``str | list[...]`` field (a file name or an inline list) failing."""
+    return error["type"] == "string_type" and error["loc"][-1:] == ("str",)
+
+
+def _locations_beyond_a_string(errors: list[tuple[dict[str, Any], ConfigPath]]) -> set[ConfigPath]:
+    """Locations with a failed ``str`` branch and also a deeper error (or a too-long list) of the other branch."""
+    strings = {loc for error, loc in errors if _is_string_branch(error)}
+    found = set()
+    for error, loc in errors:
+        if _is_string_branch(error):
+            continue
+        for cut in range(len(loc) - 1, -1, -1):
+            if loc[:cut] in strings:
+                found.add(loc[:cut])
+        if error["type"] == "too_long" and loc in strings:
+            found.add(loc)
+    return found
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any = None) -> ConfigPath:
+    """Drop pydantic's union-branch labels (``str``, ``list[...]``) from an error location.
+
+    Walking ``data`` along the location, a part that is a key (or index) there is kept whatever it
+    looks like; only a part that is not, and looks like a label, is dropped.
+    """
+    cleaned: list[str | int] = []
+    current = data
+    for part in loc:
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        elif isinstance(part, str) and _is_branch_label(part):
+            continue
+        else:
+            current = None
+        cleaned.append(part)
+    return tuple(cleaned)
 
 
 def _is_branch_label(part: str) -> bool:
@@ -45,7 +89,7 @@ def _describe(error: dict[str, Any], loc: ConfigPath, model: type[BaseModel]) ->
     secret = any(part in _SECRET_KEYS for part in loc if isinstance(part, str))
     shown = "" if secret else _shown_input(error.get("input"))
     got = f" (got {shown.strip()})" if shown else ""
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" and loc:
         key = loc[-1]
         allowed = _allowed_keys(model, loc[:-1])
         guess = difflib.get_close_matches(str(key), allowed, n=1)
@@ -53,6 +97,16 @@ def _describe(error: dict[str, Any], loc: ConfigPath, model: type[BaseModel]) ->
         return f"unknown key '{key}'.{hint} Allowed here: {', '.join(sorted(allowed))}"
     if kind == "missing":
         return "required key is missing"
+    if kind == "too_long":
+        ctx = error.get("ctx", {})
+        actual, limit = ctx.get("actual_length"), ctx.get("max_length")
+        if isinstance(actual, int) and isinstance(limit, int):
+            return f"{actual:,} entries, more than the {limit:,} allowed"
+    if kind in _BOUNDS and isinstance(error.get("ctx", {}).get(_BOUNDS[kind][0]), int):  # 100,000,000: readable
+        key, words = _BOUNDS[kind]
+        return f"input should be {words} {error['ctx'][key]:,}{got}"
+    if kind == "finite_number":
+        return f"must be a finite number, not {shown.strip() or 'inf/nan'} (.inf and .nan are not numbers here)"
     if kind == "enum":
         return f"{shown}is not allowed; use one of: {error.get('ctx', {}).get('expected', '')}"
     message = error["msg"]

@@ -8,18 +8,68 @@ their own file's line numbers, so the planner never does I/O.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trafficinator_locust.core import catalog
-from trafficinator_locust.core.errors import ConfigError, Problem
+from trafficinator_locust.core.errors import ConfigError, FileRefused, Problem
+from trafficinator_locust.core.files import read_small_text
 from trafficinator_locust.core.spec_errors import problems_from_validation
-from trafficinator_locust.core.yaml_source import ConfigPath, SourceDocument, load_yaml_file
+from trafficinator_locust.core.yaml_source import (
+    MAX_CONFIG_BYTES,
+    ConfigPath,
+    SourceDocument,
+    load_yaml_text,
+)
 
 DEFAULT_SITE_URL = "https://www.example.com"
 MAX_GAP_SECONDS = 1800
+"""Matomo ends a visit after 30 minutes without a hit: dwell times and step delays stay below."""
+
+# Limits (docs/limits.md lists them; a test checks it shows each value). Every number of the
+# config is finite and bounded, so no input can make a visit plan, a cart or a sum blow up.
+MAX_URLS_FILE_BYTES = 8 << 20
+"""Bytes of a ``traffic.urls`` file (100,000 lines of 80 characters)."""
+MAX_PAGES = 100_000
+"""Pages of one URL list, inline or in a file."""
+MAX_EVENTS = 10_000
+"""Entries of one event catalogue (``traffic.events``)."""
+MAX_GOALS = 1_000
+"""Entries of ``traffic.goals``."""
+MAX_PRODUCTS = 10_000
+"""Entries of ``traffic.ecommerce.products``."""
+MAX_SHIPPING_COSTS = 100
+"""Entries of ``traffic.ecommerce.shipping``."""
+MAX_JOURNEYS = 1_000
+"""Journeys of one ``funnels`` or ``extra_funnels`` list."""
+MAX_JOURNEY_STEPS = 500
+"""Steps of one journey (each is at least one hit of one visit)."""
+MAX_PAGEVIEWS = 500
+"""``traffic.pageviews``: pageviews of one visit (a visit's hits are planned together)."""
+MAX_CART_ITEMS = 100
+"""``traffic.ecommerce.items``: distinct products in a cart."""
+MAX_QUANTITY = 1_000
+"""``traffic.ecommerce.quantity``: units of one product in a cart."""
+MAX_POOL_SIZE = 1_000_000
+"""``traffic.visitors.pool_size``: returning visitors kept per target (and in the budget state)."""
+MAX_PAUSE_SECONDS = 3_600
+"""``traffic.pause_between_visits``: a simulated user's pause between two visits."""
+MAX_AMOUNT = 1_000_000
+"""Prices, shipping costs, revenues, event values and the ends of every range: sums stay exact to the cent."""
+MAX_WEIGHT = 1_000_000
+"""Relative weights (targets, devices, channels, languages, countries, events, goals): totals stay finite."""
+MAX_GOAL_ID = 2**31 - 1
+"""Matomo's ``goal.idgoal`` is a signed 32-bit ``INT``."""
+MAX_URL_LENGTH = 4_096
+"""Characters of a URL (tracker, site, page, link): Matomo stores action URLs in ``VARCHAR(4096)``."""
+MAX_RESOLVED_ENTRIES = 200_000
+"""Pages, events, journey steps and products built over all targets (a list shared by targets with the
+same site counts once): lists in ``defaults`` are resolved for every target."""
 DEFAULT_PAGES: tuple[tuple[str, str], ...] = (
     ("/", "Home"),
     ("/products", "Products"),
@@ -40,7 +90,7 @@ STEP_TYPES = ("pageview", "search", "event", "outlink", "download", "goal", "car
 class Spec(BaseModel):
     """Base of the file-format models: unknown keys are errors, so typos never pass silently."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class Resolved(BaseModel):
@@ -63,8 +113,8 @@ class IntRange(Spec):
 class SecondsRange(Spec):
     """An inclusive range of seconds (or amounts), ``{min: 5, max: 30}``; a target may override one end."""
 
-    min: float | None = Field(None, ge=0)
-    max: float | None = Field(None, ge=0)
+    min: float | None = Field(None, ge=0, le=MAX_AMOUNT)
+    max: float | None = Field(None, ge=0, le=MAX_AMOUNT)
 
 
 class PageSpec(Spec):
@@ -72,6 +122,20 @@ class PageSpec(Spec):
 
     url: str = Field(min_length=1)
     title: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _page_url(cls, value: str) -> str:
+        check_page_url(value)
+        return value
+
+
+def _page_entry(value: Any) -> Any:
+    """A bare string in an inline URL list is the page's URL: checked like ``{url: ...}``."""
+    return {"url": value} if isinstance(value, str) else value
+
+
+PageEntry = Annotated[PageSpec, BeforeValidator(_page_entry, json_schema_input_type=str | PageSpec)]
 
 
 class ActionShares(Spec):
@@ -93,7 +157,12 @@ class VisitorsSpec(Spec):
     returning: float | None = Field(
         None, ge=0, le=1, description="Share of visits by returning visitors (default 0.3)."
     )
-    pool_size: int | None = Field(None, ge=1, description="Returning visitors per target (default 2000).")
+    pool_size: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_POOL_SIZE,
+        description=f"Returning visitors per target (default 2000, at most {MAX_POOL_SIZE:,}).",
+    )
     logged_in: float | None = Field(
         None, ge=0, le=1, description="Share of visits with a user id (uid) (default 0.05)."
     )
@@ -102,25 +171,26 @@ class VisitorsSpec(Spec):
 class DeviceShares(Spec):
     """Relative shares of device kinds (default: the packaged market shares)."""
 
-    desktop: float | None = Field(None, ge=0)
-    smartphone: float | None = Field(None, ge=0)
-    tablet: float | None = Field(None, ge=0)
+    desktop: float | None = Field(None, ge=0, le=MAX_WEIGHT)
+    smartphone: float | None = Field(None, ge=0, le=MAX_WEIGHT)
+    tablet: float | None = Field(None, ge=0, le=MAX_WEIGHT)
 
 
 class ChannelShares(Spec):
     """Relative shares of acquisition channels; a visit keeps its channel from start to end."""
 
-    direct: float | None = Field(None, ge=0)
-    search: float | None = Field(None, ge=0)
-    social: float | None = Field(None, ge=0)
-    website: float | None = Field(None, ge=0)
+    direct: float | None = Field(None, ge=0, le=MAX_WEIGHT)
+    search: float | None = Field(None, ge=0, le=MAX_WEIGHT)
+    social: float | None = Field(None, ge=0, le=MAX_WEIGHT)
+    website: float | None = Field(None, ge=0, le=MAX_WEIGHT)
     ai: float | None = Field(
         None,
         ge=0,
+        le=MAX_WEIGHT,
         description="AI assistants (chatgpt.com, perplexity.ai, ...): 'AI Assistants' from Matomo 5.4, "
         "websites before. Default 1 of 100; 0 when other channels are listed without it.",
     )
-    campaign: float | None = Field(None, ge=0)
+    campaign: float | None = Field(None, ge=0, le=MAX_WEIGHT)
 
 
 class EventSpec(Spec):
@@ -130,15 +200,15 @@ class EventSpec(Spec):
     action: str = Field(min_length=1)
     name: str | None = None
     value: SecondsRange | None = None
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT)
 
 
 class GoalSpec(Spec):
     """A goal to convert (it must exist in Matomo); revenue drawn from its range when given."""
 
-    id: int = Field(ge=1)
+    id: int = Field(ge=1, le=MAX_GOAL_ID)
     revenue: SecondsRange | None = None
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT)
     allow_multiple: bool = Field(
         False,
         description="As the goal's Matomo setting 'allow multiple conversions per visit': "
@@ -150,7 +220,7 @@ class ProductSpec(Spec):
     sku: str = Field(min_length=1)
     name: str = Field(min_length=1)
     category: str = ""
-    price: float = Field(gt=0)
+    price: float = Field(gt=0, le=MAX_AMOUNT)
 
 
 class EcommerceSpec(Spec):
@@ -164,22 +234,51 @@ class EcommerceSpec(Spec):
     currency: str | None = Field(
         None, pattern=r"^[A-Z]{3}$", description="Reporting currency of the site (not sent; Matomo uses the site's)."
     )
-    items: IntRange | None = Field(None, description="Distinct products in a cart (default 1 to 3).")
-    quantity: IntRange | None = Field(None, description="Quantity per product (default 1 to 2).")
+    items: IntRange | None = Field(
+        None, description=f"Distinct products in a cart (default 1 to 3, at most {MAX_CART_ITEMS})."
+    )
+    quantity: IntRange | None = Field(
+        None, description=f"Quantity per product (default 1 to 2, at most {MAX_QUANTITY:,})."
+    )
     tax_rate: float | None = Field(None, ge=0, le=1, description="Tax as a share of the subtotal (default 0.2).")
-    shipping: list[float] | None = Field(None, description="Shipping costs to draw from (default [0, 4.9, 9.9]).")
+    shipping: list[float] | None = Field(
+        None,
+        max_length=MAX_SHIPPING_COSTS,
+        description=f"Shipping costs to draw from (default [0, 4.9, 9.9]; each <= {MAX_AMOUNT:,}).",
+    )
     discount_share: float | None = Field(None, ge=0, le=1, description="Share of orders with a discount (default 0.1).")
     discount_rate: float | None = Field(
         None, ge=0, lt=1, description="Discount as a share of the subtotal (default 0.1)."
     )
-    products: list[ProductSpec] | None = Field(None, description="Products (default: the packaged catalogue).")
+    products: list[ProductSpec] | None = Field(
+        None,
+        max_length=MAX_PRODUCTS,
+        description=f"Products (default: the packaged catalogue; at most {MAX_PRODUCTS:,}).",
+    )
 
     @field_validator("shipping")
     @classmethod
     def _shipping_costs(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and (not value or any(cost < 0 for cost in value)):
-            raise ValueError("must be a non-empty list of costs >= 0")
+        if value is not None and (not value or any(not 0 <= cost <= MAX_AMOUNT for cost in value)):
+            raise ValueError(f"must be a non-empty list of costs >= 0 and <= {MAX_AMOUNT:,}")
         return value
+
+    @field_validator("items")
+    @classmethod
+    def _items(cls, value: IntRange | None) -> IntRange | None:
+        return _at_most(value, MAX_CART_ITEMS, "distinct products in a cart")
+
+    @field_validator("quantity")
+    @classmethod
+    def _quantity(cls, value: IntRange | None) -> IntRange | None:
+        return _at_most(value, MAX_QUANTITY, "units of one product")
+
+
+def _at_most(value: IntRange | None, limit: int, what: str) -> IntRange | None:
+    """A count range whose ends stay at or below ``limit``."""
+    if value is not None and any(end is not None and end > limit for end in (value.min, value.max)):
+        raise ValueError(f"min and max must be <= {limit:,} ({what})")
+    return value
 
 
 class StepSpec(Spec):
@@ -192,10 +291,28 @@ class StepSpec(Spec):
     category: str | None = None
     action: str | None = None
     name: str | None = None
-    value: float | None = None
-    id: int | None = Field(None, ge=1, description="goal: the goal id.")
-    revenue: float | None = Field(None, ge=0)
-    delay: SecondsRange | None = Field(None, description="Wait before this step (default: the dwell time).")
+    value: float | None = Field(None, ge=-MAX_AMOUNT, le=MAX_AMOUNT)
+    id: int | None = Field(None, ge=1, le=MAX_GOAL_ID, description="goal: the goal id.")
+    revenue: float | None = Field(None, ge=0, le=MAX_AMOUNT)
+    delay: SecondsRange | None = Field(
+        None, description=f"Wait before this step (default: the dwell time); under {MAX_GAP_SECONDS} s."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _step_url(cls, value: str | None) -> str | None:
+        if value:
+            check_page_url(value)
+        return value
+
+    @field_validator("delay")
+    @classmethod
+    def _delay_under_gap(cls, value: SecondsRange | None) -> SecondsRange | None:
+        if value is not None and any(end is not None and end >= MAX_GAP_SECONDS for end in (value.min, value.max)):
+            raise ValueError(
+                f"min and max must stay under {MAX_GAP_SECONDS} s: Matomo ends a visit after 30 minutes without a hit"
+            )
+        return value
 
     @model_validator(mode="after")
     def _needs(self) -> StepSpec:
@@ -218,7 +335,7 @@ class JourneySpec(Spec):
 
     name: str = Field(min_length=1)
     share: float = Field(gt=0, le=1, description="Share of visits that take this journey.")
-    steps: list[StepSpec] = Field(min_length=1)
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_JOURNEY_STEPS)
     continue_browsing: bool = Field(
         False, description="Free browsing after the last step, up to the visit's pageviews."
     )
@@ -238,9 +355,10 @@ class TrafficSpec(Spec):
     """What visits look like. Set in ``defaults.traffic`` (shared) or a target's ``traffic`` (override)."""
 
     site_url: str | None = Field(None, description="Base URL of the tracked website; page paths are joined to it.")
-    urls: str | list[str | PageSpec] | None = Field(
+    urls: str | Annotated[list[PageEntry], Field(max_length=MAX_PAGES)] | None = Field(
         None,
-        description="Pages: a file with one 'url<TAB>title' per line (relative to this YAML file) or an inline list.",
+        description="Pages: a file with one 'url<TAB>title' per line (relative to this YAML file) or an inline list; "
+        f"at most {MAX_PAGES:,} pages.",
     )
     zipf_exponent: float | None = Field(
         None,
@@ -254,12 +372,16 @@ class TrafficSpec(Spec):
         le=1,
         description="Chance that the next page stays in the current section (first path segment) (default 0.7).",
     )
-    pageviews: IntRange | None = Field(None, description="Pageviews per visit (default 3 to 6).")
+    pageviews: IntRange | None = Field(
+        None, description=f"Pageviews per visit (default 3 to 6, at most {MAX_PAGEVIEWS})."
+    )
     dwell_seconds: SecondsRange | None = Field(
         None, description="Time on a page before the next hit (default 5 to 30 s)."
     )
     pause_between_visits: SecondsRange | None = Field(
-        None, description="Pause of a simulated user between two visits (default 0 to 1 s)."
+        None,
+        description="Pause of a simulated user between two visits "
+        f"(default 0 to 1 s, at most {MAX_PAUSE_SECONDS:,} s).",
     )
     visitors: VisitorsSpec | None = None
     devices: DeviceShares | None = None
@@ -277,15 +399,21 @@ class TrafficSpec(Spec):
     )
     channels: ChannelShares | None = None
     actions: ActionShares | None = None
-    events: str | list[EventSpec] | None = Field(
-        None, description="Event catalogue: a YAML file (relative to this YAML file) or an inline list."
+    events: str | Annotated[list[EventSpec], Field(max_length=MAX_EVENTS)] | None = Field(
+        None,
+        description="Event catalogue: a YAML file (relative to this YAML file) or an inline list; "
+        f"at most {MAX_EVENTS:,} events.",
     )
-    goals: list[GoalSpec] | None = Field(None, description="Goals that 'actions.goal' converts.")
+    goals: list[GoalSpec] | None = Field(
+        None, max_length=MAX_GOALS, description=f"Goals that 'actions.goal' converts (at most {MAX_GOALS:,})."
+    )
     ecommerce: EcommerceSpec | None = None
-    funnels: str | list[JourneySpec] | None = Field(
-        None, description="Journeys: a YAML file or an inline list. A target's own list REPLACES the shared one."
+    funnels: str | Annotated[list[JourneySpec], Field(max_length=MAX_JOURNEYS)] | None = Field(
+        None,
+        description="Journeys: a YAML file or an inline list. A target's own list REPLACES the shared one. "
+        f"At most {MAX_JOURNEYS:,} journeys of {MAX_JOURNEY_STEPS} steps.",
     )
-    extra_funnels: str | list[JourneySpec] | None = Field(
+    extra_funnels: str | Annotated[list[JourneySpec], Field(max_length=MAX_JOURNEYS)] | None = Field(
         None, description="Journeys ADDED to the shared ones for this target."
     )
 
@@ -294,6 +422,13 @@ class TrafficSpec(Spec):
     def _at_least_one_pageview(cls, value: IntRange | None) -> IntRange | None:
         if value is not None and value.min is not None and value.min < 1:
             raise ValueError("a visit needs at least one pageview: min must be >= 1")
+        return _at_most(value, MAX_PAGEVIEWS, "pageviews of one visit")
+
+    @field_validator("pause_between_visits")
+    @classmethod
+    def _pause(cls, value: SecondsRange | None) -> SecondsRange | None:
+        if value is not None and any(end is not None and end > MAX_PAUSE_SECONDS for end in (value.min, value.max)):
+            raise ValueError(f"min and max must be <= {MAX_PAUSE_SECONDS:,} s (pace visits with visits_per_day)")
         return value
 
     @field_validator("site_url")
@@ -320,19 +455,76 @@ def _check_table(value: dict[str, float] | None, known: set[str], what: str) -> 
     unknown = sorted(set(value) - known)
     if unknown:
         raise ValueError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    if any(weight < 0 for weight in value.values()) or not any(weight > 0 for weight in value.values()):
-        raise ValueError("weights must be >= 0 with at least one > 0")
+    if any(not 0 <= weight <= MAX_WEIGHT for weight in value.values()) or not any(
+        weight > 0 for weight in value.values()
+    ):
+        raise ValueError(f"weights must be >= 0 and <= {MAX_WEIGHT:,} with at least one > 0")
     return value
 
 
+# Characters a URL never holds as such: white space (percent-encode it) and control characters.
+_URL_BAD_CHAR = re.compile(r"[\x00-\x20\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f\u3000\ufeff]")
+_HOST_NAME = re.compile(r"[\w.-]+")
+
+
 def check_http_url(value: str) -> None:
-    parts = urlsplit(value)
+    """An absolute http(s) URL a client can send to: a host, a port 1..65535 if any, no white space or
+    control character, no user:password, at most :data:`MAX_URL_LENGTH` characters. ``ValueError`` says what."""
+    parts = _url_parts(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
             "must be an http:// or https:// URL with a host, e.g. https://analytics.example.com/matomo.php"
         )
     if parts.username or parts.password:
         raise ValueError("must not contain user:password; Matomo authenticates with token_auth")
+
+
+def check_page_url(value: str) -> None:
+    """A page URL or path: the checks of :func:`check_http_url` for an absolute http(s) URL, and for any
+    value no white space or control character and at most :data:`MAX_URL_LENGTH` characters."""
+    if value[:8].lower().startswith(("http://", "https://")):
+        parts = _url_parts(value)
+        if not parts.hostname:
+            raise ValueError("must have a host after http:// or https://, or be a path like /products")
+    else:
+        _check_url_text(value)
+
+
+def _check_url_text(value: str) -> None:
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"is {len(value):,} characters long, more than the {MAX_URL_LENGTH:,} allowed for a URL")
+    bad = _URL_BAD_CHAR.search(value)
+    if bad:
+        char = bad.group()
+        code = f"U+{ord(char):04X}"
+        if char.isspace():
+            raise ValueError(f"must not contain spaces or other white space ({code}); percent-encode a space as %20")
+        raise ValueError(f"must not contain a control character ({code}); remove it")
+
+
+def _url_parts(value: str) -> Any:
+    """``urlsplit`` of a URL that passed :func:`_check_url_text`, with its host and port checked."""
+    _check_url_text(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ValueError(f"is not a valid URL ({exc}); write IPv6 hosts as [2001:db8::1]") from None
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 and parts.netloc.rpartition("@")[2].rpartition("]")[2].count(":"):
+        raise ValueError("has a bad port: it must be a number from 1 to 65535, e.g. https://host:8443/")
+    host = parts.hostname or ""
+    if host:
+        if ":" in host:
+            try:
+                ipaddress.IPv6Address(host.split("%", 1)[0])
+            except ValueError:
+                raise ValueError(f"has a bad IPv6 host [{host}]") from None
+        elif not _HOST_NAME.fullmatch(host):
+            raise ValueError(f"has a bad host {host[:60]!r}: letters, digits, '.', '-' and '_' only")
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,7 +670,11 @@ _SCALARS = ("zipf_exponent", "section_stickiness", "bots", "bots_param")
 
 
 def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) -> Traffic:
-    """Complete merged traffic settings: defaults filled, files read and checked. Raises ConfigError."""
+    """Complete merged traffic settings: defaults filled, files read and checked. Raises ConfigError.
+
+    A list or file shared by several targets (from ``defaults``) is read and built once per site
+    (``doc.cache``); what is built over all targets is bounded by :data:`MAX_RESOLVED_ENTRIES`.
+    """
     problems: list[Problem] = []
     site_url = raw.get("site_url") or DEFAULT_SITE_URL
     values: dict[str, Any] = {key: raw[key] for key in _SCALARS if raw.get(key) is not None}
@@ -496,7 +692,7 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
             values[key] = span
     for key, model in (("visitors", Visitors), ("actions", Actions)):
         if raw.get(key):
-            values[key] = model(**raw[key])
+            values[key] = model(**{name: value for name, value in raw[key].items() if value is not None})
     if raw.get("devices"):
         values["devices"] = _shares(
             raw["devices"], dict(catalog.DEVICE_KIND_SHARES), doc, path + ("devices",), problems
@@ -509,14 +705,24 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
         if raw.get(key):
             values[key] = dict(raw[key])
     if raw.get("goals"):
-        values["goals"] = tuple(
-            Goal(
-                id=g["id"],
-                revenue=_span(g.get("revenue"), None, doc, path + ("goals",), problems),
-                weight=g.get("weight", 1.0),
-                allow_multiple=g.get("allow_multiple", False),
-            )
-            for g in raw["goals"]
+        goals = raw["goals"]
+        values["goals"] = _built(
+            doc,
+            "goals",
+            goals,
+            None,
+            len(goals),
+            path + ("goals",),
+            problems,
+            lambda: tuple(
+                Goal(
+                    id=g["id"],
+                    revenue=_span(g.get("revenue"), None, doc, path + ("goals", index), problems),
+                    weight=g.get("weight", 1.0),
+                    allow_multiple=g.get("allow_multiple", False),
+                )
+                for index, g in enumerate(goals)
+            ),
         )
     if raw.get("ecommerce"):
         values["ecommerce"] = _ecommerce(raw["ecommerce"], doc, path + ("ecommerce",), problems)
@@ -530,12 +736,14 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
     except ConfigError as exc:
         problems.extend(exc.problems)
     if raw.get("events") is not None:
-        values["events"] = tuple(_load_list(raw["events"], EventSpec, doc, path + ("events",), problems, _event))
+        values["events"] = _load_list(raw["events"], EventSpec, doc, path + ("events",), problems, _event, None)
     journeys: list[Journey] = []
     for key in ("funnels", "extra_funnels"):
         if raw.get(key) is not None:
             journeys.extend(
-                _load_list(raw[key], JourneySpec, doc, path + (key,), problems, lambda spec: _journey(spec, site_url))
+                _load_list(
+                    raw[key], JourneySpec, doc, path + (key,), problems, lambda spec: _journey(spec, site_url), site_url
+                )
             )
     if sum(j.share for j in journeys) > 1 + 1e-9:
         problems.append(
@@ -551,16 +759,59 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
     return Traffic(site_url=site_url, pages=pages, **values)
 
 
+def _built(
+    doc: SourceDocument,
+    kind: str,
+    source: Any,
+    site_url: str | None,
+    count: int,
+    path: ConfigPath,
+    problems: list[Problem],
+    build: Any,
+) -> tuple[Any, ...]:
+    """``build()`` once per (``source`` list, site): targets sharing a list from ``defaults`` share the result.
+
+    ``count`` entries are charged to the document's total; past :data:`MAX_RESOLVED_ENTRIES` nothing
+    more is built and one problem says why (an empty result, never a second problem).
+    """
+    key = (kind, id(source), site_url)
+    cached = doc.cache.get(key)
+    if cached is not None and cached[0] is source:
+        return cached[1]
+    doc.resolved_entries += count
+    if doc.resolved_entries > MAX_RESOLVED_ENTRIES:
+        if not doc.cache.get("over-budget"):
+            doc.cache["over-budget"] = True
+            problems.append(
+                doc.problem(
+                    path,
+                    f"with this list the targets' pages, events, journey steps, goals and products add up to "
+                    f"{doc.resolved_entries:,}, more than the {MAX_RESOLVED_ENTRIES:,} allowed over all targets; "
+                    "a list in 'defaults' is built again for every target with another site_url: "
+                    "give such targets the same site_url, or shorten the lists",
+                )
+            )
+        return ()
+    result = tuple(build())
+    doc.cache[key] = (source, result)  # the source is kept alive, so its id cannot be reused meanwhile
+    return result
+
+
 def _span(
     given: dict[str, Any] | None, default: Span | None, doc: SourceDocument, path: ConfigPath, problems: list[Problem]
 ) -> Span | None:
-    if not given and default is None:
-        return None
+    """``given`` merged over ``default``; an end given as null counts as not given, a missing end equals the other."""
     given = given or {}
-    low = given.get("min", default.min if default else None)
-    high = given.get("max", default.max if default else None)
+    low = given.get("min")
+    high = given.get("max")
+    if low is None and default is not None and "min" not in given:
+        low = default.min
+    if high is None and default is not None and "max" not in given:
+        high = default.max
     low = high if low is None else low
     high = low if high is None else high
+    if low is None:
+        return default
     if low > high:
         problems.append(doc.problem(path, f"min ({low:g}) must not exceed max ({high:g}) after merging with defaults"))
         return None
@@ -590,6 +841,7 @@ def _ecommerce(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath, probl
         k: v
         for k, v in raw.items()
         if k in ("product_view", "cart", "order", "currency", "tax_rate", "discount_share", "discount_rate")
+        and v is not None
     }
     for key in ("items", "quantity"):
         span = _span(raw.get(key), getattr(default, key), doc, path + (key,), problems)
@@ -598,9 +850,19 @@ def _ecommerce(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath, probl
     if raw.get("shipping") is not None:
         values["shipping"] = tuple(raw["shipping"])
     if raw.get("products"):
-        values["products"] = tuple(Product(**product) for product in raw["products"])
+        products = raw["products"]
+        values["products"] = _built(
+            doc,
+            "products",
+            products,
+            None,
+            len(products),
+            path + ("products",),
+            problems,
+            lambda: (Product(**ProductSpec.model_validate(product).model_dump()) for product in products),
+        )
     result = default.model_copy(update=values)
-    if result.order > result.cart and "cart" in raw:
+    if result.order > result.cart and raw.get("cart") is not None:
         problems.append(
             doc.problem(
                 path + ("order",),
@@ -616,6 +878,63 @@ def _ecommerce(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath, probl
 _LIST_KEYS = ("funnels", "journeys", "events")
 
 
+def _read_included(
+    doc: SourceDocument, name: str, path: ConfigPath, limit: int, problems: list[Problem], form: str
+) -> tuple[Path, str] | None:
+    """A file the config names at ``path``, read only when it is a small regular file; ``None`` after a problem."""
+    file = doc.folder / name
+    try:
+        return file, read_small_text(file, limit, "file")
+    except FileNotFoundError:
+        message = f"file '{name}' not found (looked in {doc.folder}); paths are relative to the YAML file"
+    except FileRefused as exc:  # a device, a FIFO, a folder, too big: never read
+        message = str(exc)
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, a NUL in the name
+        message = f"cannot read '{name}' ({exc.__class__.__name__}); it must be UTF-8 text, {form}"
+    problems.append(doc.problem(path, message))
+    return None
+
+
+def _list_file(
+    value: str, model: type[Spec], doc: SourceDocument, path: ConfigPath, problems: list[Problem]
+) -> list[Spec] | None:
+    """The validated entries of a YAML list file, read once per config (its problems reported once)."""
+    key = ("list-file", model.__name__, value)
+    if key in doc.cache:
+        return doc.cache[key]
+    doc.cache[key] = None
+    read = _read_included(doc, value, path, MAX_CONFIG_BYTES, problems, "a YAML list")
+    if read is None:
+        return None
+    file, text = read
+    try:
+        sub = load_yaml_text(text, str(file), folder=file.parent, env=doc.env)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    data = sub.data
+    if isinstance(data, dict) and len(data) == 1 and next(iter(data)) in _LIST_KEYS:
+        key_name, data = next(iter(data.items()))
+        sub.data = data  # keep the file's lines, seen from inside the list
+        sub.lines = {line_path[1:]: line for line_path, line in sub.lines.items() if line_path[:1] == (key_name,)}
+    noun = model.__name__.removesuffix("Spec").lower()
+    if not isinstance(data, list):
+        problems.append(sub.problem((), f"must be a YAML list of {noun} entries"))
+        return None
+    limit = MAX_EVENTS if model is EventSpec else MAX_JOURNEYS
+    if len(data) > limit:
+        problems.append(sub.problem((), f"{len(data):,} {noun} entries, more than the {limit:,} allowed"))
+        return None
+    specs: list[Spec] = []
+    for index, item in enumerate(data):
+        try:
+            specs.append(model.model_validate(item))
+        except ValidationError as exc:
+            problems.extend(problems_from_validation(exc, sub, model, at=(index,), data=item))
+    doc.cache[key] = specs
+    return specs
+
+
 def _load_list(
     value: str | list[Any],
     model: type[Spec],
@@ -623,39 +942,29 @@ def _load_list(
     path: ConfigPath,
     problems: list[Problem],
     build: Any,
-) -> list[Any]:
+    site_url: str | None,
+) -> tuple[Any, ...]:
     """An inline list (already validated) or a YAML file holding a list (or ``{funnels|journeys|events: [...]}``),
-    validated with the file's own line numbers."""
+    validated with the file's own line numbers; built once per list and site (see :func:`_built`)."""
     if isinstance(value, list):
-        return [build(item if isinstance(item, Spec) else model.model_validate(item)) for item in value]
-    file = doc.folder / value
-    if not file.is_file():
-        problems.append(
-            doc.problem(path, f"file '{value}' not found (looked in {doc.folder}); paths are relative to the YAML file")
-        )
-        return []
-    try:
-        sub = load_yaml_file(file)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-        return []
-    data = sub.data
-    if isinstance(data, dict) and len(data) == 1 and next(iter(data)) in _LIST_KEYS:
-        key, data = next(iter(data.items()))
-        sub.data = data  # keep the file's lines, seen from inside the list
-        sub.lines = {path[1:]: line for path, line in sub.lines.items() if path[:1] == (key,)}
-    if not isinstance(data, list):
-        problems.append(
-            sub.problem((), f"must be a YAML list of {model.__name__.removesuffix('Spec').lower()} entries")
-        )
-        return []
-    items = []
-    for index, item in enumerate(sub.data):
-        try:
-            items.append(build(model.model_validate(item)))
-        except ValidationError as exc:
-            problems.extend(problems_from_validation(exc, sub, model, at=(index,)))
-    return items
+        items: list[Any] | None = value
+    else:
+        items = _list_file(value, model, doc, path, problems)
+        if not items:
+            return ()
+    count = sum(
+        1 + len(item.get("steps", ()) if isinstance(item, dict) else getattr(item, "steps", ())) for item in items
+    )
+    return _built(
+        doc,
+        model.__name__,
+        items,
+        site_url,
+        count,
+        path,
+        problems,
+        lambda: (build(item if isinstance(item, Spec) else model.model_validate(item)) for item in items),
+    )
 
 
 def _event(spec: EventSpec) -> Event:
@@ -694,45 +1003,84 @@ def default_pages(site_url: str) -> tuple[Page, ...]:
     return tuple(Page(url=page_url(site_url, path), title=title) for path, title in DEFAULT_PAGES)
 
 
-def load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath) -> tuple[Page, ...]:
-    if isinstance(urls, str):
-        file = doc.folder / urls
+_TITLE_BAD_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _url_file(
+    doc: SourceDocument, name: str, path: ConfigPath, problems: list[Problem]
+) -> list[tuple[str, str]] | None:
+    """The ``(url, title)`` lines of a URL list file, each checked (problems name the file's own line); read once."""
+    key = ("urls-file", name)
+    if key in doc.cache:
+        return doc.cache[key]
+    doc.cache[key] = None  # a file with problems is reported once, for the first target that reads it
+    before = len(problems)
+    read = _read_included(doc, name, path, MAX_URLS_FILE_BYTES, problems, "one 'url<TAB>title' per line")
+    if read is None:
+        return None
+    file, text = read
+    source, label = str(file), doc.label_of(path)
+    entries: list[tuple[str, str]] = []
+    count = 0
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        count += 1
+        if count > MAX_PAGES:
+            problems.append(Problem(source, number, label, f"more than {MAX_PAGES:,} pages; keep the list shorter"))
+            return None
+        url, _, title = line.partition("\t")
+        url, title = url.strip(), title.strip()
+        if not url:
+            problems.append(Problem(source, number, label, "the line has a title but no URL or path before its tab"))
+            continue
         try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise ConfigError(
-                [
-                    doc.problem(
-                        path, f"file '{urls}' not found (looked in {doc.folder}); paths are relative to the YAML file"
-                    )
-                ]
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                [
-                    doc.problem(
-                        path,
-                        f"cannot read '{urls}' ({exc.__class__.__name__}); "
-                        "it must be UTF-8 text, one 'url<TAB>title' per line",
-                    )
-                ]
-            ) from None
-        entries = [line.split("\t", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        items = [
-            PageSpec(url=parts[0].strip(), title=parts[1].strip() if len(parts) > 1 else None) for parts in entries
-        ]
+            check_page_url(url)
+        except ValueError as exc:
+            shown = repr(url) if len(url) <= 60 else repr(url[:57] + "...")
+            problems.append(Problem(source, number, label, f"{shown} {exc}"))
+            continue
+        if _TITLE_BAD_CHAR.search(title):
+            problems.append(Problem(source, number, label, "the title must not contain a control character"))
+            continue
+        entries.append((url, title))
+    if len(problems) > before:
+        return None
+    doc.cache[key] = entries
+    return entries
+
+
+def load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath) -> tuple[Page, ...]:
+    """The pages of ``traffic.urls`` (a file name or an inline list) below ``site_url``; ConfigError otherwise."""
+    problems: list[Problem] = []
+    if isinstance(urls, str):
+        entries = _url_file(doc, urls, path, problems)
+        if entries is None:
+            raise ConfigError(problems)
+        source: list[Any] = entries
     else:
-        items = [
-            PageSpec(**item) if isinstance(item, dict) else item if isinstance(item, PageSpec) else PageSpec(url=item)
-            for item in urls
-        ]
-    if not items:
+        source = urls
+    if not source:
         raise ConfigError([doc.problem(path, "the URL list is empty; give at least one page")])
-    pages = []
-    for item in items:
-        url = page_url(site_url, item.url)
-        pages.append(Page(url=url, title=item.title or title_from_url(url)))
-    return tuple(pages)
+
+    def build() -> Any:  # only when this list is not built yet for this site (see _built)
+        for item in source:
+            if isinstance(item, tuple):
+                url, title = item
+            elif isinstance(item, dict):
+                url, title = item["url"], item.get("title")
+            elif isinstance(item, PageSpec):
+                url, title = item.url, item.title
+            else:
+                url, title = item, None
+            full = page_url(site_url, url)
+            yield Page(url=full, title=title or title_from_url(full))
+
+    pages = _built(doc, "pages", source, site_url, len(source), path, problems, build)
+    if problems:
+        raise ConfigError(problems)
+    return pages
 
 
 def title_from_url(url: str) -> str:

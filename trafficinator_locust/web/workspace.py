@@ -32,9 +32,9 @@ import yaml
 
 from trafficinator_locust.core.config import Config, Target, resolve_document, single_target_as_multi
 from trafficinator_locust.core.errors import ConfigError, WebApiError
-from trafficinator_locust.core.files import MiB, read_small_text, write_atomic
+from trafficinator_locust.core.files import read_small_text, write_atomic
 from trafficinator_locust.core.legacy import legacy_document
-from trafficinator_locust.core.yaml_source import load_yaml_text
+from trafficinator_locust.core.yaml_source import MAX_CONFIG_BYTES, load_yaml_text
 from trafficinator_locust.web.config_writer import backup_path, render_yaml
 from trafficinator_locust.web.presets import (
     MAX_NAME_LENGTH,
@@ -75,8 +75,8 @@ MAX_DOCUMENT_BYTES = 512 * 1024
 """Bytes of the whole config document (as compact JSON) a change may grow it to: each change runs
 the loader on all of it (~1.5 s a MiB), so this bounds the time of every later change too. Long URL
 lists belong in a file (``urls: urls.txt``)."""
-CONFIG_FILE_LIMIT = 16 * MiB
-"""Bytes of the config file the workspace reads (at the start and before a save)."""
+CONFIG_FILE_LIMIT = MAX_CONFIG_BYTES
+"""Bytes of the config file the workspace reads (at the start and before a save): the loader's own limit."""
 
 
 def problems_of(error: ConfigError) -> list[dict[str, Any]]:
