@@ -10,6 +10,7 @@ adds the stateful parts. It imports only ``core`` (and gevent and the standard l
 - :mod:`.instances`: the instances, sites and tokens served, learned from a config's targets
 - :mod:`.app`: :class:`~.app.ReceiverApp`, the WSGI application that routes each path
 - :mod:`.tracker`: the tracker endpoint (one hit or a bulk batch), the ``loss`` and ``lose`` options
+- :mod:`.capacity`: the ``capacity`` option, a FIFO queue per instance in front of the tracker
 - :mod:`.visits`: Matomo's visit grouping, visitor lookup and returning visitors;
   :mod:`.devices`: OS, browser and device from the user agent, the fingerprint (config id);
   :mod:`.attribution`: the referrer of a visit; :mod:`.goals`: goal conversions and ecommerce;

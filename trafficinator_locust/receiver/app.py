@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from trafficinator_locust.receiver.instances import ReceiverInstance
+from trafficinator_locust.receiver.capacity import DEFAULT_QUEUE_SECONDS, ServiceQueue, check_capacity
+from trafficinator_locust.receiver.instances import ReceiverInstance, normalise_prefix
 from trafficinator_locust.receiver.reporting import handle as handle_api
 from trafficinator_locust.receiver.store import InstanceState
 from trafficinator_locust.receiver.tracker import FailBatches, KindLoss, Loss, Tracker
@@ -44,9 +45,15 @@ class ReceiverApp:
     stats), for testing the generator's retries. ``lose``: per hit kind (``core.protocol.HIT_KINDS``),
     the share (0..1) of that kind's valid hits answered as stored but dropped, chosen like ``loss``'s
     (seeded by ``lose_seed``), so a test knows which report must come out short; lost hits are
-    counted per site and kind (``lost_by_kind`` in the stats). ValueError for a loss outside 0..1,
-    a fail_batches outside 0..1, a lose kind or share that is not one, two instances on one prefix,
-    or an unknown token role.
+    counted per site and kind (``lost_by_kind`` in the stats). ``capacity``: at most that many
+    tracked hits per second per instance (a number for every instance, or a mapping of prefix to
+    number for some; see :mod:`.capacity`): each tracking request queues FIFO on its instance for 1
+    hit (a bulk request: its items) of ``1 / capacity`` s, and one that would wait longer than
+    ``capacity_queue`` seconds is answered 503 at once, storing nothing (``saturated`` in the stats);
+    the Reporting API is never limited. ValueError for a loss outside 0..1, a fail_batches outside
+    0..1, a lose kind or share that is not one, a capacity or capacity_queue that is not a finite
+    number > 0, a capacity naming a prefix not served, two instances on one prefix, or an unknown
+    token role.
     """
 
     def __init__(
@@ -62,6 +69,8 @@ class ReceiverApp:
         fail_seed: int = 0,
         lose: Mapping[str, float] | None = None,
         lose_seed: int = 0,
+        capacity: float | Mapping[str, float] | None = None,
+        capacity_queue: float = DEFAULT_QUEUE_SECONDS,
     ) -> None:
         self.clock = clock
         self.tracker = Tracker(
@@ -74,10 +83,12 @@ class ReceiverApp:
         )
         self._states: dict[str, InstanceState] = {}
         for instance in instances:
-            prefix = _normalise_prefix(instance.prefix)
+            prefix = normalise_prefix(instance.prefix)
             if prefix in self._states:
                 raise ValueError(f"two sink instances share the prefix {prefix!r}")
             self._states[prefix] = InstanceState(instance, prefix)
+        for prefix, hits_per_second in _capacities(capacity, capacity_queue, list(self._states)).items():
+            self._states[prefix].queue = ServiceQueue(hits_per_second, capacity_queue)
         self._routes = self._build_routes()
 
     @property
@@ -95,7 +106,7 @@ class ReceiverApp:
     def stats(self, prefix: str | None = None) -> dict[str, Any]:
         """One instance's stats, or (``prefix=None``) every instance's keyed by prefix."""
         if prefix is not None:
-            return self._states[_normalise_prefix(prefix)].stats()
+            return self._states[normalise_prefix(prefix)].stats()
         return {key: state.stats() for key, state in self._states.items()}
 
     def reset(self, prefix: str | None = None) -> None:
@@ -103,7 +114,7 @@ class ReceiverApp:
         if prefix is None:
             states = list(self._states.values())
         else:
-            states = [self._states[_normalise_prefix(prefix)]]
+            states = [self._states[normalise_prefix(prefix)]]
         for state in states:
             state.reset()
 
@@ -137,6 +148,19 @@ class ReceiverApp:
         return respond_json(start_response, {"status": "ok"})
 
 
-def _normalise_prefix(prefix: str) -> str:
-    prefix = prefix.strip().rstrip("/")
-    return prefix if not prefix or prefix.startswith("/") else "/" + prefix
+def _capacities(
+    capacity: float | Mapping[str, float] | None, queue_seconds: float, prefixes: list[str]
+) -> dict[str, float]:
+    """The capacity of each limited instance: a number for every prefix, a mapping for those it names."""
+    check_capacity(1.0, queue_seconds)
+    if capacity is None:
+        return {}
+    if not isinstance(capacity, Mapping):
+        capacity = dict.fromkeys(prefixes, capacity)
+    limits = {normalise_prefix(prefix): value for prefix, value in capacity.items()}
+    unknown = [prefix or "/" for prefix in limits if prefix not in prefixes]
+    if unknown:
+        raise ValueError(f"capacity names instances that are not served: {', '.join(unknown)}")
+    for value in limits.values():
+        check_capacity(value, queue_seconds)
+    return limits

@@ -32,6 +32,7 @@ __all__ = [
     "ReceiverInstance",
     "instances_from_targets",
     "default_instances",
+    "normalise_prefix",
 ]
 
 ROLES = ("view", "write", "admin")
@@ -99,6 +100,12 @@ class ReceiverInstance:
             if token:
                 roles[token] = role
         return roles
+
+
+def normalise_prefix(prefix: str) -> str:
+    """An instance prefix as the receiver serves it: ``"dev/"`` -> ``"/dev"``, ``"/"`` -> ``""``."""
+    prefix = prefix.strip().rstrip("/")
+    return prefix if not prefix or prefix.startswith("/") else "/" + prefix
 
 
 def instances_from_targets(

@@ -13,6 +13,9 @@ Example::
         receiver_stats(port)["/dev"]["sites"]["1"]["visits"]
     finally:
         stop_process(process)
+
+    # a Matomo that serves 50 hits per second per instance, /prod 200, answering 503 beyond 1 s of queue
+    start_receiver(config, port, env, "--capacity", "50", "--capacity", "/prod=200", "--capacity-queue", "1")
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def receiver_command(*options: str) -> list[str]:
 def start_receiver(config_path: Path, port: int, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
     """Start the receiver for the targets of ``config_path`` on ``port`` and return once it listens.
 
-    ``options`` are more ``trafficinator sink`` options (``"--loss", "0.05"``, ``"--record-hits"``).
+    ``options`` are more ``trafficinator sink`` options (``"--loss", "0.05"``, ``"--record-hits"``,
+    ``"--capacity", "50"``).
     RuntimeError (the process killed) when it does not start.
     """
     command = receiver_command("--port", str(port), "--config", str(config_path), *options)

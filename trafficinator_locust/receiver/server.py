@@ -26,6 +26,7 @@ from typing import Any
 from trafficinator_locust.core.files import write_atomic
 from trafficinator_locust.core.loopback import LOOPBACK_HOSTS
 from trafficinator_locust.receiver.app import ReceiverApp
+from trafficinator_locust.receiver.capacity import DEFAULT_QUEUE_SECONDS
 from trafficinator_locust.receiver.instances import ReceiverInstance
 
 __all__ = ["serve", "run"]
@@ -70,6 +71,8 @@ def run(
     fail_seed: int = 0,
     lose: Mapping[str, float] | None = None,
     lose_seed: int = 0,
+    capacity: float | Mapping[str, float] | None = None,
+    capacity_queue: float = DEFAULT_QUEUE_SECONDS,
 ) -> int:
     """Serve until SIGTERM/SIGINT, then stop cleanly and return exit code 0.
 
@@ -87,6 +90,8 @@ def run(
         fail_seed=fail_seed,
         lose=lose,
         lose_seed=lose_seed,
+        capacity=capacity,
+        capacity_queue=capacity_queue,
     )
     server, bound = serve(app, host, port)
     stop = gevent.event.Event()

@@ -9,9 +9,12 @@ campaign, ai) and ``conversions`` (by goal id, ``ecommerceOrder``, ``ecommerceAb
 count over every day; ``lost`` counts the valid hits ``--loss`` or ``--lose`` answered as stored
 but dropped, ``lost_by_kind`` the same per hit kind (both only when some were lost); per instance
 ``failed_batches`` counts the bulk requests that ``--fail-batches`` answered like a deadlock and
-``rolled_back_batches`` those a refused item rolled back. The per-day figures of the Reporting API
-live beside the counters: visits (:mod:`.visits`), actions and events (:mod:`.actions`), conversions
-(:mod:`.goals`).
+``rolled_back_batches`` those a refused item rolled back. With a capacity (``--capacity``, see
+:mod:`.capacity`) the instance's ``saturated`` counts every hit answered 503 because its queue was
+full (a bulk request's items each), a site's ``saturated`` those naming the site (only when some
+were), and the instance's ``capacity`` shows the limit and the current backlog. The per-day
+figures of the Reporting API live beside the counters: visits (:mod:`.visits`), actions and events
+(:mod:`.actions`), conversions (:mod:`.goals`).
 
 Example::
 
@@ -23,12 +26,13 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from trafficinator_locust.core.protocol import HIT_KINDS, Rejection
 from trafficinator_locust.receiver.actions import ActionReports
+from trafficinator_locust.receiver.capacity import ServiceQueue
 from trafficinator_locust.receiver.goals import Conversions
 from trafficinator_locust.receiver.instances import ReceiverInstance, ReceiverSite
 from trafficinator_locust.receiver.visits import SiteVisits
@@ -64,6 +68,7 @@ class SiteState:
         self.hit_log: dict[str, list[tuple[str, ...]]] = {}
         self.lost = 0  # valid hits answered as stored but dropped on purpose (the tracker's loss)
         self.lost_kinds: Counter[str] = Counter()  # the same per hit kind
+        self.saturated = 0  # hits answered 503 because the instance's queue was full (the capacity)
         self.actions = dict.fromkeys(HIT_KINDS, 0)
         self.invalid: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
@@ -91,15 +96,18 @@ class SiteState:
             "conversions": self.conversions.stats(),
             **({"lost": self.lost} if self.lost else {}),
             **({"lost_by_kind": _counter_dict(self.lost_kinds)} if self.lost_kinds else {}),
+            **({"saturated": self.saturated} if self.saturated else {}),
         }
 
 
 class InstanceState:
-    """One instance: its configuration, per-site state and counters for unattributable hits."""
+    """One instance: its configuration, per-site state and counters for unattributable hits;
+    ``queue`` is its capacity (``None``: unlimited)."""
 
-    def __init__(self, instance: ReceiverInstance, prefix: str) -> None:
+    def __init__(self, instance: ReceiverInstance, prefix: str, queue: ServiceQueue | None = None) -> None:
         self.instance = instance
         self.prefix = prefix
+        self.queue = queue
         self.roles = instance.token_roles()
         self.tokens = frozenset(t for t, role in self.roles.items() if role != "view")
         """Tokens the tracker accepts (write or admin)."""
@@ -108,6 +116,7 @@ class InstanceState:
         self.ignored: Counter[str] = Counter()
         self.failed_batches = 0
         self.rolled_back_batches = 0
+        self.saturated = 0
 
     def reset(self) -> None:
         """Forget everything recorded for this instance."""
@@ -117,6 +126,7 @@ class InstanceState:
         self.ignored.clear()
         self.failed_batches = 0
         self.rolled_back_batches = 0
+        self.saturated = 0
 
     def site_for(self, params: Mapping[str, str]) -> SiteState | None:
         """The site a hit names, if it is one of this instance's sites."""
@@ -129,6 +139,15 @@ class InstanceState:
         counters = holder.ignored if outcome.ignored else holder.invalid
         counters[outcome.reason] += 1
 
+    def count_saturated(self, items: Sequence[Mapping[str, str]]) -> None:
+        """Count a request answered 503 by the capacity: each of its hits (at least 1) on the
+        instance, and each item naming a known site on that site too."""
+        self.saturated += max(1, len(items))
+        for params in items:
+            site = self.site_for(params)
+            if site is not None:
+                site.saturated += 1
+
     def stats(self) -> dict[str, Any]:
         """Counters of every site, plus invalid/ignored hits that name no known site."""
         return {
@@ -138,4 +157,6 @@ class InstanceState:
             "ignored": _counter_dict(self.ignored),
             "failed_batches": self.failed_batches,
             "rolled_back_batches": self.rolled_back_batches,
+            "saturated": self.saturated,
+            **({"capacity": self.queue.stats()} if self.queue is not None else {}),
         }

@@ -22,6 +22,10 @@ something to retry. A lost hit changes nothing stored (no visit, report, hit log
 ``lost`` and ``lost_by_kind``; a repeated order id is never lost (it stays refused); a content
 impression (``c_n`` with ``ca=1``) is kind ``content``, which ``lose`` cannot name.
 
+An instance with a capacity (:mod:`.capacity`) queues each tracking request before any of this:
+it costs 1 hit (a bulk request: its number of items), waits its turn and is then answered as above,
+or is answered 503 at once (:data:`SATURATED`), storing nothing, when its queue is full.
+
 Example::
 
     tracker = Tracker(time.time, loss=Loss(0.05, seed=3), fail_batches=FailBatches(0.1, seed=1))
@@ -37,7 +41,7 @@ import base64
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -78,7 +82,7 @@ from trafficinator_locust.receiver.wsgi import (
     respond_json,
 )
 
-__all__ = ["GIF", "TRACKER_PAGE", "Loss", "KindLoss", "FailBatches", "Tracker", "lose_shares"]
+__all__ = ["GIF", "TRACKER_PAGE", "SATURATED", "Loss", "KindLoss", "FailBatches", "Tracker", "lose_shares"]
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 """Matomo's 43-byte transparent GIF, the body of a stored hit."""
@@ -91,6 +95,8 @@ TRACKER_PAGE = (
 )
 """What Matomo's matomo.php prints for a request that tracks nothing (core/Tracker/Response.php):
 status 200 for a GET without parameters (monitoring tools probe it), 400 otherwise."""
+SATURATED = b"503 Service Unavailable: the instance is at its capacity (trafficinator sink --capacity)\n"
+"""The body of a 503 for a request the capacity refused (nginx before a saturated php-fpm answers 502/503)."""
 
 
 class Loss:
@@ -230,8 +236,39 @@ class Tracker:
         if self.delay_seconds > 0:
             gevent.sleep(self.delay_seconds)
         if is_bulk(environ, body):
-            return self._bulk(state, environ, body, start_response)
+            try:
+                items, token = bulk_request(body)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return self._in_turn(state, (), start_response, _bulk_error, start_response, _NOT_JSON)
+            except ValueError as exc:  # our own messages, which never quote the body
+                return self._in_turn(state, (), start_response, _bulk_error, start_response, str(exc))
+            return self._in_turn(state, items, start_response, self._bulk, state, environ, items, token, start_response)
         params = request_params(environ, body)
+        return self._in_turn(state, (params,), start_response, self._single, state, environ, params, start_response)
+
+    @staticmethod
+    def _in_turn(
+        state: InstanceState,
+        items: Sequence[Mapping[str, str]],
+        start_response: StartResponse,
+        serve: Callable[..., list[bytes]],
+        *args: Any,
+    ) -> list[bytes]:
+        """``serve(*args)`` now when the instance has no capacity; otherwise once the request of these
+        ``items`` (its hits, at least 1) has had its turn, or 503 at once when its queue is full."""
+        queue = state.queue
+        if queue is None:
+            return serve(*args)
+        turn = queue.admit(len(items))
+        if turn is None:
+            state.count_saturated(items)
+            return respond(start_response, 503, SATURATED, TEXT)
+        with turn:
+            return serve(*args)
+
+    def _single(
+        self, state: InstanceState, environ: Environ, params: Mapping[str, str], start_response: StartResponse
+    ) -> list[bytes]:
         if not params:  # Matomo tracks nothing and shows its page: 200 for a GET, else 400
             status = 200 if environ.get("REQUEST_METHOD") == "GET" else 400
             return respond(start_response, status, TRACKER_PAGE, HTML)
@@ -242,13 +279,14 @@ class Tracker:
             return respond(start_response, 204)
         return respond(start_response, 200, GIF, "image/gif")
 
-    def _bulk(self, state: InstanceState, environ: Environ, body: bytes, start_response: StartResponse) -> list[bytes]:
-        try:
-            items, token = bulk_request(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _bulk_error(start_response, "bulk body is not valid JSON")
-        except ValueError as exc:  # our own messages, which never quote the body
-            return _bulk_error(start_response, str(exc))
+    def _bulk(
+        self,
+        state: InstanceState,
+        environ: Environ,
+        items: Sequence[Mapping[str, str]],
+        token: str,
+        start_response: StartResponse,
+    ) -> list[bytes]:
         if self.fail_batches.fails():  # like a deadlock (MariaDB 1213): nothing stored, retry later
             state.failed_batches += 1
             return respond_json(start_response, {"status": "error", "tracked": 0}, 500)
@@ -413,6 +451,9 @@ def _tracked_before(checked: list[_Checked]) -> int:
 @lru_cache(maxsize=8192)
 def _is_bot(user_agent: str) -> bool:
     return bot_user_agent(user_agent)
+
+
+_NOT_JSON = "bulk body is not valid JSON"
 
 
 def _bulk_error(start_response: StartResponse, message: str) -> list[bytes]:

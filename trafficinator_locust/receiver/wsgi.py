@@ -54,6 +54,7 @@ _STATUS = {
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
 }
 
 
