@@ -62,10 +62,10 @@ def test_visits_summary_uses_the_site_local_day():
     receiver.hit(cid=CID_B)
     receiver.hit(cid=CID_B, ping="1")
     summary = receiver.api("VisitsSummary.get", idSite="1", period="day", date="2026-11-26")
-    assert summary == {"nb_visits": 2, "nb_actions": 3, "nb_uniq_visitors": 2}
+    assert (summary["nb_visits"], summary["nb_actions"], summary["nb_uniq_visitors"]) == (2, 3, 2)
     assert receiver.api("VisitsSummary.get", idSite="1", period="day", date="today") == summary
     empty = receiver.api("VisitsSummary.get", idSite="1", period="day", date="2026-11-25")
-    assert empty == {"nb_visits": 0, "nb_actions": 0, "nb_uniq_visitors": 0}
+    assert (empty["nb_visits"], empty["nb_actions"], empty["nb_uniq_visitors"]) == (0, 0, 0)
 
 
 def test_api_token_in_query_string_also_works(receiver):

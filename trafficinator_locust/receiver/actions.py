@@ -20,8 +20,25 @@ is its visit's day, the same day ``VisitsSummary.get`` counts it on. The rules:
   and ``nb_uniq_visitors`` per (category, action, name) and sums those rows into the category's, so
   a visit that sends two actions of one category counts twice there; so does the receiver.
 
+The rows of the table reports the profiler reads (per day, see :mod:`.page_reports` for their shapes):
+
+- page URLs and page titles (plugins/Actions/RecordBuilders/ActionReports.php ``archiveDayActions``):
+  ``nb_hits`` (pageviews, product views included), ``nb_visits`` (visits per row) and
+  ``sum_time_spent`` (``archiveDayActionsTime``: the sum of ``time_spent_ref_action``, the seconds
+  from one hit of the visit to the next, booked on the page the visitor was on, the visit's latest
+  pageview; an event's time is left out, ``getWhereClauseActionIsNotEvent``; the last page of a
+  visit gets nothing, a ping only moves the visit's last action time). A pageview without
+  ``action_name`` is the title "Page Name not defined" (``ArchivingHelper::getUnknownActionName``).
+- outlinks and downloads: ``nb_hits`` and ``nb_visits`` per action URL; site search keywords:
+  searches and visits per keyword, and whether every search of it that sent ``search_count``
+  found nothing (``MAX(search_count) = 0``: the no-result keywords).
+- events per action, per name ("Event name not set" when empty) and per (category, action), the
+  same (category, action, name) rows summed as for categories (plugins/Events/RecordBuilders/
+  EventReports.php ``aggregateEventRow``).
+- product views per SKU, name and category (``_pks``, ``_pkn``, ``_pkc``): the visits of the items reports.
+
 Memory: what a visit has counted lives on the visit (freed when it ends); per day, the keywords and,
-per event category, the (visitor, action, name) triples.
+per event row, the (visitor, ...) triples, and one row per page URL, title, outlink, download and keyword.
 
 Example::
 
@@ -32,6 +49,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -41,7 +59,12 @@ from urllib.parse import urlsplit, urlunsplit
 from trafficinator_locust.core.protocol import CAMPAIGN_PARAMS
 from trafficinator_locust.receiver.visits import Visit
 
-__all__ = ["ActionsDay", "EventRow", "ActionReports", "action_url"]
+__all__ = ["ActionsDay", "EventRow", "PageRow", "ActionReports", "action_url", "url_prefix", "UNKNOWN_TITLE"]
+
+UNKNOWN_TITLE = "Page Name not defined"
+"""``ArchivingHelper::getUnknownActionName`` of a page title (General_NotDefined with "Page Name")."""
+EVENT_NAME_NOT_SET = "Event name not set"
+"""``Archiver::EVENT_NAME_NOT_SET``: the event name row of events sent without ``e_n``."""
 
 _EXCLUDED_PARAMS = frozenset(
     {
@@ -97,12 +120,25 @@ class EventRow:
     events: int = 0
     visits: int = 0
     """Visits per (action, name), summed (Matomo's category row)."""
-    visitors: set[tuple[str, str, str]] = field(default_factory=set)
-    """(visitor id, action, name): their count is the category's ``nb_uniq_visitors``."""
+    visitors: set[tuple[str, ...]] = field(default_factory=set)
+    """(visitor id, and the row's other dimensions): their count is the row's ``nb_uniq_visitors``."""
     with_value: int = 0
     value_sum: float = 0.0
     value_min: float | None = None
     value_max: float | None = None
+
+
+@dataclass
+class PageRow:
+    """One row of a page URL, page title, outlink, download or site search keyword report of a day."""
+
+    hits: int = 0
+    visits: int = 0
+    time_spent: int = 0
+    url: str = ""
+    """The first full URL seen for the row (Matomo's ``url`` metadata), "" for titles and keywords."""
+    max_results: int | None = None
+    """Keywords: the largest ``search_count`` sent (None when none was), Matomo's ``MAX(search_count)``."""
 
 
 class ActionReports:
@@ -116,6 +152,25 @@ class ActionReports:
         """Forget every figure."""
         self.days: dict[date, ActionsDay] = {}
         self.events: dict[date, dict[str, EventRow]] = {}
+        self.event_rows: dict[date, dict[tuple[str, object], EventRow]] = {}
+        """Per day, by (``action``, label), (``name``, label) or (``category_action``, (category, action))."""
+        self.rows: dict[date, dict[tuple[str, str], PageRow]] = {}
+        """Per day, by (``page_url``, action URL), (``page_title``, title), (``outlink``, URL),
+        (``download``, URL) or (``keyword``, keyword)."""
+        self.product_views: dict[date, dict[tuple[str, str], set[int]]] = {}
+        """Per day, by (``sku``, value), (``name``, value) or (``category``, value): the visits that viewed it."""
+
+    def rows_on(self, day: date, kind: str) -> dict[str, PageRow]:
+        """The rows of one report of a day (``page_url``, ``page_title``, ``outlink``, ``download``, ``keyword``)."""
+        return {label: row for (name, label), row in self.rows.get(day, {}).items() if name == kind}
+
+    def event_rows_on(self, day: date, kind: str) -> dict[object, EventRow]:
+        """The event rows of a day by ``action``, ``name`` or ``category_action``."""
+        return {label: row for (name, label), row in self.event_rows.get(day, {}).items() if name == kind}
+
+    def product_visits_on(self, day: date, kind: str) -> dict[str, int]:
+        """Visits that viewed each product SKU, name or category on a day."""
+        return {value: len(ids) for (name, value), ids in self.product_views.get(day, {}).items() if name == kind}
 
     def on(self, day: date) -> ActionsDay:
         """The figures of a day, empty when nothing happened on it (creates nothing)."""
@@ -128,25 +183,86 @@ class ActionReports:
     def content(self, visit: Visit) -> None:
         """A content impression or interaction: an action row (``nb_hits``), no action of a report."""
         self._day(visit.day).hits += 1
+        self._time_spent(visit)
 
     def action(self, visit: Visit, kind: str, params: Mapping[str, str]) -> None:
         """Count one stored action (a kind of ``core.protocol.ACTION_KINDS``) on its visit's day."""
         day = self._day(visit.day)
         day.hits += 1
+        if kind != "event":
+            self._time_spent(visit)
         if kind in ("pageview", "product_view"):
+            raw = params.get("url", "")
+            name = action_url(raw)
+            first = _first(visit, ("page", name))
             day.pageviews += 1
-            day.uniq_pageviews += _first(visit, ("page", action_url(params.get("url", ""))))
+            day.uniq_pageviews += first
+            self._row(visit, "page_url", name, first, raw)
+            title = params.get("action_name", "").strip() or UNKNOWN_TITLE
+            self._row(visit, "page_title", title, _first(visit, ("title", title)))
+            visit.last_page = (name, title)
+            if kind == "product_view":
+                self._product_view(visit, params)
         elif kind == "download":
+            raw = params.get("download", "")
+            name = action_url(raw)
+            first = _first(visit, ("download", name))
             day.downloads += 1
-            day.uniq_downloads += _first(visit, ("download", action_url(params.get("download", ""))))
+            day.uniq_downloads += first
+            self._row(visit, "download", name, first, raw)
         elif kind == "outlink":
+            raw = params.get("link", "")
+            name = action_url(raw)
+            first = _first(visit, ("outlink", name))
             day.outlinks += 1
-            day.uniq_outlinks += _first(visit, ("outlink", action_url(params.get("link", ""))))
+            day.uniq_outlinks += first
+            self._row(visit, "outlink", name, first, raw)
         elif kind == "search":
+            keyword = params.get("search", "").strip()
             day.searches += 1
-            day.keywords.add(params.get("search", "").strip())
+            day.keywords.add(keyword)
+            row = self._row(visit, "keyword", keyword, _first(visit, ("keyword", keyword)))
+            count = params.get("search_count", "").strip()
+            if count.isdigit():
+                row.max_results = int(count) if row.max_results is None else max(row.max_results, int(count))
         elif kind == "event":
             self._event(visit, params)
+
+    def _row(self, visit: Visit, kind: str, label: str, first: int, raw_url: str | None = None) -> PageRow:
+        """Count one hit of a report row on the visit's day (``first``: 1 for the visit's first);
+        ``raw_url``: the hit's URL, whose prefix and action URL (``label``) are the row's ``url``."""
+        rows = self.rows.get(visit.day)
+        if rows is None:
+            rows = self.rows[visit.day] = {}
+        row = rows.get((kind, label))
+        if row is None:
+            row = rows[(kind, label)] = PageRow(url="" if raw_url is None else url_prefix(raw_url) + label)
+        row.hits += 1
+        row.visits += first
+        return row
+
+    def _time_spent(self, visit: Visit) -> None:
+        """Book the seconds since the visit's previous hit on the page the visitor was on."""
+        if visit.last_page is None or visit.since_last <= 0:
+            return
+        seconds = int(visit.since_last)
+        rows = self.rows.get(visit.day, {})
+        url, title = visit.last_page
+        for key in (("page_url", url), ("page_title", title)):
+            row = rows.get(key)
+            if row is not None:
+                row.time_spent += seconds
+
+    def _product_view(self, visit: Visit, params: Mapping[str, str]) -> None:
+        """A product page view: its visit counts for the product's SKU, name and each category."""
+        views = self.product_views.get(visit.day)
+        if views is None:
+            views = self.product_views[visit.day] = {}
+        values = [("sku", params.get("_pks", "").strip()), ("name", params.get("_pkn", "").strip())]
+        values += [("category", category) for category in product_categories(params.get("_pkc", ""))]
+        for key in values:
+            if key[1]:
+                views.setdefault(key, set()).add(visit.idvisit)
 
     def _day(self, day: date) -> ActionsDay:
         stats = self.days.get(day)
@@ -163,15 +279,48 @@ class ActionReports:
         row = rows.get(category)
         if row is None:
             row = rows[category] = EventRow()
-        row.events += 1
-        row.visits += _first(visit, ("event", category, action, name))
-        row.visitors.add((visit.visitor_id, action, name))
+        first = _first(visit, ("event", category, action, name))
         value = _event_value(params.get("e_v"))
-        if value is not None:
-            row.with_value += 1
-            row.value_sum += value
-            row.value_min = value if row.value_min is None else min(row.value_min, value)
-            row.value_max = value if row.value_max is None else max(row.value_max, value)
+        _add_event(row, first, (visit.visitor_id, action, name), value)
+        others = self.event_rows.get(visit.day)
+        if others is None:
+            others = self.event_rows[visit.day] = {}
+        keys: list[tuple[tuple[str, object], tuple[str, ...]]] = [
+            (("action", action), (visit.visitor_id, category, name)),
+            (("name", name or EVENT_NAME_NOT_SET), (visit.visitor_id, category, action)),
+        ]
+        if action:
+            keys.append((("category_action", (category, action)), (visit.visitor_id, name)))
+        for key, visitor in keys:
+            other = others.get(key)
+            if other is None:
+                other = others[key] = EventRow()
+            _add_event(other, first, visitor, value)
+
+
+def _add_event(row: EventRow, first: int, visitor: tuple[str, ...], value: float | None) -> None:
+    """One event in a row: its visit if the (category, action, name) row is new to it, its value."""
+    row.events += 1
+    row.visits += first
+    row.visitors.add(visitor)
+    if value is not None:
+        row.with_value += 1
+        row.value_sum += value
+        row.value_min = value if row.value_min is None else min(row.value_min, value)
+        row.value_max = value if row.value_max is None else max(row.value_max, value)
+
+
+def product_categories(raw: str) -> list[str]:
+    """A product's categories: ``_pkc`` / an item's category is one string or a JSON list of up to 5."""
+    raw = raw.strip() if isinstance(raw, str) else raw
+    if isinstance(raw, str) and raw.startswith("["):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return [raw]
+    if isinstance(raw, list):
+        return [str(c).strip() for c in raw[:5] if str(c).strip()]
+    return [str(raw).strip()] if str(raw).strip() else []
 
 
 def _first(visit: Visit, key: tuple[str, ...]) -> int:
@@ -193,6 +342,15 @@ def _event_value(raw: str | None) -> float | None:
     except ValueError:
         return None
     return value if value == value and abs(value) != float("inf") else None
+
+
+def url_prefix(url: str) -> str:
+    """The prefix Matomo stores apart from an action URL (``https://www.``...), "" for none."""
+    lowered = url.strip()[:12].lower()
+    for prefix in _PREFIXES:
+        if lowered.startswith(prefix):
+            return prefix
+    return ""
 
 
 @lru_cache(maxsize=16384)

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from trafficinator_locust.core.referrers import TYPES, classify
 
-__all__ = ["AI_ASSISTANTS", "REFERRER_TYPES", "referrer_of"]
+__all__ = ["AI_ASSISTANTS", "REFERRER_TYPES", "referrer_of", "referrer_info"]
 
 AI_ASSISTANTS = False
 """Whether referrers of AI assistants get their own type (Matomo 5.4+); the receiver is a 5.2."""
@@ -35,13 +35,20 @@ REFERRER_TYPES: tuple[str, ...] = TYPES
 
 def referrer_of(params: Mapping[str, str]) -> tuple[str, str]:
     """``(type, name)`` of a hit's referrer: one of :data:`REFERRER_TYPES` and the name Matomo shows."""
+    kind, name, _keyword = referrer_info(params)
+    return kind, name
+
+
+def referrer_info(params: Mapping[str, str]) -> tuple[str, str, str]:
+    """``(type, name, keyword)`` of a hit's referrer; the keyword is a search engine's or a campaign's
+    (``_rck``, lower-cased, for a ``_rcn`` campaign), "" when not defined."""
     campaign = (params.get("_rcn") or "").strip()
     if campaign:
-        return "campaign", campaign.lower()
+        return "campaign", campaign.lower(), (params.get("_rck") or "").strip().lower()
     return _classify(params.get("url", ""), params.get("urlref", ""))
 
 
 @lru_cache(maxsize=8192)
-def _classify(url: str, referrer: str) -> tuple[str, str]:
+def _classify(url: str, referrer: str) -> tuple[str, str, str]:
     info = classify(url, referrer, ai_assistants=AI_ASSISTANTS)
-    return info.type, info.name
+    return info.type, info.name, info.keyword or ""

@@ -21,6 +21,13 @@ figures per site-local day (the visit's day: a visit never spans the site's midn
 (new or returning), with the visits that converted each key (Matomo's ``count(distinct idvisit)`` of
 ``log_conversion``); a cart row that became an order leaves the abandoned carts of its day.
 
+The items of each order (``ec_items``: ``[sku, name, category, price, quantity]``, a category
+one string or a list of up to five) are kept per day by SKU, name and category: revenue
+(price x quantity), quantity, the sum of the lines' prices and orders, what ``Goals.getItemsSku``, ``getItemsName`` and
+``getItemsCategory`` read (plugins/Goals/RecordBuilders/ProductRecord.php, from
+``log_conversion_item`` of the orders; a quantity of 0 or none counts 1, as the tracker stores it).
+Abandoned carts' items are not kept.
+
 Example::
 
     conversions = Conversions()
@@ -31,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -40,7 +48,7 @@ from typing import Any
 from trafficinator_locust.receiver.instances import ReceiverGoal
 from trafficinator_locust.receiver.visits import Visit
 
-__all__ = ["ORDER", "ABANDONED_CART", "VISITS_CONVERTED", "GoalFigures", "Conversions"]
+__all__ = ["ORDER", "ABANDONED_CART", "VISITS_CONVERTED", "GoalFigures", "ItemRow", "Conversions"]
 
 ORDER = "ecommerceOrder"
 ABANDONED_CART = "ecommerceAbandonedCart"
@@ -61,6 +69,30 @@ class GoalFigures:
         self.conversions += other.conversions
         self.revenue += other.revenue
         self.visits += other.visits
+
+
+@dataclass
+class ItemRow:
+    """One SKU's, name's or category's ordered items of a day."""
+
+    revenue: Decimal = _ZERO
+    quantity: int = 0
+    price: Decimal = _ZERO
+    """The sum of the item lines' unit prices (Matomo's ``price``, the base of ``avg_price``)."""
+    orders: int = 0
+
+
+def _item_number(value: object) -> Decimal:
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return _ZERO
+    return number if number.is_finite() else _ZERO
+
+
+def _categories(value: object) -> list[str]:
+    values = value[:5] if isinstance(value, list) else [value]
+    return [str(c).strip() for c in values if str(c).strip()]
 
 
 def _revenue(params: Mapping[str, str], default: float = 0.0) -> Decimal:
@@ -85,6 +117,42 @@ class Conversions:
         self.revenue: dict[str, Decimal] = {}
         self.days: dict[date, dict[tuple[str, bool], GoalFigures]] = {}
         """Per site-local day, by (key, returning visitor)."""
+        self.items: dict[date, dict[tuple[str, str], ItemRow]] = {}
+        """Per site-local day, by (``sku``, value), (``name``, value) or (``category``, value)."""
+
+    def items_on(self, day: date, kind: str) -> dict[str, ItemRow]:
+        """The ordered items of a day by ``sku``, ``name`` or ``category``."""
+        return {value: row for (name, value), row in self.items.get(day, {}).items() if name == kind}
+
+    def _order_items(self, visit: Visit, params: Mapping[str, str]) -> None:
+        try:
+            items = json.loads(params.get("ec_items") or "[]")
+        except ValueError:
+            return
+        rows = self.items.get(visit.day)
+        if rows is None:
+            rows = self.items[visit.day] = {}
+        for item in items if isinstance(items, list) else ():
+            if not isinstance(item, list) or len(item) < 1:
+                continue
+            sku, name, category, price, quantity = (list(item) + ["", "", "", 0, 1])[:5]
+            count = int(_item_number(quantity)) or 1
+            revenue = _item_number(price) * count
+            keys = [("sku", str(sku).strip()), ("name", str(name).strip())]
+            keys += [("category", value) for value in _categories(category)]
+            seen: set[tuple[str, str]] = set()
+            for key in keys:
+                if not key[1]:
+                    continue
+                row = rows.get(key)
+                if row is None:
+                    row = rows[key] = ItemRow()
+                row.revenue += revenue
+                row.quantity += count
+                row.price += _item_number(price)
+                if key not in seen:  # an order with two lines of one category is one order of it
+                    row.orders += 1
+                    seen.add(key)
 
     def on(self, day: date, key: str, returning: bool | None = None) -> GoalFigures:
         """One key's figures of a day, for new (False), returning (True) or all (None) visitors."""
@@ -153,6 +221,7 @@ class Conversions:
         visit.ordered = True
         self._add(visit, ORDER, 1, _revenue(params), 1 if first else 0)
         self._convert_visit(visit)
+        self._order_items(visit, params)
 
     def cart(self, visit: Visit, params: Mapping[str, str]) -> None:
         """Book a cart update: replace the visit's open cart row, or open one (an abandoned cart)."""

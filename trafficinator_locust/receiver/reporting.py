@@ -1,11 +1,16 @@
 """The Reporting API subset (``<prefix>/index.php?module=API``) that preflight and verify call.
 
 ``API.getMatomoVersion``, ``SitesManager.getSiteFromId``, the ``SitesManager.getSites[Id]With...Access``
-lists by the token's role, the day reports (``period=day``, site-local days, figures in
-:mod:`.reports`): ``VisitsSummary.get``, ``Actions.get``, ``Events.getCategory``, ``Goals.get``,
-``VisitFrequency.get``; ``Live.getLastVisitsDetails`` (the site's latest visits, newest first, with
-a few of Matomo's fields), ``CoreAdminHome.getTrackingFailures`` and ``API.getBulkRequest``, answered
-from what the tracker stored. Like Matomo, every method needs a known token of some role, and errors
+lists by the token's role, the day reports (``period=day``, site-local days): the metric reports
+``VisitsSummary.get``, ``Actions.get``, ``Goals.get``, ``VisitFrequency.get`` (:mod:`.reports`) and
+the table reports the profiler reads (``Actions.getPageUrls``... :mod:`.page_reports`,
+``Referrers.*``, ``DevicesDetection.*``, ``VisitTime.*``, ``UserLanguage.getLanguageCode``,
+``UserCountry.getCountry``: :mod:`.dimensions`; ``Events.getCategory|getAction|getName``,
+``Goals.getItems*``), ``Goals.getGoals``; ``Live.getLastVisitsDetails`` (the site's latest visits,
+newest first, with a few of Matomo's fields), ``CoreAdminHome.getTrackingFailures`` and
+``API.getBulkRequest``, answered from what the tracker stored. ``date=D1,D2`` answers
+``{"D1": ..., "D2": ...}``, one entry per site-local day; ``filter_limit`` (default 100, ``-1``
+all) cuts each day's table. Like Matomo, every method needs a known token of some role, and errors
 are JSON ``{"result": "error", ...}`` with status 200. No answer ever echoes a request parameter
 (it may hold a token).
 
@@ -21,7 +26,9 @@ Example::
 
     params = {"module": "API", "method": "VisitsSummary.get", "idSite": "1", "token_auth": "dev-token"}
     answer(state, params, time.time())
-    # {"nb_visits": 2, "nb_actions": 3, "nb_uniq_visitors": 2}
+    # {"nb_uniq_visitors": 2, "nb_visits": 2, "nb_actions": 3, ..., "bounce_rate": "50%", ...}
+    answer(state, {**params, "method": "Referrers.getReferrerType", "date": "2026-12-01,2026-12-02"}, time.time())
+    # {"2026-12-01": [], "2026-12-02": [{"label": "Direct Entry", ..., "segment": "referrerType==direct"}]}
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
-from trafficinator_locust.receiver import reports
+from trafficinator_locust.receiver import page_reports, reports
+from trafficinator_locust.receiver.dimensions import DIMENSION_METHODS, dimension_rows
 from trafficinator_locust.receiver.instances import ROLES, ReceiverSite
 from trafficinator_locust.receiver.store import InstanceState, SiteState
 from trafficinator_locust.receiver.wsgi import (
@@ -63,14 +71,53 @@ _SITES_BY_ROLE = {
 }
 _BULK = "API.getBulkRequest"
 DayReport = Callable[[SiteState, date, Mapping[str, str]], Any]
-_DAY_REPORTS: dict[str, DayReport] = {
+
+
+def _flat(params: Mapping[str, str]) -> bool:
+    return (params.get("flat") or "").strip() in ("1", "true")
+
+
+def _events(kind: str) -> DayReport:
+    return lambda site, day, params: [
+        reports.event_row(label, row) for label, row in page_reports.event_rows(site, day, kind)
+    ]
+
+
+def _category(site: SiteState, day: date, params: Mapping[str, str]) -> Any:
+    """``Events.getCategory``; with ``flat=1`` its rows by (category, action): "Category - Action"."""
+    if _flat(params) and (params.get("secondaryDimension") or "eventAction") == "eventAction":
+        return _events("category_action")(site, day, params)
+    return reports.events_by_category(site, day, -1)
+
+
+_METRIC_REPORTS: dict[str, DayReport] = {
     "VisitsSummary.get": lambda site, day, params: reports.visits_summary(site, day),
     "Actions.get": lambda site, day, params: reports.actions(site, day),
-    "Events.getCategory": lambda site, day, params: reports.events_by_category(site, day, _limit(params)),
     "Goals.get": lambda site, day, params: reports.goals(site, day, params.get("idGoal", "").strip()),
     "VisitFrequency.get": lambda site, day, params: reports.visit_frequency(site, day),
 }
-"""The reports of one site and site-local day, by method."""
+"""The metric reports of one site and site-local day, by method (an object of metrics)."""
+_TABLE_REPORTS: dict[str, DayReport] = {
+    "Events.getCategory": _category,
+    "Events.getAction": _events("action"),
+    "Events.getName": _events("name"),
+    "Actions.getPageUrls": lambda site, day, params: page_reports.page_url_rows(site, day, _flat(params)),
+    "Actions.getPageTitles": lambda site, day, params: page_reports.page_title_rows(site, day),
+    "Actions.getOutlinks": lambda site, day, params: page_reports.link_rows(site, day, "outlink", _flat(params)),
+    "Actions.getDownloads": lambda site, day, params: page_reports.link_rows(site, day, "download", _flat(params)),
+    "Actions.getSiteSearchKeywords": lambda site, day, params: page_reports.keyword_rows(site, day, False),
+    "Actions.getSiteSearchNoResultKeywords": lambda site, day, params: page_reports.keyword_rows(site, day, True),
+    "Goals.getItemsSku": lambda site, day, params: page_reports.item_rows(site, day, "sku"),
+    "Goals.getItemsName": lambda site, day, params: page_reports.item_rows(site, day, "name"),
+    "Goals.getItemsCategory": lambda site, day, params: page_reports.item_rows(site, day, "category"),
+    **{
+        method: (lambda name: lambda site, day, params: dimension_rows(site, day, name))(method)
+        for method in DIMENSION_METHODS
+    },
+}
+"""The table reports of one site and site-local day, by method (a list of rows, cut at ``filter_limit``)."""
+MAX_RANGE_DAYS = 1000
+"""The longest ``date=D1,D2`` range the receiver answers (its answer is one entry per day)."""
 
 
 def handle(
@@ -116,9 +163,13 @@ def _call(state: InstanceState, params: Mapping[str, str], now: float) -> Any:
         return list(state.sites) if role in _SITE_IDS_BY_ROLE[method] else []
     if method in _SITES_BY_ROLE:
         return [_site_info(site.site) for site in state.sites.values()] if role in _SITES_BY_ROLE[method] else []
-    report = _DAY_REPORTS.get(method)
-    if report is not None:
-        return _day_report(state, params, now, report)
+    if method in _METRIC_REPORTS:
+        return _day_report(state, params, now, _METRIC_REPORTS[method], table=False)
+    if method in _TABLE_REPORTS:
+        return _day_report(state, params, now, _TABLE_REPORTS[method], table=True)
+    if method == "Goals.getGoals":
+        site = _api_site(state, params)
+        return site if isinstance(site, dict) else page_reports.goal_definitions(site)
     if method == "Live.getLastVisitsDetails":
         return _last_visits(state, params)
     if method == "CoreAdminHome.getTrackingFailures":
@@ -200,17 +251,42 @@ def _api_date(site: SiteState, value: str, now: float) -> date | None:
         return None
 
 
-def _day_report(state: InstanceState, params: Mapping[str, str], now: float, report: DayReport) -> Any:
-    """A day report of one site (``period=day``; ``date`` YYYY-MM-DD, today or yesterday, in the site's zone)."""
+def _day_report(state: InstanceState, params: Mapping[str, str], now: float, report: DayReport, *, table: bool) -> Any:
+    """A day report of one site (``period=day``; ``date`` YYYY-MM-DD, today or yesterday in the
+    site's zone, or ``D1,D2``: then ``{"D1": answer, ...}`` for every day of the range, as Matomo
+    answers a multi-period request, core/DataTable/Renderer/Json.php of a DataTable\\Map, where a
+    metric report of a day without visits is ``[]``). Table reports are cut at ``filter_limit``."""
     site = _api_site(state, params)
     if isinstance(site, dict):
         return site
     if params.get("period", "day") != "day":
         return _api_error("The sink supports period=day only.")
-    day = _api_date(site, params.get("date", ""), now)
+    raw = params.get("date", "").strip()
+    if "," in raw:
+        first, _, last = raw.partition(",")
+        start, end = _api_date(site, first.strip(), now), _api_date(site, last.strip(), now)
+        if start is None or end is None or end < start or (end - start).days >= MAX_RANGE_DAYS:
+            return _api_error(
+                f"date=D1,D2 must be two days (YYYY-MM-DD, today, yesterday), D1 <= D2, at most {MAX_RANGE_DAYS} days."
+            )
+        days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+        return {day.isoformat(): _one_day(site, day, params, report, table, in_range=True) for day in days}
+    day = _api_date(site, raw, now)
     if day is None:
-        return _api_error("date must be YYYY-MM-DD, today or yesterday.")
-    return report(site, day, params)
+        return _api_error("date must be YYYY-MM-DD, today or yesterday (or D1,D2).")
+    return _one_day(site, day, params, report, table, in_range=False)
+
+
+def _one_day(
+    site: SiteState, day: date, params: Mapping[str, str], report: DayReport, table: bool, *, in_range: bool
+) -> Any:
+    if not table:
+        if in_range and not site.visits.on(day).visits:
+            return []
+        return report(site, day, params)
+    rows = report(site, day, params)
+    limit = _limit(params)
+    return rows[:limit] if limit >= 0 else rows
 
 
 def _limit(params: Mapping[str, str], default: int = 100) -> int:

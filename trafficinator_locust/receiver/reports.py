@@ -18,6 +18,10 @@ formatted, core/API/Inconsistencies.php):
   ``idGoal``: every goal and the orders, never the abandoned carts
   (plugins/Goals/RecordBuilders/GeneralGoalsRecords.php), and the visits a goal or an order
   converted. An ``idGoal`` the site does not have answers 0s (its archive records do not exist).
+- ``VisitsSummary.get`` (plugins/VisitsSummary/API.php): :func:`~.dimensions.summary_metrics` of
+  the day's visits (``nb_uniq_visitors``, ``nb_users``, ``nb_visits``, ``nb_actions``,
+  ``nb_visits_converted``, ``bounce_count``, ``sum_visit_length``, ``max_actions``,
+  ``bounce_rate``, ``nb_actions_per_visit``, ``avg_time_on_site``).
 - ``VisitFrequency.get`` (plugins/VisitFrequency/API.php): VisitsSummary's figures for
   ``visitorType==new`` (suffix ``_new``) and ``visitorType==returning,visitorType==returningCustomer``
   (suffix ``_returning``).
@@ -34,10 +38,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from trafficinator_locust.receiver.actions import EventRow
+from trafficinator_locust.receiver.dimensions import summary_metrics
 from trafficinator_locust.receiver.goals import ABANDONED_CART, ORDER, VISITS_CONVERTED, GoalFigures
 from trafficinator_locust.receiver.store import SiteState
 
-__all__ = ["visits_summary", "actions", "events_by_category", "goals", "visit_frequency"]
+__all__ = ["visits_summary", "actions", "events_by_category", "event_row", "goals", "visit_frequency"]
 
 _ECOMMERCE = {"ecommerceOrder": ORDER, "ecommerceAbandonedCart": ABANDONED_CART}
 """``idGoal`` names of the ecommerce goals (``Piwik::LABEL_ID_GOAL_IS_ECOMMERCE_*``)."""
@@ -49,10 +54,9 @@ _SEGMENTS: tuple[tuple[str, bool | None], ...] = (("", None), ("_new_visit", Fal
 _CENT = Decimal("0.01")
 
 
-def visits_summary(site: SiteState, day: date) -> dict[str, int]:
-    """``VisitsSummary.get``: visits, actions and distinct visitors of the day."""
-    stats = site.visits.on(day)
-    return {"nb_visits": stats.visits, "nb_actions": stats.actions, "nb_uniq_visitors": len(stats.visitors)}
+def visits_summary(site: SiteState, day: date) -> dict[str, Any]:
+    """``VisitsSummary.get``: the visit metrics of the day (see the module docstring)."""
+    return summary_metrics(site.visits.on(day).visit_list)
 
 
 def actions(site: SiteState, day: date) -> dict[str, int]:
@@ -77,7 +81,7 @@ def events_by_category(site: SiteState, day: date, limit: int = 100) -> list[dic
     rows = sorted(site.action_reports.events_on(day).items(), key=_event_order)
     if limit >= 0:
         rows = rows[:limit]
-    return [_event_row(label, row) for label, row in rows]
+    return [event_row(label, row) for label, row in rows]
 
 
 def _event_order(item: tuple[str, EventRow]) -> tuple[int, int, str]:
@@ -86,7 +90,7 @@ def _event_order(item: tuple[str, EventRow]) -> tuple[int, int, str]:
     return -row.visits, -row.events, label
 
 
-def _event_row(label: str, row: EventRow) -> dict[str, Any]:
+def event_row(label: str, row: EventRow) -> dict[str, Any]:
     """Matomo's columns of an event row; min and max are 0 when no event had a value."""
     return {
         "label": label,
@@ -134,21 +138,15 @@ def _goal_figures(site: SiteState, day: date, id_goal: str, returning: bool | No
     return total
 
 
-def visit_frequency(site: SiteState, day: date) -> dict[str, int]:
-    """``VisitFrequency.get``: visits, actions, distinct visitors and converted visits of new and
-    returning visitors (the receiver's own returning decision, :mod:`.visits`)."""
-    stats = site.visits.on(day)
-    conversions = site.conversions
-    return {
-        "nb_visits_new": stats.visits - stats.returning_visits,
-        "nb_actions_new": stats.actions - stats.returning_actions,
-        "nb_uniq_visitors_new": stats.new_visitors(),
-        "nb_visits_converted_new": conversions.on(day, VISITS_CONVERTED, False).visits,
-        "nb_visits_returning": stats.returning_visits,
-        "nb_actions_returning": stats.returning_actions,
-        "nb_uniq_visitors_returning": len(stats.returning_visitors),
-        "nb_visits_converted_returning": conversions.on(day, VISITS_CONVERTED, True).visits,
-    }
+def visit_frequency(site: SiteState, day: date) -> dict[str, Any]:
+    """``VisitFrequency.get``: VisitsSummary's metrics of new and of returning visitors (the
+    receiver's own returning decision, :mod:`.visits`), suffixed ``_new`` and ``_returning``."""
+    visits = site.visits.on(day).visit_list
+    answer: dict[str, Any] = {}
+    for suffix, returning in (("_new", False), ("_returning", True)):
+        metrics = summary_metrics(visit for visit in visits if visit.returning == returning)
+        answer.update((name + suffix, value) for name, value in metrics.items())
+    return answer
 
 
 def _quotient(dividend: Decimal, divisor: int) -> Decimal:

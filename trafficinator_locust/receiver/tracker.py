@@ -63,8 +63,8 @@ from trafficinator_locust.core.protocol import (
     custom_action_claimed,
     parse_cdt,
 )
-from trafficinator_locust.receiver.attribution import referrer_of
 from trafficinator_locust.receiver.devices import config_id, parse_user_agent
+from trafficinator_locust.receiver.profile import visit_traits
 from trafficinator_locust.receiver.store import InstanceState, SiteState
 from trafficinator_locust.receiver.visits import Visit
 from trafficinator_locust.receiver.wsgi import (
@@ -373,7 +373,11 @@ class Tracker:
         language = params.get("lang") or client.language
         fingerprint = lambda: config_id(params, device, address, language, site.site.site_id, visits.local_day(ts))
         visit, _started = visits.visit_for(
-            params, fingerprint, ts, kind == "ping", lambda: (*referrer_of(params), device.device_type)
+            params,
+            fingerprint,
+            ts,
+            kind == "ping",
+            lambda: visit_traits(params, device, address, language, token_valid=token_valid, ts=ts),
         )
         if visit is None:
             return Rejection(PING_WITHOUT_VISIT, "ping without an active visit: ignored", 200)

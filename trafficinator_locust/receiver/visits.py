@@ -52,6 +52,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from trafficinator_locust.core.protocol import VISITOR_ID_RE, campaign_of
+from trafficinator_locust.receiver.profile import VisitTraits
 
 __all__ = [
     "VISIT_TIMEOUT_SECONDS",
@@ -72,8 +73,9 @@ RECENT_VISITS = 1000
 NEW, RETURNING, RETURNING_CUSTOMER = "new", "returning", "returningCustomer"
 """Matomo's visitor types (``visitor_returning`` 0, 1, 2)."""
 
-Traits = Callable[[], tuple[str, str, str]]
-"""Called once when a visit starts: its (referrer type, referrer name, device type)."""
+Traits = Callable[[], VisitTraits]
+"""Called once when a visit starts: its dimensions (:class:`~.profile.VisitTraits`)."""
+_NO_TRAITS = VisitTraits()
 
 
 @dataclass(slots=True, eq=False)
@@ -105,7 +107,23 @@ class Visit:
     goal_converted: bool = False
     """A goal or an order converted the visit (Matomo's ``visit_goal_converted``; a cart does not)."""
     seen: set[tuple[str, ...]] | None = None
-    """Page URLs, downloads, outlinks and events already counted in this visit (see :mod:`.actions`)."""
+    """Page URLs, downloads, outlinks and events already counted in this visit (see :mod:`.actions`);
+    forgotten when the visit can no longer continue (the sweep)."""
+    traits: VisitTraits = _NO_TRAITS
+    """What the dimension reports read (:mod:`.profile`)."""
+    since_last: int = 0
+    """Seconds between the latest hit of the visit and the one before it (0 for its first hit):
+    Matomo's ``time_spent_ref_action`` (plugins/Actions/Columns/TimeSpentRefAction.php)."""
+    continued: bool = False
+    """A later hit joined the visit (then Matomo's ``visit_total_time`` is 1 + last - first)."""
+    last_page: tuple[str, str] | None = None
+    """(URL name, title) of the visit's latest pageview: where the time of its next action goes."""
+
+    @property
+    def length(self) -> int:
+        """Matomo's ``visit_total_time``: 0 for a visit of one hit, else 1 + its last hit's time
+        minus its first's, at most 65534 (plugins/CoreHome/Columns/VisitTotalTime.php)."""
+        return min(65534, 1 + int(self.last_ts) - int(self.first_ts)) if self.continued else 0
 
     @property
     def returning(self) -> bool:
@@ -125,6 +143,8 @@ class Day:
     returning_actions: int = 0
     returning_visitors: Counter[str] = field(default_factory=Counter)
     """Visits of the day per visitor id, of returning visits only."""
+    visit_list: list[Visit] = field(default_factory=list)
+    """Every visit of the day (the dimension reports aggregate them when asked; memory grows with visits)."""
 
     def new_visitors(self) -> int:
         """Distinct visitor ids with a new visit on the day (a visitor may have new and returning ones)."""
@@ -236,6 +256,8 @@ class SiteVisits:
         campaign = campaign_of(params)
         if found is not None:
             if not _starts_new_visit(found, params, ts, day, campaign):
+                found.since_last = max(0, int(ts) - int(found.last_ts))  # Matomo's times are whole seconds
+                found.continued = True
                 if ts > found.last_ts:
                     found.last_ts = ts
                 if uid:
@@ -269,9 +291,13 @@ class SiteVisits:
             ordered_before=ordered_before,
         )
         if traits is not None:
-            visit.referrer_type, visit.referrer_name, visit.device_type = traits()
+            visit.traits = traits()
+            visit.referrer_type = visit.traits.referrer_type
+            visit.referrer_name = visit.traits.referrer_name
+            visit.device_type = visit.traits.device_type
         stats = self.day(day)
         stats.visits += 1
+        stats.visit_list.append(visit)
         stats.visitors[visitor_id] += 1
         if visitor_type != NEW:
             stats.returning_visits += 1
@@ -332,10 +358,16 @@ class SiteVisits:
                 active[visitor_id] = visit
             else:
                 self.history[visitor_id] = visit.visit_count << 1 | (visit.ordered_before or visit.ordered)
+                visit.seen = None  # it can no longer continue: what it counted once is not needed
         self.active = active
         by_config: dict[str, list[Visit]] = {}
         for key, visits in self.by_config.items():
-            kept = [visit for visit in visits if visit.last_ts >= horizon]
+            kept = []
+            for visit in visits:
+                if visit.last_ts >= horizon:
+                    kept.append(visit)
+                else:
+                    visit.seen = None
             if kept:
                 by_config[key] = kept
         self.by_config = by_config
