@@ -55,7 +55,7 @@ from trafficinator_locust.web.app import install as install_web_ui
 logger = logging.getLogger("trafficinator")
 
 CONFIG_ENV = "TRAFFICINATOR_CONFIG"
-PACINGS = ("paced", "stress")
+PACINGS = ("paced", "stress", "ramp")
 DEFAULT_VERIFY_WAIT = 60.0
 
 
@@ -85,11 +85,27 @@ def add_arguments(parser: LocustArgumentParser) -> None:
         "--traffic-report", metavar="FILE", default=None, help="Write the per-target run summary as JSON."
     )
     group.add_argument(
+        "--traffic-html",
+        metavar="FILE",
+        default=None,
+        help="Write a self-contained HTML report (no network): per target, visits/min vs expected pace, "
+        "failures and p95 over time; ramp runs add delivered and p95 vs offered rate.",
+    )
+    group.add_argument(
         "--traffic-pacing",
         choices=PACINGS,
         default="paced",
         help="paced: each target at its visits_per_day rate (shaped by its profile) and daily cap; "
-        "stress: daily caps only, the user count drives the load. Targets without visits_per_day are never limited.",
+        "stress: daily caps only, the user count drives the load. Targets without visits_per_day are never limited. "
+        "ramp: each target's hits/s grows step by step until its Matomo's knee is found (--traffic-ramp; "
+        "docs/capacity.md).",
+    )
+    group.add_argument(
+        "--traffic-ramp",
+        metavar="SPEC",
+        default="",
+        help="The capacity ramp of --traffic-pacing ramp, e.g. 'start=10,factor=1.5,step=30s,p95=800,fail=0.01,"
+        "after=hold' (hits/s, every key optional; these are the defaults).",
     )
     group.add_argument(
         "--traffic-shape",

@@ -425,3 +425,42 @@ def test_the_knee_is_found_for_any_capacity_and_spec_property():
             assert knee <= capacity and capacity / knee <= KNEE_PRECISION * (1 + 1e-9)
 
     run()
+
+
+# --- the YAML's ``ramp:`` key ---------------------------------------------------------------------
+
+RAMP_YAML = """
+defaults: {ramp: {p95: 500}}
+targets:
+  - {name: A, url: "http://127.0.0.1:9/a/matomo.php", site_id: 1, ramp: {start: 50, step: 1m, after: stop}}
+  - {name: B, url: "http://127.0.0.1:9/b/matomo.php", site_id: 2}
+"""
+
+
+def test_a_targets_ramp_keys_win_over_defaults_and_the_command_line(tmp_path):
+    from trafficinator_locust.core.config import load_config
+
+    path = tmp_path / "ramp.yaml"
+    path.write_text(RAMP_YAML, encoding="utf-8")
+    a, b = load_config(path, env={}).targets
+    base = parse_ramp("start=20,factor=2")
+    assert a.ramp_spec(base) == RampSpec(start=50, factor=2, step=60, p95=500, after="stop")
+    assert b.ramp_spec(base) == RampSpec(start=20, factor=2, p95=500)
+
+
+def test_a_bad_ramp_key_in_the_yaml_names_its_path_and_what_is_allowed(tmp_path):
+    from trafficinator_locust.core.config import load_config
+    from trafficinator_locust.core.errors import ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        'targets:\n  - {name: A, url: "http://127.0.0.1:9/a/matomo.php", site_id: 1,\n'
+        "     ramp: {start: 0, factor: .inf, after: later, stepp: 3}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    text = "\n".join(str(problem) for problem in caught.value.problems)
+    assert "targets[0].ramp.start:" in text and "> 0 and <= 1000000 (e.g. start: 10)" in text
+    assert "targets[0].ramp.factor:" in text and "targets[0].ramp.after:" in text and "hold or stop" in text
+    assert "unknown key 'stepp'. Did you mean 'step'?" in text

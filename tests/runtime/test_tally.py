@@ -39,3 +39,20 @@ def test_reset_forgets_the_reports():
     tally = _worker("1")
     tally.reset()
     assert tally.reports == {} and tally.days == {}
+
+
+def test_tracked_hits_are_kept_per_wall_second_merged_from_workers_and_bounded():
+    """A capacity ramp reads a bulk target's tracked hits over a step's whole seconds."""
+    from trafficinator_locust.runtime.tally import HIT_SECONDS_KEPT
+
+    clock = iter([100.2, 100.9, 101.5]).__next__
+    worker, master = VisitTally(wall=clock), VisitTally(wall=lambda: 0.0)
+    worker.hits_tracked("Bulk", 20)
+    worker.hits_tracked("Bulk", 20)
+    worker.hits_tracked("Bulk", 5)
+    master.merge(worker.drain())
+    assert master.hits_in("Bulk", range(100, 101)) == 40 and master.hits_in("Bulk", range(100, 102)) == 45
+    assert worker.hits_in("Bulk", range(0, 200)) == 0  # drained: deltas only
+    for second in range(HIT_SECONDS_KEPT + 50):
+        master._add_second("Bulk", 1000 + second, 1)
+    assert len(master.hits_per_second["Bulk"]) <= HIT_SECONDS_KEPT + 1

@@ -24,6 +24,7 @@ METRICS: dict[str, str] = {
     "p50": "median response time, ms",
     "p95": "95th percentile response time, ms",
     "delivered": "visits started / visits expected at the target's pace (paced targets only)",
+    "knee": "hits/s at the target's capacity knee (--traffic-pacing ramp only; a knee not found fails)",
 }
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,

@@ -19,6 +19,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import replace
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +39,7 @@ from trafficinator_locust.core.bulk import (
     MAX_RETRY_DELAY,
 )
 from trafficinator_locust.core.errors import ConfigError, Problem
+from trafficinator_locust.core.ramp import RampSpec, ramp_value
 from trafficinator_locust.core.spec_errors import problems_from_validation
 from trafficinator_locust.core.traffic import (
     MAX_WEIGHT,
@@ -104,6 +106,37 @@ def _check_weights(value: list[float] | None, count: int, what: str) -> list[flo
     return value if value is None else list(check_weights(value, count, what))
 
 
+class RampFields(Spec):
+    """A target's capacity ramp under ``--traffic-pacing ramp`` (docs/capacity.md): each key set here
+    (in ``defaults.ramp``, then the target's) wins over ``--traffic-ramp``'s."""
+
+    start: float | str | None = Field(None, description="Hits per second of the first step (> 0). Default 10.")
+    factor: float | str | None = Field(
+        None, description="The rate's multiplier after each passing step (> 1, <= 10). Default 1.5."
+    )
+    step: float | str | None = Field(
+        None, description="How long a step lasts: seconds, or with a unit (30s, 2m; 1 s to 1 h). Default 30s."
+    )
+    p95: float | str | None = Field(
+        None, description="A step passes when its 95th percentile is at most this many ms. Default 800."
+    )
+    fail: float | str | None = Field(
+        None, description="... and its failure ratio at most this (0 <= fail < 1). Default 0.01."
+    )
+    after: str | None = Field(
+        None, description="Once the knee is known: hold (keep offering it) or stop (send nothing). Default hold."
+    )
+
+    @field_validator("start", "factor", "step", "p95", "fail", "after", mode="before")
+    @classmethod
+    def _allowed(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise ValueError("must be a number or a duration, not yes/no/true/false")
+        return ramp_value(info.field_name, value)
+
+
 class _TargetFields(Spec):
     url: str | None = Field(None, description="Matomo tracker URL (http/https); a base URL gets /matomo.php appended.")
     site_id: int | None = Field(
@@ -161,6 +194,9 @@ class _TargetFields(Spec):
         le=MAX_RETRY_DELAY,
         description="Seconds before the first resend of a bulk request; each further one waits twice as long, "
         f"with +-50% jitter (backfill without --retry-delay). Default {DEFAULT_RETRY_DELAY:g}.",
+    )
+    ramp: RampFields | None = Field(
+        None, description="The capacity ramp of --traffic-pacing ramp, key by key over --traffic-ramp."
     )
     traffic: TrafficSpec | None = None
 
@@ -271,6 +307,8 @@ class Target(Resolved):
     # before these keys existed still matches its target: they change how hits travel, not which.
     bulk_retries: int = Field(DEFAULT_RETRIES, exclude=True)
     bulk_retry_delay: float = Field(DEFAULT_RETRY_DELAY, exclude=True)
+    # The ramp keys the YAML sets (only the master reads them; left out of dumps like the retries).
+    ramp: dict[str, Any] = Field(default_factory=dict, exclude=True)
     traffic: Traffic
 
     @property
@@ -307,6 +345,13 @@ class Target(Resolved):
     @property
     def tzinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def ramp_spec(self, base: RampSpec) -> RampSpec:
+        """Its capacity ramp: ``base`` (``--traffic-ramp``) with the keys its YAML sets::
+
+            target.ramp_spec(parse_ramp("start=20"))   # the target's ``ramp: {factor: 2}`` -> start 20, factor 2
+        """
+        return replace(base, **self.ramp) if self.ramp else base
 
     def pace(self) -> Pace:
         """Its schedule for budgets and backfill: rate/cap, time zone, hourly and weekday profile."""

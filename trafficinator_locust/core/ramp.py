@@ -121,6 +121,20 @@ def _convert(key: str, value: object) -> float | str:
     return number
 
 
+def ramp_value(key: str, value: object) -> float | str:
+    """``value`` of ramp key ``key`` as a spec holds it (``step`` in seconds); ValueError naming what
+    is allowed otherwise, for a config model's validator::
+
+        ramp_value("step", "2m")     # 120.0
+        ramp_value("factor", 0.5)    # ValueError: must be a number > 1 and <= 10 (e.g. factor: 1.5)
+    """
+    try:
+        return _convert(key, value)
+    except ValueError:
+        rule = _RULES[key]
+        raise ValueError(f"must be {rule.allowed} (e.g. {key}: {rule.example})") from None
+
+
 def _checked(key: str, value: object, spot: str, example: str) -> float | str:
     try:
         return _convert(key, value)
@@ -493,4 +507,5 @@ __all__ = [
     "StepResult",
     "judge",
     "parse_ramp",
+    "ramp_value",
 ]

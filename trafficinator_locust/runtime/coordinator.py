@@ -38,6 +38,7 @@ from trafficinator_locust.core.errors import (
     CheckSyntaxError,
     UsageError,
 )
+from trafficinator_locust.core.ramp import RampSpec, parse_ramp
 from trafficinator_locust.ops.backfill import prepare
 from trafficinator_locust.ops.checkpoint import Checkpoint
 from trafficinator_locust.ops.verify import DEFAULT_THRESHOLD, parse_report, render_results, results_json, verify_sent
@@ -53,8 +54,11 @@ from trafficinator_locust.runtime.broker import (
 )
 from trafficinator_locust.runtime.config_shipping import ship
 from trafficinator_locust.runtime.deployment import HELLO, Deployment, refusal
+from trafficinator_locust.runtime.html_report import write_html
 from trafficinator_locust.runtime.options import option
+from trafficinator_locust.runtime.ramp_control import RampControl
 from trafficinator_locust.runtime.shape import PoolDispatcher, TrafficShape
+from trafficinator_locust.runtime.step_window import report_lag
 from trafficinator_locust.runtime.summary import (
     BudgetView,
     TargetSummary,
@@ -65,6 +69,7 @@ from trafficinator_locust.runtime.summary import (
     write_report,
 )
 from trafficinator_locust.runtime.tally import IN_FLIGHT_KEY, REPORT_KEY, VisitTally
+from trafficinator_locust.runtime.timeline import TimelineCollector
 
 logger = logging.getLogger("trafficinator")
 
@@ -82,15 +87,20 @@ def shape_wanted(options: Any, config: Config) -> bool:
         if choice:
             logger.warning("--traffic-shape sizes users from rates: it needs --traffic-pacing paced; ignored")
         return False
-    if choice:
-        return True
+    if choice or ramping(options):
+        return True  # a ramp's rates need users sized to them
     return option(options, "num_users", None) is None and any(
         t.visits_per_day is not None for t in config.enabled_targets
     )
 
 
 def paced(options: Any) -> bool:
-    return option(options, "traffic_pacing", "paced") == "paced"
+    """Budgets grant at a rate: ``paced`` (each target's pace) and ``ramp`` (each target's ramp)."""
+    return option(options, "traffic_pacing", "paced") in ("paced", "ramp")
+
+
+def ramping(options: Any) -> bool:
+    return option(options, "traffic_pacing", "paced") == "ramp"
 
 
 def check_rules(options: Any, config: Config) -> list[Rule]:
@@ -114,11 +124,16 @@ class Coordinator:
         self._ending = False
         self._spent_since: float | None = None
         self._worker_in_flight: dict[str, int] = {}
+        self.timeline: TimelineCollector | None = None  # the run's per-target samples (charts)
         options = environment.parsed_options
         try:
             self.rules = check_rules(options, deployment.config)
         except CheckSyntaxError as error:
             raise UsageError(f"--traffic-check: {error}") from None
+        self.ramp_spec: RampSpec | None = None
+        self.ramps: RampControl | None = None
+        if ramping(options):
+            self.ramp_spec = parse_ramp(option(options, "traffic_ramp", "") or "")  # UsageError: exit 2
         if option(options, "traffic_backfill", None):
             self._prepare_backfill()
         if isinstance(self.runner, MasterRunner):
@@ -162,7 +177,7 @@ class Coordinator:
         where = state_file.path if state_file else "not kept (--traffic-state '')"
         logger.info(
             "trafficinator: pacing %s; users %s; budget state %s",
-            "paced" if paced(options) else "stress",
+            option(options, "traffic_pacing", "paced"),
             "sized per target by the shape" if self.shape else "from -u / the web UI",
             where,
         )
@@ -256,6 +271,12 @@ class Coordinator:
         """Expire leases; end a run (without our shape) once every budget is spent."""
         assert self.broker is not None
         self.broker.tick()
+        if self.timeline is not None and self.runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            self.timeline.tick()
+        if self.ramps is not None and self.runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            self.ramps.tick()
+            if self.ramps.done and self.shape is not None:
+                self.shape.end("every target's knee is found")
         spent = self.broker.all_spent()
         if not spent:
             self._spent_since = None  # budgets came back (a new day, a raised cap): a later spend gets its full grace
@@ -287,10 +308,24 @@ class Coordinator:
 
     def on_test_start(self) -> None:
         self.tally.reset()
+        ledger = self.broker.ledger if self.broker is not None else None
+        self.timeline = TimelineCollector(
+            [t.name for t in self.config.enabled_targets],
+            self.environment.stats,
+            self.tally,
+            lambda name: ledger.budget(name).pace if ledger is not None and name in ledger.targets else None,
+            lag=report_lag(self.runner),
+        )
         self._ending = False
         self._spent_since = None
         if self.broker is not None:
             self.broker.start_run()
+            if self.ramp_spec is not None:
+                planners = {cls.target.name: cls.planner for cls in self.deployment.user_classes.values()}
+                specs = {t.name: t.ramp_spec(self.ramp_spec) for t in self.config.enabled_targets}
+                self.ramps = RampControl(self.config, self.broker, self.environment, self.tally, specs, planners)
+                self.ramps.shape = self.shape
+                self.ramps.start()
         users = getattr(self.environment.runner, "target_user_count", None)
         if users and self.environment.shape_class is None:  # the shape gives every target its own pool
             for warning in unmanned(self.config, int(users)):
@@ -302,6 +337,8 @@ class Coordinator:
             self.broker.end_run()
 
     def on_test_stop(self) -> None:
+        if self.timeline is not None:
+            self.timeline.finish()
         if self.broker is not None:
             self.broker.end_run()
         if self._staged is not None:
@@ -319,8 +356,15 @@ class Coordinator:
             self.broker.end_run()
         environment = self.environment
         view = self.budget_view()
-        rows = summarize(self.config, environment.stats, self.tally, view)
+        capacities = None
+        if self.ramps is not None:
+            self.ramps.finish()
+            capacities = {t.name: self.ramps.capacity(t.name) for t in self.config.enabled_targets}
+        rows = summarize(self.config, environment.stats, self.tally, view, capacities)
         print("\nTrafficinator per-target summary\n" + summary_table(rows), flush=True)
+        if self.ramps is not None and environment.process_exit_code is None:
+            # a ramp drives each Matomo past its knee: failures up there are the measurement, not an error
+            environment.process_exit_code = 0
         results = evaluate(self.rules, check_figures(rows))
         if results:
             print("Trafficinator checks\n" + "\n".join(f"  {result}" for result in results), flush=True)
@@ -328,6 +372,13 @@ class Coordinator:
                 environment.process_exit_code = check_exit_code(results)
         wait = option(environment.parsed_options, "traffic_verify", None)
         verdict = self._verify(rows, wait) if wait is not None else None
+        html = option(environment.parsed_options, "traffic_html", None)
+        if html:
+            if self.timeline is not None:
+                self.timeline.finish()
+            seconds = round(view.window[1] - view.window[0], 1) if view and view.window else None
+            pacing = option(environment.parsed_options, "traffic_pacing", "paced")
+            write_html(html, self.config, rows, self.timeline, {"pacing": pacing, "seconds": seconds})
         path = option(environment.parsed_options, "traffic_report", None)
         if path:
             run: dict[str, Any] | None = None

@@ -106,6 +106,7 @@ class TrafficShape(LoadTestShape):
         self._grown_at: dict[str, float] = {}
         self.stop_reason: str | None = None
         self._ending: str | None = None  # end() was called: the next tick ends the run
+        self.floors: dict[str, int] = {}  # users a target needs at least (a ramp's rate: runtime.ramp_control)
 
     def end(self, reason: str) -> None:
         """End the run at the next tick, as when the budgets are spent (SIGTERM: :mod:`.stop_signal`)."""
@@ -142,7 +143,7 @@ class TrafficShape(LoadTestShape):
         statuses = {s.name: s for s in self.broker.status(now)}
         for target in self.targets:
             status = statuses.get(target.name)
-            base = self._sized(target, now, status)
+            base = max(self._sized(target, now, status), self.floors.get(target.name, 0))
             self._base[target.name] = max(self._base.get(target.name, 0), base)
             pool = max(self.pools.get(target.name, 0), base)
             if (
@@ -166,9 +167,10 @@ class TrafficShape(LoadTestShape):
         return dict(self.pools)
 
     def _sized(self, target: Target, now: float, status: Any) -> int:
-        if target.visits_per_day is None or status is None or status.state == "capped":
+        pace = self.broker.ledger.budget(target.name).pace  # the config's, or a ramp's (runtime.ramp_control)
+        if pace.visits_per_day is None or status is None or status.state == "capped":
             return 1  # unpaced: nothing to size from (give it a rate, or run with -u)
-        plan = self.broker.ledger.budget(target.name).pace.plan_at(now)
+        plan = pace.plan_at(now)
         peak = max((segment.rate for segment in plan.segments), default=0.0)
         return pool_size(peak, self._visit_seconds[target.name])
 

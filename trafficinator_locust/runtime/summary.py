@@ -78,6 +78,7 @@ class TargetSummary:
     state: str = "running"
     days: list[DaySummary] = field(default_factory=list)
     refused_hits: dict[str, Any] = field(default_factory=lambda: {"total": 0, "by_kind": {}, "sample": None})
+    capacity: dict[str, Any] | None = None  # --traffic-pacing ramp: the knee found (core.ramp.Ramp.as_dict)
 
 
 def visits_failing(started: int, failed: int) -> bool:
@@ -162,9 +163,14 @@ def _days(name: str, pace: Pace | None, tally: VisitTally, window: tuple[float, 
 
 
 def summarize(
-    config: Config, stats: RequestStats, tally: VisitTally, budget: BudgetView | None = None
+    config: Config,
+    stats: RequestStats,
+    tally: VisitTally,
+    budget: BudgetView | None = None,
+    capacities: Mapping[str, dict[str, Any] | None] | None = None,
 ) -> list[TargetSummary]:
-    """One row per enabled target, from Locust's per-name stats, the plugin's tally and the budget."""
+    """One row per enabled target, from Locust's per-name stats, the plugin's tally, the budget and,
+    in a ramp run, each target's capacity (its knee)."""
     rows = []
     secrets = [token for t in config.targets for token in t.secrets]
     for target in config.enabled_targets:
@@ -204,6 +210,7 @@ def summarize(
                 state=target_state(status, tally.started[target.name], tally.failed[target.name], expected),
                 days=_days(target.name, pace, tally, budget.window if budget else None),
                 refused_hits=refused_hits(stats, target.name, secrets),
+                capacity=(capacities or {}).get(target.name),
             )
         )
     return rows
@@ -256,7 +263,31 @@ def summary_table(rows: list[TargetSummary]) -> str:
     ]
     table = render_table(headers + (["refused"] if refused else []), body)
     samples = [f"  {r.target}: {r.refused_hits['sample']}" for r in rows if r.refused_hits["sample"]]
-    return table + ("\nrefused by Matomo, e.g.:\n" + "\n".join(samples) if samples else "")
+    table += "\nrefused by Matomo, e.g.:\n" + "\n".join(samples) if samples else ""
+    if any(r.capacity for r in rows):
+        table += "\n\nCapacity (--traffic-pacing ramp)\n" + capacity_table(rows)
+    return table
+
+
+def capacity_table(rows: list[TargetSummary]) -> str:
+    """Per target: the knee in hits and visits per second, what limited it, and the p95 at the knee."""
+    body = []
+    for r in rows:
+        capacity = r.capacity or {}
+        knee = capacity.get("knee_hits_per_second")
+        at_knee = [s for s in capacity.get("steps", []) if s.get("passed") and s.get("rate_hits_per_second") == knee]
+        lower_bound = capacity.get("knee_is_lower_bound")
+        body.append(
+            [
+                r.target,
+                "-" if knee is None else f"{'>=' if lower_bound else ''}{knee:.1f}",
+                "-" if capacity.get("knee_visits_per_second") is None else f"{capacity['knee_visits_per_second']:.2f}",
+                capacity.get("limited_by") or "-",
+                f"{at_knee[-1]['p95_ms']:.0f}" if at_knee else "-",
+                len(capacity.get("steps", [])),
+            ]
+        )
+    return render_table(["target", "knee hits/s", "knee visits/s", "limited by", "p95 ms at knee", "steps"], body)
 
 
 def _refused_cell(refused: Mapping[str, Any]) -> str:
@@ -276,6 +307,7 @@ def check_figures(rows: list[TargetSummary]) -> dict[str, dict[str, float | None
             "p50": row.p50_ms,
             "p95": row.p95_ms,
             "delivered": round(row.visits_started / row.expected_visits, 4) if row.expected_visits else None,
+            "knee": row.capacity.get("knee_hits_per_second") if row.capacity else None,
         }
         for row in rows
     }

@@ -15,13 +15,16 @@ in Locust's own worker reports, under :data:`REPORT_KEY`, like Locust's stats de
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from trafficinator_locust.core.reports import VisitReports, bot_visit
 
 REPORT_KEY = "trafficinator_tally"
+HIT_SECONDS_KEPT = 900
+"""Seconds of per-second tracked hits a process keeps (a capacity ramp's steps read the last few)."""
 IN_FLIGHT_KEY = "trafficinator_in_flight"
 """A worker report's gauge of the visits its users are sending now."""
 
@@ -29,11 +32,14 @@ IN_FLIGHT_KEY = "trafficinator_in_flight"
 class VisitTally:
     """Visits started per target in this process (and, on the master, summed from workers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self._wall = wall
         self.started: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.bots: Counter[str] = Counter()  # bot visits Matomo drops by design: not "started"
         self.hits: Counter[str] = Counter()  # hits Matomo's bulk answers counted as tracked (transport: bulk)
+        # the same per wall-clock second (as Locust keys its per-second counts): target -> second -> hits
+        self.hits_per_second: dict[str, Counter[int]] = {}
         self.in_flight = 0  # visits being sent in this process now (a gauge: never drained or merged)
         # target -> local day (ISO) -> [started, failed]
         self.days: dict[str, dict[str, list[int]]] = {}
@@ -65,6 +71,20 @@ class VisitTally:
     def hits_tracked(self, target: str, count: int) -> None:
         """Hits of a bulk request that Matomo tracked (a single-hit target's hits are its requests)."""
         self.hits[target] += count
+        self._add_second(target, int(self._wall()), count)
+
+    def _add_second(self, target: str, second: int, count: int) -> None:
+        seconds = self.hits_per_second.setdefault(target, Counter())
+        seconds[second] += count
+        if len(seconds) > HIT_SECONDS_KEPT:
+            newest = max(seconds)
+            for old in [s for s in seconds if s <= newest - HIT_SECONDS_KEPT]:
+                del seconds[old]
+
+    def hits_in(self, target: str, seconds: range) -> int:
+        """Tracked hits of ``target`` whose bulk answers came in the wall-clock ``seconds``."""
+        counts = self.hits_per_second.get(target, Counter())
+        return sum(counts.get(second, 0) for second in seconds)
 
     def drain(self) -> dict[str, Any]:
         """Counts since the last drain, for a worker report (workers send deltas, like Locust's stats)."""
@@ -73,6 +93,7 @@ class VisitTally:
             "failed": dict(self.failed),
             "bots": dict(self.bots),
             "hits": dict(self.hits),
+            "hits_per_second": {name: sorted(c.items()) for name, c in self.hits_per_second.items()},
             "days": self.days,
             "reports": {name: {day: dict(c) for day, c in days.items()} for name, days in self.reports.items()},
         }
@@ -80,6 +101,7 @@ class VisitTally:
         self.failed = Counter()
         self.bots = Counter()
         self.hits = Counter()
+        self.hits_per_second = {}
         self.days = {}
         self.reports = {}
         return data
@@ -89,6 +111,9 @@ class VisitTally:
         self.failed.update(data.get("failed", {}))
         self.bots.update(data.get("bots", {}))
         self.hits.update(data.get("hits", {}))
+        for target, pairs in data.get("hits_per_second", {}).items():
+            for second, count in pairs:
+                self._add_second(target, int(second), int(count))
         for target, days in data.get("days", {}).items():
             mine = self.days.setdefault(target, {})
             for day, (started, failed) in days.items():
@@ -104,5 +129,6 @@ class VisitTally:
         self.failed.clear()
         self.bots.clear()
         self.hits.clear()
+        self.hits_per_second = {}
         self.days = {}
         self.reports = {}
