@@ -37,8 +37,13 @@ The rows of the table reports the profiler reads (per day, see :mod:`.page_repor
   EventReports.php ``aggregateEventRow``).
 - product views per SKU, name and category (``_pks``, ``_pkn``, ``_pkc``): the visits of the items reports.
 
-Memory: what a visit has counted lives on the visit (freed when it ends); per day, the keywords and,
-per event row, the (visitor, ...) triples, and one row per page URL, title, outlink, download and keyword.
+Memory (:mod:`.archive`): what a visit has counted lives on the visit (freed when it ends); per
+day, at most :data:`~.archive.MAX_ROWS_ACTIONS` rows per page URL, title, outlink, download and
+keyword report, :data:`~.archive.MAX_ROWS_EVENTS` per event report and
+:data:`~.archive.MAX_ROWS_PRODUCTS` per product report, a new label beyond them counted in the
+"Others" row (Matomo's ``datatable_archiving_maximum_rows_*``, config/global.ini.php); distinct
+keywords and each event row's visitors as :class:`~.archive.Distinct` counts; the latest
+:data:`~.archive.MAX_DAYS` days.
 
 Example::
 
@@ -57,6 +62,16 @@ from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 from trafficinator_locust.core.protocol import CAMPAIGN_PARAMS
+from trafficinator_locust.receiver.archive import (
+    DAY_EXACT_DISTINCT,
+    MAX_ROWS_ACTIONS,
+    MAX_ROWS_EVENTS,
+    MAX_ROWS_PRODUCTS,
+    OTHERS_KEY,
+    Distinct,
+    capped_row,
+    keep_recent_days,
+)
 from trafficinator_locust.receiver.visits import Visit
 
 __all__ = ["ActionsDay", "EventRow", "PageRow", "ActionReports", "action_url", "url_prefix", "UNKNOWN_TITLE"]
@@ -99,28 +114,13 @@ _PREFIXES = ("http://www.", "http://", "https://www.", "https://")
 
 
 @dataclass
-class ActionsDay:
-    """The ``Actions.get`` figures of one site-local day."""
-
-    pageviews: int = 0
-    uniq_pageviews: int = 0
-    downloads: int = 0
-    uniq_downloads: int = 0
-    outlinks: int = 0
-    uniq_outlinks: int = 0
-    searches: int = 0
-    keywords: set[str] = field(default_factory=set)
-    hits: int = 0
-
-
-@dataclass
 class EventRow:
     """One event category's figures of one site-local day."""
 
     events: int = 0
     visits: int = 0
     """Visits per (action, name), summed (Matomo's category row)."""
-    visitors: set[tuple[str, ...]] = field(default_factory=set)
+    visitors: Distinct = field(default_factory=Distinct)
     """(visitor id, and the row's other dimensions): their count is the row's ``nb_uniq_visitors``."""
     with_value: int = 0
     value_sum: float = 0.0
@@ -141,6 +141,37 @@ class PageRow:
     """Keywords: the largest ``search_count`` sent (None when none was), Matomo's ``MAX(search_count)``."""
 
 
+_ROW_KINDS = ("page_url", "page_title", "outlink", "download", "keyword")
+_EVENT_KINDS = ("action", "name", "category_action")
+_PRODUCT_KINDS = ("sku", "name", "category")
+
+
+@dataclass
+class ActionsDay:
+    """The ``Actions.get`` figures and the action, event and product rows of one site-local day."""
+
+    pageviews: int = 0
+    uniq_pageviews: int = 0
+    downloads: int = 0
+    uniq_downloads: int = 0
+    outlinks: int = 0
+    uniq_outlinks: int = 0
+    searches: int = 0
+    keywords: Distinct = field(default_factory=lambda: Distinct(DAY_EXACT_DISTINCT))
+    hits: int = 0
+    rows: dict[str, dict[str, PageRow]] = field(default_factory=lambda: {kind: {} for kind in _ROW_KINDS})
+    """By ``page_url`` (action URL), ``page_title``, ``outlink`` and ``download`` (URL), ``keyword``."""
+    events: dict[str, EventRow] = field(default_factory=dict)
+    """By category."""
+    event_rows: dict[str, dict[object, EventRow]] = field(default_factory=lambda: {k: {} for k in _EVENT_KINDS})
+    """By ``action``, ``name`` or ``category_action`` ((category, action))."""
+    product_views: dict[str, dict[str, int]] = field(default_factory=lambda: {k: {} for k in _PRODUCT_KINDS})
+    """By ``sku``, ``name`` or ``category``: the visits that viewed it."""
+
+
+_EMPTY = ActionsDay()
+
+
 class ActionReports:
     """A site's action and event figures by site-local day; the tracker calls :meth:`action` for
     every stored action and :meth:`content` for every stored content hit."""
@@ -151,34 +182,26 @@ class ActionReports:
     def reset(self) -> None:
         """Forget every figure."""
         self.days: dict[date, ActionsDay] = {}
-        self.events: dict[date, dict[str, EventRow]] = {}
-        self.event_rows: dict[date, dict[tuple[str, object], EventRow]] = {}
-        """Per day, by (``action``, label), (``name``, label) or (``category_action``, (category, action))."""
-        self.rows: dict[date, dict[tuple[str, str], PageRow]] = {}
-        """Per day, by (``page_url``, action URL), (``page_title``, title), (``outlink``, URL),
-        (``download``, URL) or (``keyword``, keyword)."""
-        self.product_views: dict[date, dict[tuple[str, str], set[int]]] = {}
-        """Per day, by (``sku``, value), (``name``, value) or (``category``, value): the visits that viewed it."""
 
     def rows_on(self, day: date, kind: str) -> dict[str, PageRow]:
         """The rows of one report of a day (``page_url``, ``page_title``, ``outlink``, ``download``, ``keyword``)."""
-        return {label: row for (name, label), row in self.rows.get(day, {}).items() if name == kind}
+        return self.on(day).rows[kind]
 
     def event_rows_on(self, day: date, kind: str) -> dict[object, EventRow]:
         """The event rows of a day by ``action``, ``name`` or ``category_action``."""
-        return {label: row for (name, label), row in self.event_rows.get(day, {}).items() if name == kind}
+        return self.on(day).event_rows[kind]
 
     def product_visits_on(self, day: date, kind: str) -> dict[str, int]:
         """Visits that viewed each product SKU, name or category on a day."""
-        return {value: len(ids) for (name, value), ids in self.product_views.get(day, {}).items() if name == kind}
+        return self.on(day).product_views[kind]
 
     def on(self, day: date) -> ActionsDay:
         """The figures of a day, empty when nothing happened on it (creates nothing)."""
-        return self.days.get(day) or ActionsDay()
+        return self.days.get(day) or _EMPTY
 
     def events_on(self, day: date) -> dict[str, EventRow]:
         """The event categories of a day (empty when it had no event)."""
-        return self.events.get(day, {})
+        return self.on(day).events
 
     def content(self, visit: Visit) -> None:
         """A content impression or interaction: an action row (``nb_hits``), no action of a report."""
@@ -197,112 +220,104 @@ class ActionReports:
             first = _first(visit, ("page", name))
             day.pageviews += 1
             day.uniq_pageviews += first
-            self._row(visit, "page_url", name, first, raw)
+            page = self._row(day, "page_url", name, first, raw)
             title = params.get("action_name", "").strip() or UNKNOWN_TITLE
-            self._row(visit, "page_title", title, _first(visit, ("title", title)))
-            visit.last_page = (name, title)
+            visit.last_page = (page, self._row(day, "page_title", title, _first(visit, ("title", title))))
             if kind == "product_view":
-                self._product_view(visit, params)
+                self._product_view(day, visit, params)
         elif kind == "download":
             raw = params.get("download", "")
             name = action_url(raw)
             first = _first(visit, ("download", name))
             day.downloads += 1
             day.uniq_downloads += first
-            self._row(visit, "download", name, first, raw)
+            self._row(day, "download", name, first, raw)
         elif kind == "outlink":
             raw = params.get("link", "")
             name = action_url(raw)
             first = _first(visit, ("outlink", name))
             day.outlinks += 1
             day.uniq_outlinks += first
-            self._row(visit, "outlink", name, first, raw)
+            self._row(day, "outlink", name, first, raw)
         elif kind == "search":
             keyword = params.get("search", "").strip()
             day.searches += 1
             day.keywords.add(keyword)
-            row = self._row(visit, "keyword", keyword, _first(visit, ("keyword", keyword)))
+            row = self._row(day, "keyword", keyword, _first(visit, ("keyword", keyword)))
             count = params.get("search_count", "").strip()
             if count.isdigit():
                 row.max_results = int(count) if row.max_results is None else max(row.max_results, int(count))
         elif kind == "event":
-            self._event(visit, params)
+            self._event(day, visit, params)
 
-    def _row(self, visit: Visit, kind: str, label: str, first: int, raw_url: str | None = None) -> PageRow:
-        """Count one hit of a report row on the visit's day (``first``: 1 for the visit's first);
-        ``raw_url``: the hit's URL, whose prefix and action URL (``label``) are the row's ``url``."""
-        rows = self.rows.get(visit.day)
-        if rows is None:
-            rows = self.rows[visit.day] = {}
-        row = rows.get((kind, label))
+    @staticmethod
+    def _row(day: ActionsDay, kind: str, label: str, first: int, raw_url: str | None = None) -> PageRow:
+        """Count one hit of a report row (``first``: 1 for the visit's first; a label beyond the
+        report's cap counts in "Others"); ``raw_url``: the hit's URL, whose prefix and action URL
+        (``label``) are the row's ``url``."""
+        rows = day.rows[kind]
+        row = rows.get(label)
         if row is None:
-            row = rows[(kind, label)] = PageRow(url="" if raw_url is None else url_prefix(raw_url) + label)
+            row = capped_row(rows, label, MAX_ROWS_ACTIONS, PageRow)
+            if not row.hits and raw_url is not None and rows.get(label) is row:
+                row.url = url_prefix(raw_url) + label
         row.hits += 1
         row.visits += first
         return row
 
-    def _time_spent(self, visit: Visit) -> None:
+    @staticmethod
+    def _time_spent(visit: Visit) -> None:
         """Book the seconds since the visit's previous hit on the page the visitor was on."""
         if visit.last_page is None or visit.since_last <= 0:
             return
         seconds = int(visit.since_last)
-        rows = self.rows.get(visit.day, {})
-        url, title = visit.last_page
-        for key in (("page_url", url), ("page_title", title)):
-            row = rows.get(key)
-            if row is not None:
-                row.time_spent += seconds
+        for row in visit.last_page:
+            assert isinstance(row, PageRow)
+            row.time_spent += seconds
 
-    def _product_view(self, visit: Visit, params: Mapping[str, str]) -> None:
+    @staticmethod
+    def _product_view(day: ActionsDay, visit: Visit, params: Mapping[str, str]) -> None:
         """A product page view: its visit counts for the product's SKU, name and each category."""
-        views = self.product_views.get(visit.day)
-        if views is None:
-            views = self.product_views[visit.day] = {}
         values = [("sku", params.get("_pks", "").strip()), ("name", params.get("_pkn", "").strip())]
         values += [("category", category) for category in product_categories(params.get("_pkc", ""))]
-        for key in values:
-            if key[1]:
-                views.setdefault(key, set()).add(visit.idvisit)
+        for kind, value in values:
+            if value and _first(visit, ("product", kind, value)):
+                views = day.product_views[kind]
+                full = value not in views and len(views) - (OTHERS_KEY in views) >= MAX_ROWS_PRODUCTS
+                label = OTHERS_KEY if full else value
+                views[label] = views.get(label, 0) + 1
 
     def _day(self, day: date) -> ActionsDay:
         stats = self.days.get(day)
         if stats is None:
             stats = self.days[day] = ActionsDay()
+            keep_recent_days(self.days)
         return stats
 
-    def _event(self, visit: Visit, params: Mapping[str, str]) -> None:
+    @staticmethod
+    def _event(day: ActionsDay, visit: Visit, params: Mapping[str, str]) -> None:
         category = params.get("e_c", "").strip()
         action, name = params.get("e_a", "").strip(), params.get("e_n", "").strip()
-        rows = self.events.get(visit.day)
-        if rows is None:
-            rows = self.events[visit.day] = {}
-        row = rows.get(category)
-        if row is None:
-            row = rows[category] = EventRow()
+        row = capped_row(day.events, category, MAX_ROWS_EVENTS, EventRow)
         first = _first(visit, ("event", category, action, name))
         value = _event_value(params.get("e_v"))
         _add_event(row, first, (visit.visitor_id, action, name), value)
-        others = self.event_rows.get(visit.day)
-        if others is None:
-            others = self.event_rows[visit.day] = {}
-        keys: list[tuple[tuple[str, object], tuple[str, ...]]] = [
-            (("action", action), (visit.visitor_id, category, name)),
-            (("name", name or EVENT_NAME_NOT_SET), (visit.visitor_id, category, action)),
+        others = day.event_rows
+        keys: list[tuple[str, object, tuple[str, ...]]] = [
+            ("action", action, (visit.visitor_id, category, name)),
+            ("name", name or EVENT_NAME_NOT_SET, (visit.visitor_id, category, action)),
         ]
         if action:
-            keys.append((("category_action", (category, action)), (visit.visitor_id, name)))
-        for key, visitor in keys:
-            other = others.get(key)
-            if other is None:
-                other = others[key] = EventRow()
-            _add_event(other, first, visitor, value)
+            keys.append(("category_action", (category, action), (visit.visitor_id, name)))
+        for kind, label, visitor in keys:
+            _add_event(capped_row(others[kind], label, MAX_ROWS_EVENTS, EventRow), first, visitor, value)
 
 
 def _add_event(row: EventRow, first: int, visitor: tuple[str, ...], value: float | None) -> None:
     """One event in a row: its visit if the (category, action, name) row is new to it, its value."""
     row.events += 1
     row.visits += first
-    row.visitors.add(visitor)
+    row.visitors.add(visitor)  # Others: the (visitor, ...) pairs of its rows, as Matomo sums them
     if value is not None:
         row.with_value += 1
         row.value_sum += value

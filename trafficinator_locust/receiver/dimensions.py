@@ -1,16 +1,17 @@
 """The visit reports of the Reporting API: VisitsSummary's metrics, and the visits of a site-local
 day split by one dimension (hour, referrer, device, browser, language, country).
 
-Why computed when asked: these metrics change while a visit goes on (its actions, length,
-bounce, conversion), so the receiver keeps each day's visits (:class:`~.visits.Day`
-``visit_list``) and aggregates them per request, as Matomo's archivers aggregate ``log_visit``
+Why archived, plus the visits going on: these metrics change while a visit goes on (its actions,
+length, bounce, conversion), so a visit is added to its day's tables once it can no longer continue
+(:class:`~.archive.DayArchive`, capped per table with an "Others" row), and a report adds the
+visits still going on to a copy of them, as Matomo's archivers aggregate ``log_visit``
 (core/DataAccess/LogAggregator.php ``getSelectsMetrics``: ``count(distinct idvisitor)``,
 ``count(*)``, ``sum(visit_total_actions)``, ``max(visit_total_actions)``, ``sum(visit_total_time)``,
 bounces = visits of 0 or 1 action, ``sum(visit_goal_converted)``; ``nb_users`` the distinct user ids).
 
 Each row is ``{"label", "nb_uniq_visitors", "nb_visits", "nb_actions", "nb_users", "max_actions",
 "sum_visit_length", "bounce_count", "nb_visits_converted", ...metadata}``, most visits first
-(the archive's order, ``columnToSortByBeforeTruncation``), the hours in hour order. Labels and
+(the archive's order, ``columnToSortByBeforeTruncation``; "Others" last), the hours in hour order. Labels and
 segments (:mod:`.labels` for the names):
 
 - ``VisitTime.getVisitInformationPerLocalTime`` (plugins/VisitTime/API.php, RecordBuilders/
@@ -42,12 +43,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote_plus
 
+from trafficinator_locust.receiver.archive import DIMENSIONS, OTHERS, OTHERS_KEY, VisitAgg, capped_row
 from trafficinator_locust.receiver.labels import (
     REFERRER_TYPE_IDS,
     REFERRER_TYPE_LABELS,
@@ -56,9 +57,8 @@ from trafficinator_locust.receiver.labels import (
     language_label,
 )
 from trafficinator_locust.receiver.store import SiteState
-from trafficinator_locust.receiver.visits import Visit
 
-__all__ = ["DIMENSION_METHODS", "visit_metrics", "summary_metrics", "dimension_rows", "php_urlencode", "percent"]
+__all__ = ["DIMENSION_METHODS", "summary_metrics", "day_totals", "dimension_rows", "php_urlencode", "percent"]
 
 
 def php_urlencode(value: str) -> str:
@@ -74,38 +74,25 @@ def percent(part: int, whole: int, places: int = 2) -> str:
     return f"{(quotient * 100).normalize():f}%"
 
 
-def visit_metrics(visits: Iterable[Visit]) -> dict[str, int]:
-    """The archived visit metrics of some visits (see the module docstring)."""
-    visitors: set[str] = set()
-    users: set[str] = set()
-    count = actions = most = length = bounces = converted = 0
-    for visit in visits:
-        count += 1
-        visitors.add(visit.visitor_id)
-        if visit.user_id:
-            users.add(visit.user_id)
-        actions += visit.actions
-        most = max(most, visit.actions)
-        length += visit.length
-        bounces += visit.actions <= 1
-        converted += visit.goal_converted
-    return {
-        "nb_uniq_visitors": len(visitors),
-        "nb_visits": count,
-        "nb_actions": actions,
-        "nb_users": len(users),
-        "max_actions": most,
-        "sum_visit_length": length,
-        "bounce_count": bounces,
-        "nb_visits_converted": converted,
-    }
+def day_totals(site: SiteState, day: date, returning: bool | None = None) -> VisitAgg:
+    """The visit metrics of a site-local day: of every visit (``returning`` None), new ones
+    (False) or returning ones (True); archived visits and those going on."""
+    stats = site.visits.days.get(day)
+    if stats is None:  # no visit, or a day no longer kept
+        return VisitAgg()
+    archive = stats.archive
+    total = (archive.total if returning is None else archive.returning if returning else archive.new).copy()
+    for visit in site.visits.live_on(day):
+        if returning is None or visit.returning == returning:
+            total.add(visit)
+    return total
 
 
-def summary_metrics(visits: Iterable[Visit]) -> dict[str, Any]:
+def summary_metrics(totals: VisitAgg) -> dict[str, Any]:
     """``VisitsSummary.get``'s metrics: the archived ones and bounce rate, actions per visit and
     average visit length (plugins/VisitsSummary/API.php ``get``, plugins/CoreHome/Columns/Metrics/
     BounceRate.php, ActionsPerVisit.php, AverageTimeOnSite.php: precisions 2, 1 and 0)."""
-    metrics: dict[str, Any] = visit_metrics(visits)
+    metrics: dict[str, Any] = totals.metrics()
     count = metrics["nb_visits"]
     metrics["bounce_rate"] = percent(metrics["bounce_count"], count)
     metrics["nb_actions_per_visit"] = _quotient(metrics["nb_actions"], count, 1)
@@ -120,31 +107,7 @@ def _quotient(part: int, whole: int, places: int) -> float | int:
     return int(value) if places == 0 or value == value.to_integral_value() else float(value)
 
 
-Key = Callable[[SiteState, Visit], Any]
-
-
-def _server_hour(site: SiteState, visit: Visit) -> int:
-    return datetime.fromtimestamp(visit.first_ts, site.zone).hour
-
-
-def _referrer_of_type(kind: str) -> Key:
-    return lambda site, visit: visit.traits.referrer_name if visit.traits.referrer_type == kind else None
-
-
-_KEYS: dict[str, Key] = {
-    "VisitTime.getVisitInformationPerLocalTime": lambda site, visit: visit.traits.local_hour,
-    "VisitTime.getVisitInformationPerServerTime": _server_hour,
-    "Referrers.getReferrerType": lambda site, visit: visit.traits.referrer_type,
-    "Referrers.getSearchEngines": _referrer_of_type("search"),
-    "Referrers.getSocials": _referrer_of_type("social"),
-    "Referrers.getWebsites": _referrer_of_type("website"),
-    "Referrers.getCampaigns": _referrer_of_type("campaign"),
-    "DevicesDetection.getType": lambda site, visit: visit.traits.device_type or "Unknown",
-    "DevicesDetection.getBrowsers": lambda site, visit: (visit.traits.browser_name, visit.traits.browser_code),
-    "UserLanguage.getLanguageCode": lambda site, visit: visit.traits.language,
-    "UserCountry.getCountry": lambda site, visit: visit.traits.country,
-}
-DIMENSION_METHODS = frozenset(_KEYS)
+DIMENSION_METHODS = frozenset(DIMENSIONS)
 """The dimension reports :func:`dimension_rows` answers."""
 
 
@@ -155,6 +118,8 @@ def _utc_hour(site: SiteState, day: date, hour: int) -> int:
 
 def _decorate(method: str, site: SiteState, day: date, key: Any, row: dict[str, Any]) -> dict[str, Any]:
     """The label and metadata of one row (see the module docstring)."""
+    if key == OTHERS_KEY:
+        return {"label": OTHERS, **row}
     if method == "VisitTime.getVisitInformationPerLocalTime":
         return {"label": hour_label(key), **row, "segment": f"visitLocalHour=={key}"}
     if method == "VisitTime.getVisitInformationPerServerTime":
@@ -221,21 +186,24 @@ def _device_type_defaults(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def dimension_rows(site: SiteState, day: date, method: str) -> list[dict[str, Any]]:
     """The rows of one dimension report of a site-local day ([] without visits)."""
-    visits = site.visits.on(day).visit_list
-    key_of = _KEYS[method]
-    groups: dict[Any, list[Visit]] = {}
-    for visit in visits:
-        key = key_of(site, visit)
+    stats = site.visits.days.get(day)
+    key_of, cap = DIMENSIONS[method]
+    if stats is None:  # no visit, or a day no longer kept
+        return []
+    groups = {key: row.copy() for key, row in stats.archive.tables[method].items()}
+    zone = site.zone
+    for visit in site.visits.live_on(day):
+        key = key_of(zone, visit)
         if key is not None:
-            groups.setdefault(key, []).append(visit)
+            capped_row(groups, key, cap, VisitAgg).add(visit)
     hourly = method.startswith("VisitTime.")
-    if hourly and visits:
+    if hourly and stats.visits:
         for hour in range(24):  # RecordBuilders/Base.php ensureAllHoursAreSet
-            groups.setdefault(hour, [])
-    rows = [(key, visit_metrics(members)) for key, members in groups.items()]
+            groups.setdefault(hour, VisitAgg())
+    rows = [(key, agg.metrics()) for key, agg in groups.items()]
     if hourly:
-        rows.sort(key=lambda item: item[0])
+        rows.sort(key=lambda item: item[0])  # type: ignore[arg-type, return-value]
     else:
-        rows.sort(key=lambda item: (-item[1]["nb_visits"], str(item[0])))
+        rows.sort(key=lambda item: (item[0] == OTHERS_KEY, -item[1]["nb_visits"], str(item[0])))
     answer = [_decorate(method, site, day, key, row) for key, row in rows]
     return _device_type_defaults(answer) if method == "DevicesDetection.getType" else answer

@@ -26,7 +26,9 @@ one string or a list of up to five) are kept per day by SKU, name and category: 
 (price x quantity), quantity, the sum of the lines' prices and orders, what ``Goals.getItemsSku``, ``getItemsName`` and
 ``getItemsCategory`` read (plugins/Goals/RecordBuilders/ProductRecord.php, from
 ``log_conversion_item`` of the orders; a quantity of 0 or none counts 1, as the tracker stores it).
-Abandoned carts' items are not kept.
+Abandoned carts' items are not kept. Each items report holds at most
+:data:`~.archive.MAX_ROWS_PRODUCTS` labels per day (``datatable_archiving_maximum_rows_products``,
+config/global.ini.php), the rest summed in "Others"; the latest :data:`~.archive.MAX_DAYS` days are kept.
 
 Example::
 
@@ -45,6 +47,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from trafficinator_locust.receiver.archive import MAX_ROWS_PRODUCTS, capped_row, keep_recent_days
 from trafficinator_locust.receiver.instances import ReceiverGoal
 from trafficinator_locust.receiver.visits import Visit
 
@@ -117,12 +120,12 @@ class Conversions:
         self.revenue: dict[str, Decimal] = {}
         self.days: dict[date, dict[tuple[str, bool], GoalFigures]] = {}
         """Per site-local day, by (key, returning visitor)."""
-        self.items: dict[date, dict[tuple[str, str], ItemRow]] = {}
-        """Per site-local day, by (``sku``, value), (``name``, value) or (``category``, value)."""
+        self.items: dict[date, dict[str, dict[str, ItemRow]]] = {}
+        """Per site-local day, by ``sku``, ``name`` or ``category``, then by value."""
 
     def items_on(self, day: date, kind: str) -> dict[str, ItemRow]:
         """The ordered items of a day by ``sku``, ``name`` or ``category``."""
-        return {value: row for (name, value), row in self.items.get(day, {}).items() if name == kind}
+        return self.items.get(day, {}).get(kind, {})
 
     def _order_items(self, visit: Visit, params: Mapping[str, str]) -> None:
         try:
@@ -131,7 +134,8 @@ class Conversions:
             return
         rows = self.items.get(visit.day)
         if rows is None:
-            rows = self.items[visit.day] = {}
+            rows = self.items[visit.day] = {"sku": {}, "name": {}, "category": {}}
+            keep_recent_days(self.items)
         for item in items if isinstance(items, list) else ():
             if not isinstance(item, list) or len(item) < 1:
                 continue
@@ -140,19 +144,17 @@ class Conversions:
             revenue = _item_number(price) * count
             keys = [("sku", str(sku).strip()), ("name", str(name).strip())]
             keys += [("category", value) for value in _categories(category)]
-            seen: set[tuple[str, str]] = set()
-            for key in keys:
-                if not key[1]:
+            seen: set[int] = set()
+            for kind, value in keys:
+                if not value:
                     continue
-                row = rows.get(key)
-                if row is None:
-                    row = rows[key] = ItemRow()
+                row = capped_row(rows[kind], value, MAX_ROWS_PRODUCTS, ItemRow)
                 row.revenue += revenue
                 row.quantity += count
                 row.price += _item_number(price)
-                if key not in seen:  # an order with two lines of one category is one order of it
+                if id(row) not in seen:  # an order with two lines of one category is one order of it
                     row.orders += 1
-                    seen.add(key)
+                    seen.add(id(row))
 
     def on(self, day: date, key: str, returning: bool | None = None) -> GoalFigures:
         """One key's figures of a day, for new (False), returning (True) or all (None) visitors."""
@@ -170,6 +172,7 @@ class Conversions:
         day = self.days.get(visit.day)
         if day is None:
             day = self.days[visit.day] = {}
+            keep_recent_days(self.days)
         slot = (key, visit.returning)
         figures = day.get(slot)
         if figures is None:

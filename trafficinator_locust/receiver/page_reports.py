@@ -35,6 +35,8 @@ Matomo's tables, labels and segments (``flat=1`` or not). The rules:
   ``pattern``, ``pattern_type`` and ``case_sensitive``; the receiver's goals are named "Goal <id>".
 
 Rows are in the archive's order (most hits, then the label) and cut at ``filter_limit`` by the caller.
+A report's labels beyond its cap per day (:mod:`.archive`) are summed in a last row "Others"
+(Matomo's summary row), without ``url`` nor ``segment``.
 
 Example::
 
@@ -48,6 +50,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from trafficinator_locust.receiver.actions import EventRow, PageRow
+from trafficinator_locust.receiver.archive import OTHERS, OTHERS_KEY
 from trafficinator_locust.receiver.dimensions import percent, php_urlencode
 from trafficinator_locust.receiver.goals import ItemRow
 from trafficinator_locust.receiver.store import SiteState
@@ -106,7 +109,7 @@ def _tree_rows(rows: dict[str, PageRow], split: Any, flat: bool, timed: bool, se
     """Page URLs, outlinks or downloads: flattened leaves, or the top level with folders summed."""
     answer: dict[str, dict[str, Any]] = {}
     for name, row in rows.items():
-        parts = split(name)
+        parts = [OTHERS] if name == OTHERS_KEY else split(name)
         leaf = flat or len(parts) == 1
         label = _flat_label(parts) if flat else parts[0]
         entry = answer.get(label)
@@ -127,7 +130,19 @@ def _tree_rows(rows: dict[str, PageRow], split: Any, flat: bool, timed: bool, se
 
 
 def _by_hits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda row: (-row["nb_hits"], row["label"]))
+    return sorted(rows, key=lambda row: (_is_others(row), -row["nb_hits"], row["label"]))
+
+
+def _is_others(row: dict[str, Any]) -> bool:
+    """The summary row: labelled "Others" and without a segment (a real label has one)."""
+    return row["label"] == OTHERS and "segment" not in row
+
+
+def _segmented(label: str, segment: str) -> dict[str, Any]:
+    """A row's label and segment; the summary row is "Others" without one."""
+    if label == OTHERS_KEY:
+        return {"label": OTHERS}
+    return {"label": label, "segment": f"{segment}=={php_urlencode(label)}"}
 
 
 def page_url_rows(site: SiteState, day: date, flat: bool) -> list[dict[str, Any]]:
@@ -138,12 +153,7 @@ def page_url_rows(site: SiteState, day: date, flat: bool) -> list[dict[str, Any]
 def page_title_rows(site: SiteState, day: date) -> list[dict[str, Any]]:
     """``Actions.getPageTitles`` (flat or not: titles have no folders)."""
     rows = site.action_reports.rows_on(day, "page_title")
-    return _by_hits(
-        [
-            {"label": title, **_metrics(row, True), "segment": f"pageTitle=={php_urlencode(title)}"}
-            for title, row in rows.items()
-        ]
-    )
+    return _by_hits([_with_segment(_segmented(title, "pageTitle"), _metrics(row, True)) for title, row in rows.items()])
 
 
 def link_rows(site: SiteState, day: date, kind: str, flat: bool) -> list[dict[str, Any]]:
@@ -155,18 +165,19 @@ def keyword_rows(site: SiteState, day: date, no_result: bool) -> list[dict[str, 
     """``Actions.getSiteSearchKeywords`` or, ``no_result``, ``getSiteSearchNoResultKeywords``."""
     rows = site.action_reports.rows_on(day, "keyword")
     return sorted(
-        (
-            {
-                "label": keyword,
-                "nb_visits": row.visits,
-                "nb_hits": row.hits,
-                "segment": f"siteSearchKeyword=={php_urlencode(keyword)}",
-            }
-            for keyword, row in rows.items()
-            if not no_result or row.max_results == 0
-        ),
-        key=lambda row: (-row["nb_visits"], -row["nb_hits"], row["label"]),
+        (_keyword_row(keyword, row) for keyword, row in rows.items() if not no_result or row.max_results == 0),
+        key=lambda row: (_is_others(row), -row["nb_visits"], -row["nb_hits"], row["label"]),
     )
+
+
+def _with_segment(labelled: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """``label``, the metrics, then the segment (if any): Matomo's order of a row's columns."""
+    segment = labelled.pop("segment", None)
+    return {**labelled, **metrics, **({"segment": segment} if segment is not None else {})}
+
+
+def _keyword_row(keyword: str, row: PageRow) -> dict[str, Any]:
+    return _with_segment(_segmented(keyword, "siteSearchKeyword"), {"nb_visits": row.visits, "nb_hits": row.hits})
 
 
 def event_rows(site: SiteState, day: date, kind: str) -> list[tuple[str, EventRow]]:
@@ -174,7 +185,7 @@ def event_rows(site: SiteState, day: date, kind: str) -> list[tuple[str, EventRo
     ``getCategory`` flattened by action (``category_action``: "Category - Action")."""
     rows = site.action_reports.event_rows_on(day, kind)
     labelled = [(f"{key[0]} - {key[1]}" if isinstance(key, tuple) else str(key), row) for key, row in rows.items()]
-    return sorted(labelled, key=lambda item: (-item[1].visits, -item[1].events, item[0]))
+    return sorted(labelled, key=lambda item: (item[0] == OTHERS_KEY, -item[1].visits, -item[1].events, item[0]))
 
 
 def item_rows(site: SiteState, day: date, kind: str) -> list[dict[str, Any]]:
@@ -185,9 +196,11 @@ def item_rows(site: SiteState, day: date, kind: str) -> list[dict[str, Any]]:
     for label in items.keys() | views.keys():  # a product only viewed is a row too (ProductRecord)
         item = items.get(label) or ItemRow()
         visits = views.get(label, 0)
+        labelled = _segmented(label, _ITEM_SEGMENTS[kind])
+        segment = labelled.pop("segment", None)
         rows.append(
             {
-                "label": label,
+                **labelled,
                 "revenue": _number(item.revenue, 2),
                 "quantity": item.quantity,
                 "price": _number(item.price, 2),
@@ -196,10 +209,10 @@ def item_rows(site: SiteState, day: date, kind: str) -> list[dict[str, Any]]:
                 "avg_quantity": _number(Decimal(item.quantity) / item.orders, 1) if item.orders else 0,
                 "nb_visits": visits,
                 "conversion_rate": percent(item.orders, visits, 4),
-                "segment": f"{_ITEM_SEGMENTS[kind]}=={php_urlencode(label)}",
+                **({"segment": segment} if segment is not None else {}),
             }
         )
-    return sorted(rows, key=lambda row: (-row["revenue"], row["label"]))
+    return sorted(rows, key=lambda row: (_is_others(row), -row["revenue"], row["label"]))
 
 
 def _number(value: Decimal, places: int) -> float | int:

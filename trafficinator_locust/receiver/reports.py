@@ -38,7 +38,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from trafficinator_locust.receiver.actions import EventRow
-from trafficinator_locust.receiver.dimensions import summary_metrics
+from trafficinator_locust.receiver.archive import OTHERS, OTHERS_KEY
+from trafficinator_locust.receiver.dimensions import day_totals, summary_metrics
 from trafficinator_locust.receiver.goals import ABANDONED_CART, ORDER, VISITS_CONVERTED, GoalFigures
 from trafficinator_locust.receiver.store import SiteState
 
@@ -56,7 +57,7 @@ _CENT = Decimal("0.01")
 
 def visits_summary(site: SiteState, day: date) -> dict[str, Any]:
     """``VisitsSummary.get``: the visit metrics of the day (see the module docstring)."""
-    return summary_metrics(site.visits.on(day).visit_list)
+    return summary_metrics(day_totals(site, day))
 
 
 def actions(site: SiteState, day: date) -> dict[str, int]:
@@ -70,7 +71,7 @@ def actions(site: SiteState, day: date) -> dict[str, int]:
         "nb_outlinks": stats.outlinks,
         "nb_uniq_outlinks": stats.uniq_outlinks,
         "nb_searches": stats.searches,
-        "nb_keywords": len(stats.keywords),
+        "nb_keywords": stats.keywords.count(),
         "nb_hits": stats.hits,
     }
 
@@ -84,17 +85,17 @@ def events_by_category(site: SiteState, day: date, limit: int = 100) -> list[dic
     return [event_row(label, row) for label, row in rows]
 
 
-def _event_order(item: tuple[str, EventRow]) -> tuple[int, int, str]:
-    """Most visits first, as Matomo's archive sorts the rows (``ORDER BY nb_visits DESC``)."""
+def _event_order(item: tuple[str, EventRow]) -> tuple[bool, int, int, str]:
+    """Most visits first, as Matomo's archive sorts the rows (``ORDER BY nb_visits DESC``); "Others" last."""
     label, row = item
-    return -row.visits, -row.events, label
+    return label == OTHERS_KEY, -row.visits, -row.events, label
 
 
 def event_row(label: str, row: EventRow) -> dict[str, Any]:
     """Matomo's columns of an event row; min and max are 0 when no event had a value."""
     return {
-        "label": label,
-        "nb_uniq_visitors": len(row.visitors),
+        "label": OTHERS if label == OTHERS_KEY else label,
+        "nb_uniq_visitors": row.visitors.count(),
         "nb_visits": row.visits,
         "nb_events": row.events,
         "nb_events_with_value": row.with_value,
@@ -141,10 +142,9 @@ def _goal_figures(site: SiteState, day: date, id_goal: str, returning: bool | No
 def visit_frequency(site: SiteState, day: date) -> dict[str, Any]:
     """``VisitFrequency.get``: VisitsSummary's metrics of new and of returning visitors (the
     receiver's own returning decision, :mod:`.visits`), suffixed ``_new`` and ``_returning``."""
-    visits = site.visits.on(day).visit_list
     answer: dict[str, Any] = {}
     for suffix, returning in (("_new", False), ("_returning", True)):
-        metrics = summary_metrics(visit for visit in visits if visit.returning == returning)
+        metrics = summary_metrics(day_totals(site, day, returning))
         answer.update((name + suffix, value) for name, value in metrics.items())
     return answer
 

@@ -14,7 +14,8 @@ but dropped, ``lost_by_kind`` the same per hit kind (both only when some were lo
 full (a bulk request's items each), a site's ``saturated`` those naming the site (only when some
 were), and the instance's ``capacity`` shows the limit and the current backlog. The per-day
 figures of the Reporting API live beside the counters: visits (:mod:`.visits`), actions and events
-(:mod:`.actions`), conversions (:mod:`.goals`).
+(:mod:`.actions`), conversions (:mod:`.goals`), each bounded per day and keeping only the latest days
+(:mod:`.archive`).
 
 Example::
 

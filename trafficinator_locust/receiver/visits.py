@@ -22,8 +22,14 @@ A visit's visitor is *returning* when the lookup found an earlier visit (plugins
 VisitorReturning.php), whatever ``_idvc`` or ``new_visit`` claim; *returningCustomer* when that
 visitor ordered before or the hit that starts the visit carries ``ec_id``; its ``visit_count`` is
 the previous visit's plus one (plugins/CoreHome/Columns/VisitsCount.php). Both are set when the
-visit starts. For that the receiver keeps every visitor id it stored (active visits in full, older
-ones as a visit count and an "ordered" flag), so memory grows with distinct visitors.
+visit starts. For that the receiver keeps the visitor ids it stored (active visits in full, older
+ones as a visit count and an "ordered" flag), at most :data:`HISTORY_MAX` of the older ones (the
+least recently retired are forgotten first: such a visitor comes back as new).
+
+A visit that can no longer continue (30 minutes after its last action, seen from the newest hit:
+the sweep) is archived into its day's :class:`~.archive.DayArchive` and forgotten (but the last
+:data:`RECENT_VISITS`); a report adds the visits still going on to a copy of the archive, so the
+memory of a day no longer grows with its visits (:mod:`.archive`).
 
 Per site-local day it counts visits, actions and unique visitors (what ``VisitsSummary.get``
 answers), and the same of returning visits (``VisitFrequency.get``: Matomo's VisitsSummary with the
@@ -43,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -52,11 +58,13 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from trafficinator_locust.core.protocol import VISITOR_ID_RE, campaign_of
+from trafficinator_locust.receiver.archive import DAY_EXACT_DISTINCT, DayArchive, Distinct, keep_recent_days
 from trafficinator_locust.receiver.profile import VisitTraits
 
 __all__ = [
     "VISIT_TIMEOUT_SECONDS",
     "RECENT_VISITS",
+    "HISTORY_MAX",
     "NEW",
     "RETURNING",
     "RETURNING_CUSTOMER",
@@ -70,6 +78,8 @@ VISIT_TIMEOUT_SECONDS = 1800.0
 """Matomo's ``visit_standard_length``: a visit ends 30 minutes after its last action."""
 RECENT_VISITS = 1000
 """How many of a site's latest visits the receiver keeps in full, for ``Live.getLastVisitsDetails``."""
+HISTORY_MAX = 250_000
+"""Visitor ids of ended visits a site remembers (for returning visitors and visit counts)."""
 NEW, RETURNING, RETURNING_CUSTOMER = "new", "returning", "returningCustomer"
 """Matomo's visitor types (``visitor_returning`` 0, 1, 2)."""
 
@@ -116,8 +126,9 @@ class Visit:
     Matomo's ``time_spent_ref_action`` (plugins/Actions/Columns/TimeSpentRefAction.php)."""
     continued: bool = False
     """A later hit joined the visit (then Matomo's ``visit_total_time`` is 1 + last - first)."""
-    last_page: tuple[str, str] | None = None
-    """(URL name, title) of the visit's latest pageview: where the time of its next action goes."""
+    last_page: tuple[object, object] | None = None
+    """The page URL and page title rows (:class:`~.actions.PageRow`) of the visit's latest pageview:
+    where the time of its next action goes."""
 
     @property
     def length(self) -> int:
@@ -137,19 +148,10 @@ class Day:
 
     visits: int = 0
     actions: int = 0
-    visitors: Counter[str] = field(default_factory=Counter)
-    """Visits of the day per visitor id (a uid may take a visit over: the id then changes)."""
     returning_visits: int = 0
     returning_actions: int = 0
-    returning_visitors: Counter[str] = field(default_factory=Counter)
-    """Visits of the day per visitor id, of returning visits only."""
-    visit_list: list[Visit] = field(default_factory=list)
-    """Every visit of the day (the dimension reports aggregate them when asked; memory grows with visits)."""
-
-    def new_visitors(self) -> int:
-        """Distinct visitor ids with a new visit on the day (a visitor may have new and returning ones)."""
-        returning = self.returning_visitors
-        return sum(1 for visitor, count in self.visitors.items() if count > returning.get(visitor, 0))
+    archive: DayArchive = field(default_factory=DayArchive)
+    """The day's visits that ended (the visits still going on are added when a report is asked)."""
 
 
 class SiteVisits:
@@ -167,6 +169,7 @@ class SiteVisits:
         self.active: dict[str, Visit] = {}  # visitor id -> its latest visit, while it may continue
         self.by_config: dict[str, list[Visit]] = {}  # config id -> visits that may still continue
         self.history: dict[str, int] = {}  # visitor id -> visit_count << 1 | ordered, for ended visits
+        self.visitors = Distinct(DAY_EXACT_DISTINCT)  # the visitor ids of every archived visit
         self.visitor_types: Counter[str] = Counter()
         self.referrer_types: Counter[str] = Counter()
         self.recent: deque[Visit] = deque(maxlen=RECENT_VISITS)
@@ -181,6 +184,7 @@ class SiteVisits:
         stats = self.days.get(day)
         if stats is None:
             stats = self.days[day] = Day()
+            keep_recent_days(self.days)
         return stats
 
     def on(self, day: date) -> Day:
@@ -188,11 +192,20 @@ class SiteVisits:
         return self.days.get(day) or Day()
 
     def unique_visitors(self) -> int:
-        """Distinct visitor ids over every day."""
-        visitors: set[str] = set()
-        for stats in self.days.values():
-            visitors.update(stats.visitors)
-        return len(visitors)
+        """Distinct visitor ids over every day (archived visits and those going on)."""
+        visitors = self.visitors.copy()
+        for visit in self.live():
+            visitors.add(visit.visitor_id)
+        return visitors.count()
+
+    def live(self) -> Iterator[Visit]:
+        """The visits that may still continue (not archived yet)."""
+        for visits in self.by_config.values():
+            yield from visits
+
+    def live_on(self, day: date) -> list[Visit]:
+        """The visits of a site-local day that may still continue."""
+        return [visit for visit in self.live() if visit.day == day]
 
     def by_day(self) -> dict[str, int]:
         """Visits started per site-local day (ISO dates, days without a visit left out)."""
@@ -297,11 +310,8 @@ class SiteVisits:
             visit.device_type = visit.traits.device_type
         stats = self.day(day)
         stats.visits += 1
-        stats.visit_list.append(visit)
-        stats.visitors[visitor_id] += 1
         if visitor_type != NEW:
             stats.returning_visits += 1
-            stats.returning_visitors[visitor_id] += 1
         self.visitor_types[visitor_type] += 1
         self.referrer_types[visit.referrer_type] += 1
         self.recent.append(visit)
@@ -342,23 +352,22 @@ class SiteVisits:
             if visit.visit_count > 1:  # what is known of the old id's earlier visits
                 self.history[old] = (visit.visit_count - 1) << 1 | visit.ordered_before
         self.active[visitor_id] = visit
-        stats = self.day(visit.day)
-        _move(stats.visitors, old, visitor_id)
-        if visit.visitor_type != NEW:
-            _move(stats.returning_visitors, old, visitor_id)
         visit.visitor_id = visitor_id
 
     def _sweep(self) -> None:
         """Retire visits whose last action is over 30 min before the newest hit (amortised O(1) per
-        hit): their visitors move to the compact history, their fingerprints are forgotten."""
+        hit): their visitors move to the compact history, their fingerprints are forgotten, the
+        visits are archived in their day (:meth:`_archive`)."""
         horizon = self.newest_ts - VISIT_TIMEOUT_SECONDS
         active: dict[str, Visit] = {}
         for visitor_id, visit in self.active.items():
             if visit.last_ts >= horizon:
                 active[visitor_id] = visit
             else:
+                self.history.pop(visitor_id, None)  # re-inserted last: the most recently retired
                 self.history[visitor_id] = visit.visit_count << 1 | (visit.ordered_before or visit.ordered)
-                visit.seen = None  # it can no longer continue: what it counted once is not needed
+        while len(self.history) > HISTORY_MAX:
+            del self.history[next(iter(self.history))]
         self.active = active
         by_config: dict[str, list[Visit]] = {}
         for key, visits in self.by_config.items():
@@ -367,26 +376,28 @@ class SiteVisits:
                 if visit.last_ts >= horizon:
                     kept.append(visit)
                 else:
-                    visit.seen = None
+                    self._archive(visit)
             if kept:
                 by_config[key] = kept
         self.by_config = by_config
         self._since_sweep = 0
         self._sweep_every = max(1024, len(self.active) + len(self.by_config))
 
+    def _archive(self, visit: Visit) -> None:
+        """A visit that can no longer continue: into its day's archive (if the day is still kept);
+        what it counted once and where its time went are forgotten."""
+        visit.seen = None
+        visit.last_page = None
+        self.visitors.add(visit.visitor_id)
+        stats = self.days.get(visit.day)
+        if stats is not None:
+            stats.archive.add(self.zone, visit)
+
 
 @lru_cache(maxsize=65536)
 def uid_visitor_id(uid: str) -> str:
     """Matomo's visitor id for a user id: the first 16 hex digits of its SHA-1 (``getUserIdHashed``)."""
     return hashlib.sha1(uid.encode("utf-8")).hexdigest()[:16]
-
-
-def _move(visitors: Counter[str], old: str, new: str) -> None:
-    """One visit of the day changes its visitor id from ``old`` to ``new``."""
-    visitors[old] -= 1
-    if visitors[old] <= 0:
-        del visitors[old]
-    visitors[new] += 1
 
 
 def _derived_visitor_id(config_id: str, serial: int) -> str:
