@@ -1,6 +1,6 @@
 """Fuzzing the config loader: whatever the YAML, ``load_config`` returns a Config or raises ConfigError
 (a UsageError), and ``trafficinator validate`` exits 0 or 2 without a traceback, each example in bounded
-time (Hypothesis' deadline). Memory is bounded by the loader's limits (docs/limits.md), not measured.
+time (Hypothesis' deadline) and bounded memory (traced: :data:`MEMORY_BOUND` per example, limits: docs/limits.md).
 
 Three kinds of input: random YAML structure (maps, lists, scalars, anchors and aliases, loops, bombs,
 deep nesting, tags, inf/nan/huge numbers, control characters), near-valid configs (a valid base with
@@ -35,6 +35,8 @@ FUZZ = settings(
 
 
 ENV = {"SET": "x.example", "EMPTY": ""}
+MEMORY_BOUND = 64 * 1024 * 1024
+"""Bytes the loader may allocate at its peak for one example (an alias bomb took 1.9 GB before its limits)."""
 
 
 def check(path: Path) -> None:
@@ -378,5 +380,28 @@ def test_raw_text_never_crashes(tmp_path):
     def run(text: str) -> None:
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         check(path)
+
+    run()
+
+
+def test_memory_stays_bounded_whatever_the_yaml(tmp_path):
+    """Random structure again (bombs, aliases, nesting, huge numbers), with every allocation traced."""
+    import tracemalloc
+
+    path = tmp_path / "fuzz.yaml"
+    (tmp_path / "urls.txt").write_text("/a\n")
+
+    @settings(FUZZ, max_examples=150)
+    @given(DOCUMENTS)
+    def run(text: str) -> None:
+        path.write_text(text, encoding="utf-8")
+        tracemalloc.start()
+        try:
+            with contextlib.suppress(UsageError):
+                load_config(path, env=ENV)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < MEMORY_BOUND, (peak, text[:200])
 
     run()
