@@ -159,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_backfill(commands)
     _add_verify(commands)
+    _add_profile(commands)
 
     demo = commands.add_parser(
         "demo", help="run Locust for ~30 s against 3 targets on the embedded receiver and print a table"
@@ -484,6 +485,98 @@ def _add_verify(commands: Any) -> None:
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per API call (default: %(default)s)")
     parser.set_defaults(handler=cmd_verify)
+
+
+def _add_profile(commands: Any) -> None:
+    parser = commands.add_parser(
+        "profile",
+        help="print a traffic model learned from a Matomo's aggregate reports (for defaults.traffic or a target)",
+        description="Read one site's aggregate reports (Reporting API, a view token is enough; never the visitor "
+        "log) for a range of days and print the traffic model YAML they describe: pages with titles and weights, "
+        "pageviews, dwell, channels, devices, languages, countries, returning share, searches, outlinks, "
+        "downloads, events, goals, ecommerce, and the target's visits_per_day and profile as comments. "
+        "The token: the target's report_token_auth or token_auth, else $MATOMO_TOKEN_AUTH. See docs/profile.md.",
+    )
+    parser.add_argument("config", nargs="?", help="traffic YAML holding the target (with --target)")
+    parser.add_argument("--target", metavar="NAME", help="the config's target to profile")
+    parser.add_argument("--url", help="without a config: the Matomo (base URL, index.php or matomo.php)")
+    parser.add_argument("--site-id", type=_positive_int, metavar="N", help="with --url: the site")
+    parser.add_argument("--from", dest="first", required=True, type=_iso_date, metavar="YYYY-MM-DD")
+    parser.add_argument("--to", dest="last", required=True, type=_iso_date, metavar="YYYY-MM-DD")
+    parser.add_argument(
+        "--top",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="rows kept of each list: pages, referrers, keywords, links (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--anonymize-urls",
+        action="store_true",
+        help="replace paths, titles, referring websites, campaigns, keywords and link URLs by stable placeholders "
+        "keeping sections, depth and weights",
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="(default: %(default)s)")
+    parser.set_defaults(handler=cmd_profile)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """``trafficinator profile``: every failure is one line on stderr and exit 2, never the token."""
+    from trafficinator_locust.core.errors import ReportingApiError
+    from trafficinator_locust.ops.profile import check_range, profile_yaml
+    from trafficinator_locust.ops.reporting_api import ApiSite, ReportingApi
+
+    def usage(message: str) -> int:
+        print(f"trafficinator profile: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    try:
+        check_range(args.first, args.last)
+    except ValueError as error:
+        return usage(str(error))
+    if not 0 < args.timeout <= 3600:
+        return usage("--timeout must be > 0 and <= 3600 seconds")
+    env_token = os.environ.get("MATOMO_TOKEN_AUTH") or None
+    if args.url is not None or args.site_id is not None:
+        if args.config or args.target:
+            return usage("give either CONFIG --target NAME, or --url URL --site-id N, not both")
+        if args.url is None or args.site_id is None:
+            return usage("--url and --site-id go together")
+        from trafficinator_locust.core.traffic import check_http_url
+
+        try:
+            check_http_url(args.url)
+        except ValueError as error:
+            return usage(f"--url {error}")
+        site: Target | ApiSite = ApiSite(args.url, env_token)
+        site_id, source = args.site_id, None
+    else:
+        if not args.config or not args.target:
+            return usage("give CONFIG --target NAME (or --url URL --site-id N)")
+        target = _online_targets(load_config(args.config), args.target)[0]
+        site, site_id, source = target, target.site_id, f"target {target.name}"
+        if not target.report_token and env_token:
+            site = ApiSite(target.url, env_token)
+    if not site.report_token:
+        return usage(
+            "no token: give the target report_token_auth or token_auth (as ${ENV_VAR}), or export MATOMO_TOKEN_AUTH "
+            "(a view token is enough; never put a token on the command line)"
+        )
+    api = ReportingApi(site, timeout=args.timeout)
+    try:
+        text = profile_yaml(
+            api,
+            site_id,
+            args.first,
+            args.last,
+            top=args.top,
+            anonymize=args.anonymize_urls,
+            source=source,
+        )
+    except ReportingApiError as error:
+        return usage(api.mask(str(error)))
+    print(text, end="")
+    return 0
 
 
 def _iso_date(value: str) -> date:

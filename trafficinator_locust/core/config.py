@@ -349,7 +349,7 @@ class Target(Resolved):
     def ramp_spec(self, base: RampSpec) -> RampSpec:
         """Its capacity ramp: ``base`` (``--traffic-ramp``) with the keys its YAML sets::
 
-            target.ramp_spec(parse_ramp("start=20"))   # the target's ``ramp: {factor: 2}`` -> start 20, factor 2
+        target.ramp_spec(parse_ramp("start=20"))   # the target's ``ramp: {factor: 2}`` -> start 20, factor 2
         """
         return replace(base, **self.ramp) if self.ramp else base
 

@@ -452,3 +452,79 @@ def _php_regex(pattern: str) -> re.Pattern[str]:
     end = pattern.rindex("/")
     flags = re.IGNORECASE if "i" in pattern[end + 1 :] else 0
     return re.compile(pattern[1:end], flags)
+
+
+# ---------------------------------------------------------------------------------------------
+# Referrers for a name: the way back from a report label to a referrer URL Matomo classifies as it
+
+_CHECK_PAGE = "https://site.invalid/"
+"""A page URL on a host no list names: the referrers below are checked against it."""
+_CHECK_QUERY = "widgets"
+
+
+def search_engine_names() -> tuple[str, ...]:
+    """The names of Matomo's search engines (``SearchEngines.yml``) that :func:`search_engine_referrer` can reach."""
+    return tuple(name for name in _engine_definitions() if search_engine_referrer(name) is not None)
+
+
+def social_network_names() -> tuple[str, ...]:
+    """The names of Matomo's social networks (``Socials.yml``) that :func:`social_network_referrer` can reach."""
+    return tuple(name for name in _social_domains() if social_network_referrer(name) is not None)
+
+
+@cache
+def search_engine_referrer(name: str) -> str | None:
+    """A referrer URL template (``{query}`` for the quoted keyword) that :func:`classify` reports as the
+    search engine ``name``, or None. Built from the engine's first definitions in ``SearchEngines.yml``
+    as Matomo builds its links (``SearchEngine::getBackLinkFromUrlAndKeyword``: the host, a country
+    code for ``{}``, and the ``backlink``), else its keyword parameter, else the engine's bare host
+    (a "hidden keyword" path: keyword not defined); each candidate is checked with :func:`classify`::
+
+        search_engine_referrer("DuckDuckGo")   # 'https://duckduckgo.com/?q={query}'
+    """
+    for definition in _engine_definitions().get(name, ()):
+        params = [str(p) for p in definition.get("params") or () if not str(p).startswith("/")]
+        backlink = str(definition.get("backlink") or "")
+        for url in definition.get("urls") or ():
+            host = str(url).replace("{}", "com")
+            base = "https://" + host + ("" if "/" in host else "/")
+            candidates = []
+            if backlink and "{k}" in backlink:
+                candidates.append(base.rstrip("/") + "/" + backlink.lstrip("/").replace("{k}", "{query}"))
+            candidates += [f"{base}?{param}={{query}}" for param in params]
+            candidates.append(base)
+            for candidate in candidates:
+                found = classify(_CHECK_PAGE, candidate.replace("{query}", _CHECK_QUERY))
+                if found.type == "search" and found.name == name:
+                    return candidate
+    return None
+
+
+@cache
+def social_network_referrer(name: str) -> str | None:
+    """A referrer URL that :func:`classify` reports as the social network ``name``, or None: a page on
+    one of its ``Socials.yml`` domains (not the bare host, which may be a search engine's: Facebook)."""
+    for domain in _social_domains().get(name, ()):
+        for candidate in (f"https://{domain}/share", f"https://{domain}/"):
+            found = classify(_CHECK_PAGE, candidate)
+            if found.type == "social" and found.name == name:
+                return candidate
+    return None
+
+
+@cache
+def _engine_definitions() -> dict[str, tuple[Mapping[str, Any], ...]]:
+    return {
+        str(name): tuple(d for d in definitions if isinstance(d, dict))
+        for name, definitions in _yaml("SearchEngines.yml").items()
+        if isinstance(definitions, list)
+    }
+
+
+@cache
+def _social_domains() -> dict[str, tuple[str, ...]]:
+    return {
+        str(name): tuple(str(domain) for domain in domains)
+        for name, domains in _yaml("Socials.yml").items()
+        if isinstance(domains, list)
+    }

@@ -8,15 +8,17 @@ their own file's line numbers, so the planner never does I/O.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trafficinator_locust.core import catalog
+from trafficinator_locust.core import catalog, referrers
 from trafficinator_locust.core.errors import ConfigError, FileRefused, Problem
 from trafficinator_locust.core.files import read_small_text
 from trafficinator_locust.core.spec_errors import problems_from_validation
@@ -63,6 +65,11 @@ MAX_AMOUNT = 1_000_000
 """Prices, shipping costs, revenues, event values and the ends of every range: sums stay exact to the cent."""
 MAX_WEIGHT = 1_000_000
 """Relative weights (targets, devices, channels, languages, countries, events, goals): totals stay finite."""
+MAX_CHOICES = 10_000
+"""Entries of each ``traffic.referrers.*`` and ``traffic.site_search.*`` table, ``traffic.outlinks``, ``downloads``."""
+MAX_NAME_LENGTH = 255
+"""Characters of a campaign name, a referring host or a site-search keyword: Matomo's ``referer_name`` is
+``VARCHAR(255)``."""
 MAX_GOAL_ID = 2**31 - 1
 """Matomo's ``goal.idgoal`` is a signed 32-bit ``INT``."""
 MAX_URL_LENGTH = 4_096
@@ -122,6 +129,13 @@ class PageSpec(Spec):
 
     url: str = Field(min_length=1)
     title: str | None = None
+    weight: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_WEIGHT,
+        description="Relative popularity of this page; replaces the Zipf weight 1/k^s of its rank "
+        "(what `trafficinator profile` writes: the page's measured share of pageviews).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -351,6 +365,133 @@ class JourneySpec(Spec):
         return self
 
 
+def _named_weights(value: dict[str, float] | None, what: str) -> dict[str, float] | None:
+    """Weights >= 0 and <= MAX_WEIGHT, at least one > 0, of names that are short single-line text."""
+    if value is None:
+        return None
+    for name in value:
+        if not name.strip() or len(name) > MAX_NAME_LENGTH or _TITLE_BAD_CHAR.search(name):
+            raise ValueError(
+                f"{what} {name[:60]!r} must be non-empty text of at most {MAX_NAME_LENGTH} characters "
+                "without control characters"
+            )
+    if any(not 0 <= weight <= MAX_WEIGHT for weight in value.values()) or not any(w > 0 for w in value.values()):
+        raise ValueError(f"weights must be >= 0 and <= {MAX_WEIGHT:,} with at least one > 0")
+    return value
+
+
+def _known_names(value: dict[str, float] | None, known: Sequence[str], what: str) -> dict[str, float] | None:
+    """Names of ``known`` (matched ignoring case, written back as Matomo spells them); an unknown one is an
+    error with the closest known names."""
+    if value is None:
+        return None
+    by_lower = {name.lower(): name for name in known}
+    result: dict[str, float] = {}
+    for name, weight in value.items():
+        canonical = by_lower.get(name.strip().lower())
+        if canonical is None:
+            close = difflib.get_close_matches(name.lower(), list(by_lower), n=5, cutoff=0.6)
+            hint = (
+                f"did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else f"{len(known)} are known"
+            )
+            raise ValueError(f"unknown {what} {name[:60]!r}: not in Matomo's list as the planner can reach it; {hint}")
+        result[canonical] = result.get(canonical, 0.0) + weight
+    return result
+
+
+class ReferrersSpec(Spec):
+    """Which referrers each channel's visits come from (default: the packaged catalogue's, by market share)."""
+
+    search_engines: dict[str, float] | None = Field(
+        None,
+        max_length=MAX_CHOICES,
+        description="Search engine name -> weight, names as Matomo reports them (SearchEngines.yml: Google, Bing, "
+        "DuckDuckGo, ...), for the 'search' channel.",
+    )
+    socials: dict[str, float] | None = Field(
+        None,
+        max_length=MAX_CHOICES,
+        description="Social network name -> weight, names as Matomo reports them (Socials.yml: Facebook, LinkedIn, "
+        "Instagram, ...), for the 'social' channel.",
+    )
+    websites: dict[str, float] | None = Field(
+        None,
+        max_length=MAX_CHOICES,
+        description="Referring host -> weight (blog.example.org), for the 'website' channel.",
+    )
+    campaigns: dict[str, float] | None = Field(
+        None,
+        max_length=MAX_CHOICES,
+        description="Campaign name -> weight (sent as mtm_campaign; Matomo reports it lower-cased), "
+        "for the 'campaign' channel.",
+    )
+
+    @field_validator("search_engines")
+    @classmethod
+    def _engines(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return _known_names(_named_weights(value, "search engine"), referrers.search_engine_names(), "search engine")
+
+    @field_validator("socials")
+    @classmethod
+    def _socials(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return _known_names(_named_weights(value, "social network"), referrers.social_network_names(), "social network")
+
+    @field_validator("websites")
+    @classmethod
+    def _websites(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for host in _named_weights(value, "host") or ():
+            if not _HOST_NAME.fullmatch(host) or "." not in host:
+                raise ValueError(f"{host[:60]!r} must be a host name like blog.example.org (no scheme, no path)")
+        return value
+
+    @field_validator("campaigns")
+    @classmethod
+    def _campaigns(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return _named_weights(value, "campaign name")
+
+
+class SiteSearchSpec(Spec):
+    """What site searches look for (default: the packaged terms, one search in five without result)."""
+
+    keywords: dict[str, float] | None = Field(
+        None,
+        max_length=MAX_CHOICES,
+        description="Keyword -> weight of the searches that find something (default: the packaged terms, "
+        "equal weights, unless no_result_keywords is given).",
+    )
+    no_result_keywords: dict[str, float] | None = Field(
+        None,
+        max_length=MAX_CHOICES,
+        description="Keyword -> weight of the searches that never find anything (search_count=0: Matomo's "
+        "'Search Keywords with No Results'). Default: none once site_search is set.",
+    )
+
+    @field_validator("keywords", "no_result_keywords")
+    @classmethod
+    def _keywords(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return _named_weights(value, "keyword")
+
+    @model_validator(mode="after")
+    def _apart(self) -> SiteSearchSpec:
+        both = sorted(set(self.keywords or ()) & set(self.no_result_keywords or ()))
+        if both:
+            raise ValueError(f"{', '.join(repr(k) for k in both[:5])} in both keywords and no_result_keywords")
+        return self
+
+
+def _link_weights(value: dict[str, float] | None, absolute: bool) -> dict[str, float] | None:
+    if value is None:
+        return None
+    for url in value:
+        try:
+            check_http_url(url) if absolute else check_page_url(url)
+        except ValueError as exc:
+            raise ValueError(f"{url[:60]!r} {exc}") from None
+    if any(not 0 <= weight <= MAX_WEIGHT for weight in value.values()) or not any(w > 0 for w in value.values()):
+        raise ValueError(f"weights must be >= 0 and <= {MAX_WEIGHT:,} with at least one > 0")
+    return value
+
+
 class TrafficSpec(Spec):
     """What visits look like. Set in ``defaults.traffic`` (shared) or a target's ``traffic`` (override)."""
 
@@ -397,8 +538,25 @@ class TrafficSpec(Spec):
     countries: dict[str, float] | None = Field(
         None, description="ISO country code -> weight (default: the packaged table). cip is sent only with a token."
     )
+    browsers: dict[str, float] | None = Field(
+        None,
+        description="Browser family -> weight over all devices (Chrome, Safari, Firefox, Edge, Opera, Samsung "
+        "Internet: the catalogue's); each device kind keeps its share (default: the catalogue's browser shares).",
+    )
     channels: ChannelShares | None = None
+    referrers: ReferrersSpec | None = None
     actions: ActionShares | None = None
+    site_search: SiteSearchSpec | None = None
+    outlinks: dict[str, float] | None = Field(
+        None,
+        max_length=MAX_CHOICES,
+        description="External link URL -> weight for 'actions.outlink' (default: the packaged links, equal weights).",
+    )
+    downloads: dict[str, float] | None = Field(
+        None,
+        max_length=MAX_CHOICES,
+        description="File URL or path below site_url -> weight for 'actions.download' (default: the packaged files).",
+    )
     events: str | Annotated[list[EventSpec], Field(max_length=MAX_EVENTS)] | None = Field(
         None,
         description="Event catalogue: a YAML file (relative to this YAML file) or an inline list; "
@@ -447,6 +605,27 @@ class TrafficSpec(Spec):
     @classmethod
     def _known_countries(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         return _check_table(value, set(catalog.COUNTRIES_BY_CODE), "country code")
+
+    @field_validator("browsers")
+    @classmethod
+    def _known_browsers(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        known = sorted({device.browser for device in catalog.DEVICES})
+        if value is not None:
+            unknown = [name for name in value if name.lower() not in {k.lower() for k in known}]
+            if unknown:
+                names = ", ".join(repr(n) for n in unknown)
+                raise ValueError(f"unknown browser {names}; the device catalogue has {', '.join(known)}")
+        return _known_names(_named_weights(value, "browser"), known, "browser")
+
+    @field_validator("outlinks")
+    @classmethod
+    def _outlinks(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return _link_weights(value, absolute=True)
+
+    @field_validator("downloads")
+    @classmethod
+    def _downloads(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return _link_weights(value, absolute=False)
 
 
 def _check_table(value: dict[str, float] | None, known: set[str], what: str) -> dict[str, float] | None:
@@ -541,6 +720,8 @@ class Span(Resolved):
 class Page(Resolved):
     url: str
     title: str
+    weight: float | None = None
+    """Its own popularity; ``None``: the Zipf weight of its rank in the list."""
 
 
 class Actions(Resolved):
@@ -617,6 +798,26 @@ class Journey(Resolved):
     continue_browsing: bool = False
 
 
+class Choice(Resolved):
+    """One weighted choice of the planner: a referrer (``url``: a search engine's with ``{query}``, a social
+    network's or website's page, a campaign's landing query), a keyword, or a link (``name`` = ``url``)."""
+
+    name: str
+    url: str
+    weight: float
+    no_result: bool = False
+    """A site-search keyword that never finds anything (``search_count=0``)."""
+
+
+class Referrers(Resolved):
+    """The referrer choices of each channel; ``None``: the packaged catalogue's."""
+
+    search_engines: tuple[Choice, ...] | None = None
+    socials: tuple[Choice, ...] | None = None
+    websites: tuple[Choice, ...] | None = None
+    campaigns: tuple[Choice, ...] | None = None
+
+
 class Traffic(Resolved):
     """The merged traffic settings of one target, with every file loaded."""
 
@@ -649,7 +850,14 @@ class Traffic(Resolved):
             "campaign": 10.0,
         }
     )
+    browsers: dict[str, float] | None = None
+    """Browser family -> weight over all device kinds; ``None``: the catalogue's shares within each kind."""
+    referrers: Referrers = Referrers()
     actions: Actions = Actions()
+    site_search: tuple[Choice, ...] | None = None
+    """Site-search keywords; ``None``: the packaged terms, with a random result count (0 included)."""
+    outlinks: tuple[Choice, ...] | None = None
+    downloads: tuple[Choice, ...] | None = None
     events: tuple[Event, ...] = tuple(Event(category=c, action=a, name=n) for c, a, n in catalog.EVENTS)
     goals: tuple[Goal, ...] = (Goal(id=1),)
     ecommerce: Ecommerce = Ecommerce()
@@ -701,9 +909,10 @@ def resolve_traffic(raw: dict[str, Any], doc: SourceDocument, path: ConfigPath) 
         values["channels"] = _shares(
             raw["channels"], Traffic.model_fields["channels"].default_factory(), doc, path + ("channels",), problems
         )
-    for key in ("languages", "countries"):
+    for key in ("languages", "countries", "browsers"):
         if raw.get(key):
             values[key] = dict(raw[key])
+    _choices(raw, site_url, doc, path, problems, values)
     if raw.get("goals"):
         goals = raw["goals"]
         values["goals"] = _built(
@@ -795,6 +1004,107 @@ def _built(
     result = tuple(build())
     doc.cache[key] = (source, result)  # the source is kept alive, so its id cannot be reused meanwhile
     return result
+
+
+def _choices(
+    raw: dict[str, Any], site_url: str, doc: SourceDocument, path: ConfigPath, problems: list[Problem], values: dict
+) -> None:
+    """The referrer, site-search and link choices (each list built once per list and site, see :func:`_built`)."""
+    lists: dict[str, Any] = {}
+    for key, given in (raw.get("referrers") or {}).items():
+        build = {
+            "search_engines": _engine_choices,
+            "socials": _social_choices,
+            "websites": lambda weights, at=path + ("referrers", key): _website_choices(
+                weights, site_url, doc, at, problems
+            ),
+            "campaigns": _campaign_choices,
+        }.get(key)
+        if given and build is not None:
+            lists[key] = _built(
+                doc, f"referrers.{key}", given, site_url, len(given), path + ("referrers", key), problems,
+                lambda given=given, build=build: build(given),
+            )  # fmt: skip
+    if lists:
+        values["referrers"] = Referrers(**lists)
+    search = raw.get("site_search")
+    if search:
+        missing = search.get("no_result_keywords") or {}
+        found = search.get("keywords") or ({} if missing else {term: 1.0 for term in catalog.SEARCH_TERMS})
+        values["site_search"] = _built(
+            doc, "site_search", search, None, len(found) + len(missing), path + ("site_search",), problems,
+            lambda: [Choice(name=k, url=quote_plus(k), weight=w) for k, w in found.items()]
+            + [Choice(name=k, url=quote_plus(k), weight=w, no_result=True) for k, w in missing.items()],
+        )  # fmt: skip
+    for key in ("outlinks", "downloads"):
+        links = raw.get(key)
+        if links:
+            values[key] = _built(
+                doc, key, links, site_url, len(links), path + (key,), problems,
+                lambda links=links: [
+                    Choice(name=url, url=page_url(site_url, url), weight=w) for url, w in links.items()
+                ],
+            )  # fmt: skip
+
+
+def _engine_choices(weights: dict[str, float]) -> list[Choice]:
+    """The catalogue's result page of an engine it has, else one built from Matomo's list."""
+    by_name = {engine.name: engine.url for engine in catalog.SEARCH_ENGINES}
+    return [
+        Choice(name=name, url=by_name.get(name) or referrers.search_engine_referrer(name) or "", weight=weight)
+        for name, weight in weights.items()
+    ]
+
+
+def _social_choices(weights: dict[str, float]) -> list[Choice]:
+    """The catalogue's link pages of a network it has (its weight split by their shares), else one page
+    built from Matomo's list. Catalogue entries are matched by what Matomo calls them (``classify``)."""
+    choices = []
+    for name, weight in weights.items():
+        known = [
+            social
+            for social in catalog.SOCIAL_NETWORKS
+            if referrers.classify(DEFAULT_SITE_URL, social.url).name == name
+        ]
+        total = sum(social.weight for social in known)
+        if known and total > 0:
+            choices += [Choice(name=name, url=s.url, weight=weight * s.weight / total) for s in known]
+        else:
+            choices.append(Choice(name=name, url=referrers.social_network_referrer(name) or "", weight=weight))
+    return choices
+
+
+def _website_choices(
+    weights: dict[str, float], site_url: str, doc: SourceDocument, path: ConfigPath, problems: list[Problem]
+) -> list[Choice]:
+    """``https://<host>/``, checked to be a website to Matomo (not a search engine, social network, AI
+    assistant or the site itself) with ``classify``."""
+    choices = []
+    for host, weight in weights.items():
+        url = f"https://{host.lower()}/"
+        found = referrers.classify(site_url, url)
+        if found.type == "website" and found.name == host.lower():
+            choices.append(Choice(name=host.lower(), url=url, weight=weight))
+            continue
+        what = "the site's own host (Matomo counts it as a direct entry)" if found.type == "direct" else (
+            f"the {found.type} {found.name!r} to Matomo"
+        )  # fmt: skip
+        problems.append(doc.problem(path, f"{host!r} is not a referring website but {what}; leave it out"))
+    return choices
+
+
+def _campaign_choices(weights: dict[str, float]) -> list[Choice]:
+    """``mtm_campaign`` (with the catalogue's source, medium and keyword for a campaign it has)."""
+    known = {campaign.name.lower(): campaign for campaign in catalog.CAMPAIGNS}
+    choices = []
+    for name, weight in weights.items():
+        campaign = known.get(name.lower())
+        query = {"mtm_campaign": name}
+        if campaign is not None:
+            query |= {"mtm_source": campaign.source, "mtm_medium": campaign.medium}
+            query |= {"mtm_kwd": campaign.keyword} if campaign.keyword else {}
+        choices.append(Choice(name=name.lower(), url=urlencode(query), weight=weight))
+    return choices
 
 
 def _span(
@@ -1066,16 +1376,17 @@ def load_pages(urls: Any, site_url: str, doc: SourceDocument, path: ConfigPath) 
 
     def build() -> Any:  # only when this list is not built yet for this site (see _built)
         for item in source:
+            weight = None
             if isinstance(item, tuple):
                 url, title = item
             elif isinstance(item, dict):
-                url, title = item["url"], item.get("title")
+                url, title, weight = item["url"], item.get("title"), item.get("weight")
             elif isinstance(item, PageSpec):
-                url, title = item.url, item.title
+                url, title, weight = item.url, item.title, item.weight
             else:
                 url, title = item, None
             full = page_url(site_url, url)
-            yield Page(url=full, title=title or title_from_url(full))
+            yield Page(url=full, title=title or title_from_url(full), weight=weight)
 
     pages = _built(doc, "pages", source, site_url, len(source), path, problems, build)
     if problems:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import accumulate
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote_plus, urlencode, urlsplit
@@ -159,18 +159,31 @@ class VisitPlanner:
         }
         kinds = Weighted(list(traffic.devices), list(traffic.devices.values()))
         self._device_kinds = kinds
+        device_weights = browser_weights(traffic.devices, traffic.browsers) if traffic.browsers else None
         self._devices = {
-            kind: Weighted(catalog.DEVICES_BY_KIND[kind], [d.share for d in catalog.DEVICES_BY_KIND[kind]])
+            kind: Weighted(
+                catalog.DEVICES_BY_KIND[kind],
+                [
+                    d.share * (device_weights[kind].get(d.browser, 0.0) if device_weights else 1.0)
+                    for d in catalog.DEVICES_BY_KIND[kind]
+                ],
+            )
             for kind in kinds.items
         }
         accept = {language.tag: language.accept_language for language in catalog.LANGUAGE_SHARES}
         self._languages = Weighted([accept[tag] for tag in traffic.languages], list(traffic.languages.values()))
         self._countries = Weighted(list(traffic.countries), list(traffic.countries.values()))
         self._channels = Weighted(list(traffic.channels), list(traffic.channels.values()))
-        self._engines = Weighted(catalog.SEARCH_ENGINES, [e.weight for e in catalog.SEARCH_ENGINES])
-        self._socials = Weighted(catalog.SOCIAL_NETWORKS, [s.weight for s in catalog.SOCIAL_NETWORKS])
-        self._assistants = Weighted(catalog.AI_ASSISTANTS, [a.weight for a in catalog.AI_ASSISTANTS])
-        self._campaigns = Weighted(catalog.CAMPAIGNS, [c.weight for c in catalog.CAMPAIGNS])
+        chosen = traffic.referrers
+        self._engines = _weighted(chosen.search_engines or catalog.SEARCH_ENGINES)
+        self._socials = _weighted(chosen.socials or catalog.SOCIAL_NETWORKS)
+        self._assistants = _weighted(catalog.AI_ASSISTANTS)
+        self._campaigns = _weighted(catalog.CAMPAIGNS)
+        self._websites = _weighted(chosen.websites) if chosen.websites else None
+        self._chosen_campaigns = _weighted(chosen.campaigns) if chosen.campaigns else None
+        self._keywords = _weighted(traffic.site_search) if traffic.site_search else None
+        self._outlinks = _weighted(traffic.outlinks) if traffic.outlinks else None
+        self._downloads = _weighted(traffic.downloads) if traffic.downloads else None
         self._events = Weighted(traffic.events, [e.weight for e in traffic.events])
         self._goals = Weighted(traffic.goals, [g.weight for g in traffic.goals])
         self._journey_bounds = tuple(accumulate(j.share for j in traffic.journeys))
@@ -348,18 +361,22 @@ class VisitPlanner:
         """Set the landing page's referrer (or campaign) for the visit's channel."""
         params = landing.params
         if channel == "search":
-            params["urlref"] = self._engines.pick(rng).url.format(
-                query=_QUOTED_TERMS[int(rng.random() * len(_QUOTED_TERMS))]
+            params["urlref"] = self._engines.pick(rng).url.replace(
+                "{query}", _QUOTED_TERMS[int(rng.random() * len(_QUOTED_TERMS))]
             )
         elif channel == "social":
             params["urlref"] = self._socials.pick(rng).url
         elif channel == "ai":
             params["urlref"] = self._assistants.pick(rng).url
         elif channel == "website":
-            params["urlref"] = rng.choice(catalog.WEBSITES)
+            params["urlref"] = self._websites.pick(rng).url if self._websites else rng.choice(catalog.WEBSITES)
         elif channel == "campaign":
             url = params["url"]
-            params["url"] = f"{url}{'&' if '?' in url else '?'}{self._campaign_queries[self._campaigns.pick(rng)]}"
+            if self._chosen_campaigns:
+                query = self._chosen_campaigns.pick(rng).url
+            else:
+                query = self._campaign_queries[self._campaigns.pick(rng)]
+            params["url"] = f"{url}{'&' if '?' in url else '?'}{query}"
 
     # -- what ---------------------------------------------------------------------------------
 
@@ -407,25 +424,25 @@ class VisitPlanner:
     def _addon(self, kind: str, rng: random.Random) -> Hit:
         """An add-on action on a page (its ``pv_id`` and ``url`` are filled in by ``_hits``)."""
         if kind == "search":
-            index = int(rng.random() * len(_QUOTED_TERMS))
-            term, quoted = catalog.SEARCH_TERMS[index], _QUOTED_TERMS[index]
-            params = {
-                "search": term,
-                "search_count": str(rng.choice((0, 1, 3, 8, 24))),
-                "url": f"{self._site_url}/search?q={quoted}",
-            }
+            if self._keywords:
+                keyword = self._keywords.pick(rng)
+                term, quoted = keyword.name, keyword.url
+                count = 0 if keyword.no_result else rng.choice((1, 3, 8, 24))
+            else:
+                index = int(rng.random() * len(_QUOTED_TERMS))
+                term, quoted = catalog.SEARCH_TERMS[index], _QUOTED_TERMS[index]
+                count = rng.choice((0, 1, 3, 8, 24))
+            params = {"search": term, "search_count": str(count), "url": f"{self._site_url}/search?q={quoted}"}
             category = rng.choice(_SEARCH_CATEGORIES)
             if category:
                 params["search_cat"] = category
             return Hit("search", params, self._action_wait(rng))
         if kind == "outlink":
-            return Hit("outlink", {"link": rng.choice(catalog.OUTLINKS), "ca": "1"}, self._action_wait(rng))
+            link = self._outlinks.pick(rng).url if self._outlinks else rng.choice(catalog.OUTLINKS)
+            return Hit("outlink", {"link": link, "ca": "1"}, self._action_wait(rng))
         if kind == "download":
-            return Hit(
-                "download",
-                {"download": self._site_url + rng.choice(catalog.DOWNLOADS), "ca": "1"},
-                self._action_wait(rng),
-            )
+            file = self._downloads.pick(rng).url if self._downloads else self._site_url + rng.choice(catalog.DOWNLOADS)
+            return Hit("download", {"download": file, "ca": "1"}, self._action_wait(rng))
         return self._event_hit(self._events.pick(rng), rng)
 
     def _event_hit(self, event: Any, rng: random.Random) -> Hit:
@@ -618,9 +635,64 @@ def _between(rng: random.Random, low: int, high: int) -> int:
     return low + int(rng.random() * (high - low + 1))
 
 
+def _weighted(choices: Sequence[Any]) -> Weighted:
+    """A table of catalogue entries or config choices, each by its ``weight``."""
+    return Weighted(choices, [choice.weight for choice in choices])
+
+
+def browser_weights(devices: Mapping[str, float], browsers: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """Per device kind, a factor per browser family for the catalogue's shares, so that the browsers'
+    shares over all visits are ``browsers`` while each kind keeps its share of ``devices``.
+
+    Iterative proportional fitting of the (kind x browser) table, started from the catalogue's own table
+    (Safari mostly on iPhones, Samsung Internet only on phones): rows scaled to the kinds' shares, columns
+    to the browsers', in turns, ending with the rows. A browser the catalogue lacks for a kind stays 0 there;
+    a kind with none of the listed browsers keeps its catalogue browsers (factor 1).
+    """
+    kinds = [kind for kind, weight in devices.items() if weight > 0 and kind in catalog.DEVICES_BY_KIND]
+    kind_total = sum(devices[kind] for kind in kinds) or 1.0
+    seed = {
+        kind: {
+            name: sum(d.share for d in catalog.DEVICES_BY_KIND[kind] if d.browser == name)
+            for name, weight in browsers.items()
+            if weight > 0
+        }
+        for kind in kinds
+    }
+    fitted = [kind for kind in kinds if sum(seed[kind].values()) > 0]
+    rows = {kind: devices[kind] / kind_total for kind in fitted}
+    browser_total = sum(weight for weight in browsers.values() if weight > 0)
+    columns = {name: sum(rows.values()) * weight / browser_total for name, weight in browsers.items() if weight > 0}
+    table = {kind: {name: share * rows[kind] for name, share in seed[kind].items()} for kind in fitted}
+    for _ in range(200):
+        for name, target in columns.items():
+            total = sum(table[kind][name] for kind in fitted)
+            if total > 0:
+                for kind in fitted:
+                    table[kind][name] *= target / total
+        for kind in fitted:
+            total = sum(table[kind].values())
+            for name in table[kind]:
+                table[kind][name] *= rows[kind] / total
+    factors: dict[str, dict[str, float]] = {}
+    for kind in kinds:
+        if kind not in table:
+            factors[kind] = {device.browser: 1.0 for device in catalog.DEVICES_BY_KIND[kind]}
+            continue
+        row_total = sum(table[kind].values())
+        # the table holds each browser's share of the kind; divide by the catalogue's, which the draw multiplies in
+        factors[kind] = {
+            name: table[kind][name] / row_total / seed[kind][name] for name in table[kind] if seed[kind][name] > 0
+        }
+    return factors
+
+
 def _page_table(pages: Sequence[Page], exponent: float) -> Weighted:
-    """Zipf-like popularity: the k-th listed page is chosen with weight 1/k^s."""
-    return Weighted(pages, [1.0 / (rank**exponent) for rank in range(1, len(pages) + 1)])
+    """Zipf-like popularity: the k-th listed page is chosen with weight 1/k^s, or its own ``weight`` when given."""
+    return Weighted(
+        pages,
+        [page.weight if page.weight is not None else 1.0 / (rank**exponent) for rank, page in enumerate(pages, 1)],
+    )
 
 
 def _section(url: str) -> str:

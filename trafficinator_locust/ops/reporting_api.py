@@ -33,7 +33,7 @@ from trafficinator_locust.core.reports import cents
 from trafficinator_locust.ops.rate_limit import TokenBucket
 from trafficinator_locust.ops.tracker_http import FORM_CONTENT_TYPE, Endpoint, display_url
 
-__all__ = ["ApiAnswer", "ReportingApi", "api_url", "matomo_error"]
+__all__ = ["ApiAnswer", "ApiSite", "ReportingApi", "api_url", "matomo_error"]
 
 USER_AGENT = "trafficinator"
 MESSAGE_LIMIT = 300
@@ -50,6 +50,15 @@ def matomo_error(data: Any) -> str | None:
     if isinstance(data, dict) and data.get("result") == "error":
         return str(data.get("message", "")) or "error"
     return None
+
+
+@dataclass(frozen=True)
+class ApiSite:
+    """A Matomo given on the command line rather than by a config target (``trafficinator profile --url``):
+    ``url`` is its tracker URL, its base URL or its ``index.php``; the token is never printed."""
+
+    url: str
+    report_token: str | None
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class ReportingApi:
 
     def __init__(
         self,
-        target: Target,
+        target: Target | ApiSite,
         limiter: TokenBucket | None = None,
         timeout: float = 30.0,
         sleep: Callable[[float], Any] = time.sleep,
@@ -190,6 +199,29 @@ class ReportingApi:
             figures.update(_figures(label, data, day, keys))
         figures["events"] = _events(answers[-1], day)
         return figures
+
+    def bulk(self, calls: Sequence[tuple[str, Mapping[str, str]]]) -> list[Any]:
+        """The answers of ``calls`` (method, parameters), asked in one ``API.getBulkRequest``, in order.
+
+        A sub-answer may be Matomo's error object: the caller reads it (:func:`matomo_error`).
+        ``trafficinator profile`` reads some 30 reports of a date range this way, in one call.
+        """
+        urls = [urlencode({"method": method, **params}) for method, params in calls]
+        answers = self.call("API.getBulkRequest", **{f"urls[{i}]": url for i, url in enumerate(urls)})
+        if not isinstance(answers, list) or len(answers) != len(urls):
+            raise ReportingApiError(f"API.getBulkRequest: expected a list of {len(urls)} answers")
+        return answers
+
+    def goal_definitions(self, site_id: int) -> list[Mapping[str, Any]]:
+        """The site's goals (``Goals.getGoals``: idgoal, name, revenue, allow_multiple, ...).
+
+        Matomo answers an object keyed by goal id (a PHP array with keys); a list is read the same way.
+        """
+        data = self.call("Goals.getGoals", idSite=str(site_id))
+        rows = data.values() if isinstance(data, dict) else data
+        if not isinstance(rows, (list, type({}.values()))):
+            raise ReportingApiError("Goals.getGoals: unexpected answer")
+        return [row for row in rows if isinstance(row, dict)]
 
     def tracking_failures(self, site_id: int) -> list[Mapping[str, Any]]:
         """Matomo's tracking failures (``CoreAdminHome.getTrackingFailures``) of ``site_id``."""

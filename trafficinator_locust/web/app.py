@@ -15,6 +15,7 @@ This module only turns HTTP into calls and answers into JSON; the logic lives el
 :mod:`.workspace` (the edited config, validated by the YAML loader, tokens write-only),
 :mod:`.control` (what applies live through the permit broker, what waits for the next start),
 :mod:`.target_status` (status and health), :mod:`.verify_api` (``/api/verify``),
+:mod:`.learn_api` (``/api/targets/<name>/learn``, a traffic model learned from another target),
 :mod:`.web_login` (the login) and :mod:`.openapi` (``/api/openapi.json``).
 See docs/web-ui.md and docs/adr/010-web-control-plane.md.
 """
@@ -397,6 +398,13 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str) -> Blueprint:
             applied = control.change(data, save=_save_asked())
             return {"deleted": removed, "applied": applied}
 
+    @route("/api/targets/<name>/learn", ["POST"])
+    def learn_from_target(name: str) -> Any:
+        from trafficinator_locust.web.learn_api import read_learn_request, run_learn
+
+        checked = read_learn_request(_body(optional=True), ws, name)  # a preview: applying is PATCH above
+        return run_learn(checked, ws)
+
     @route("/api/config/save", ["POST"])
     def save_config() -> Any:
         with control.lock:
@@ -442,6 +450,10 @@ def _blueprint(control: ControlPlane, web_ui: Any, base: str) -> Blueprint:
     @route("/api/status", ["GET"])
     def status() -> Any:
         return control.status()
+
+    @route("/api/charts", ["GET"])
+    def charts() -> Any:
+        return control.charts()
 
     # -- presets
 

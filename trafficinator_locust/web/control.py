@@ -23,9 +23,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from trafficinator_locust.core.config import Config
+from trafficinator_locust.core.target_charts import target_charts
 from trafficinator_locust.runtime.broker import PermitBroker
+from trafficinator_locust.runtime.ramp_control import RampControl
 from trafficinator_locust.runtime.summary import BudgetView
 from trafficinator_locust.runtime.tally import VisitTally
+from trafficinator_locust.runtime.timeline import TimelineCollector
 from trafficinator_locust.web.presets import PresetStore
 from trafficinator_locust.web.target_status import RecentRate, status_document
 from trafficinator_locust.web.workspace import Workspace
@@ -44,6 +47,8 @@ class Coordination(Protocol):
     def tally(self) -> VisitTally: ...
 
     broker: PermitBroker | None
+    timeline: TimelineCollector | None  # the run's per-target samples (None before the first start)
+    ramps: RampControl | None  # --traffic-pacing ramp: each target's steps so far
 
     def budget_view(self, now: float | None = None) -> BudgetView | None: ...
 
@@ -172,3 +177,30 @@ class ControlPlane:
             running=bool(runner and runner.state in (STATE_SPAWNING, STATE_RUNNING)),
             secret_values=self.workspace.secret_values(),
         )
+
+    def charts(self) -> dict[str, Any]:
+        """``GET /api/charts``: per target its live charts (SVG text, :mod:`.core.target_charts`) and its
+        progress toward today's cap, from the status rows (every target of the current config)."""
+        status = self.status()
+        timeline = self.coordinator.timeline
+        ramps = self.coordinator.ramps
+        targets = []
+        for row in status["targets"]:
+            name = row["name"]
+            samples = timeline.current(name) if timeline is not None else []
+            capacity = ramps.capacity(name) if ramps is not None else None
+            targets.append(
+                {
+                    "name": name,
+                    "state": row["state"],
+                    "visits_today": row["visits_today"],
+                    "granted_today": row["granted_today"],
+                    "cap_today": row["cap_today"],
+                    "samples": len(samples),
+                    "charts": [
+                        {"key": chart.key, "title": chart.title, "svg": chart.svg}
+                        for chart in target_charts(samples, capacity)
+                    ],
+                }
+            )
+        return {"runner": status["runner"], "running": status["running"], "time": status["time"], "targets": targets}

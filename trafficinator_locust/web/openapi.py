@@ -128,6 +128,40 @@ _VERIFY_ANSWER = {
 }
 
 
+_LEARN_BODY = {
+    "type": "object",
+    "required": ["from_target"],
+    "description": "Learn a traffic model for target {name} from another target's reports "
+    "(`trafficinator profile`, docs/profile.md): a preview, nothing changes",
+    "properties": {
+        "from_target": {"type": "string", "description": "the target whose Reporting API is read (its view token)"},
+        "from": {"type": "string", "format": "date", "description": "first day (default: 30 days before `to`)"},
+        "to": {"type": "string", "format": "date", "description": "last day (default: yesterday); at most 400 days"},
+        "top": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100, "description": "pages kept"},
+        "anonymize_urls": {"type": "boolean", "default": False, "description": "placeholders for paths and titles"},
+        "timeout": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 300, "default": 120},
+    },
+}
+_LEARN_ANSWER = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "object", "description": "the traffic model: PATCH it as the target's `traffic` to apply"},
+        "yaml": {"type": "string", "description": "the model as `trafficinator profile` prints it, with comments"},
+        "target_keys": {
+            "type": "object",
+            "description": "visits_per_day and profile (hours, weekdays): target keys, applied only if PATCHed too",
+        },
+        "notes": {"type": "array", "items": {"type": "string"}, "description": "measured, not in the model"},
+        "preset_config": {
+            "type": "object",
+            "description": "the current config with the target's traffic replaced by the model, tokens as ${VAR}: "
+            "POST it to /api/presets as `config` to save it as a preset",
+        },
+        "preset_warnings": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
 def openapi_document(base: str = "") -> dict[str, Any]:
     """An OpenAPI 3 description of the plugin's API (kept beside the routes; a test checks both agree)."""
     op = _operation
@@ -180,6 +214,17 @@ def openapi_document(base: str = "") -> dict[str, Any]:
                     "Remove a target (paused now, gone at the next test start)", errors=(404, 422), params=(name, save)
                 ),
             },
+            "/api/targets/{name}/learn": {
+                "post": op(
+                    "Preview a traffic model for this target learned from another target's aggregate reports "
+                    "(nothing changes; 502: the source's Matomo cannot be read or refuses, 504: timed out, "
+                    "429: 2 profiles run already)",
+                    body="Learn",
+                    errors=(400, 404, 422, 429, 502, 504),
+                    params=(name,),
+                    answer="LearnAnswer",
+                )
+            },
             "/api/config/save": {
                 "post": op(
                     "Write the current config to its YAML file (backup kept; tokens stay ${VAR})", errors=(409, 422)
@@ -205,6 +250,12 @@ def openapi_document(base: str = "") -> dict[str, Any]:
             "/api/status": {
                 "get": op(
                     "Per target: state, health, visits today / cap, rates, requests, failures, p50/p95, last error"
+                )
+            },
+            "/api/charts": {
+                "get": op(
+                    "Per target: the live charts as SVG (visits/min vs expected, failures, p50/p95; a ramp's "
+                    "delivered and p95 vs offered) and today's progress toward the daily cap"
                 )
             },
             "/api/presets": {
@@ -254,6 +305,8 @@ def openapi_document(base: str = "") -> dict[str, Any]:
                 },
                 "Verify": _VERIFY_BODY,
                 "VerifyAnswer": _VERIFY_ANSWER,
+                "Learn": _LEARN_BODY,
+                "LearnAnswer": _LEARN_ANSWER,
                 "Preset": {
                     "type": "object",
                     "properties": {

@@ -60,6 +60,7 @@ __all__ = [
     "MAX_TIMEOUT",
     "REPORT_LIMIT",
     "VerifyRequest",
+    "off_the_loop",
     "read_request",
     "run_request",
     "verify_targets",
@@ -200,7 +201,7 @@ def _read_report_file(path: Path) -> Any:
         return WebApiError(422, f"report_path: {text}", [{"path": "report_path", "message": text}])
 
     try:
-        text = _off_the_loop(lambda: read_small_text(path, REPORT_LIMIT, "file"))
+        text = off_the_loop(lambda: read_small_text(path, REPORT_LIMIT, "file"))
     except FileNotFoundError:
         raise refused(f"{path}: no such file on this server") from None
     except FileRefused as error:
@@ -213,9 +214,13 @@ def _read_report_file(path: Path) -> Any:
         raise refused(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
 
 
-def _off_the_loop(read: Callable[[], _T]) -> _T:
-    """``read()`` in gevent's threadpool (a real thread): a slow or stuck disk waits there, not on the
-    event loop that runs the users, the worker heartbeats and the web UI."""
+def off_the_loop(read: Callable[[], _T], timeout: float | None = None) -> _T:
+    """``read()`` in gevent's threadpool (a real thread): a slow or stuck disk or server waits there,
+    not on the event loop that runs the users, the worker heartbeats and the web UI.
+
+    ``timeout``: ``TimeoutError`` after that many seconds (the thread finishes on its own, bounded
+    by its own timeouts: ``/api/targets/<name>/learn``'s socket timeout). Its exceptions are raised here.
+    """
     import gevent
 
     def caught() -> tuple[_T | None, BaseException | None]:
@@ -224,7 +229,14 @@ def _off_the_loop(read: Callable[[], _T]) -> _T:
         except Exception as error:  # noqa: BLE001
             return None, error
 
-    value, error = gevent.get_hub().threadpool.apply(caught)
+    pool = gevent.get_hub().threadpool
+    if timeout is None:
+        value, error = pool.apply(caught)
+    else:
+        try:
+            value, error = pool.spawn(caught).get(timeout=timeout)
+        except gevent.Timeout:
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
     if error is not None:
         raise error
     return cast(_T, value)

@@ -1,4 +1,5 @@
-// The trafficinator control page: targets (config + live status), validation, ingestion check, presets.
+// The trafficinator control page: targets (config + live status), learning a target's traffic model from
+// another target's reports, validation, ingestion check, presets.
 // Plain JS, no dependencies; every value is put in the page as text (never as HTML).
 "use strict";
 
@@ -108,6 +109,7 @@ function renderTargets(targets, status) {
     button(actions, enabled ? "Disable" : "Enable", "toggle", () =>
       act(() => send("PATCH", "targets/" + named(target.name), { enabled: !enabled }), (r) => describe(r.applied)));
     button(actions, "Validate", "validate", () => validate(target.name));
+    button(actions, "Learn", "learn", () => openLearn(target));
     button(actions, "Delete", "delete", () => {
       if (confirm(`Remove target ${target.name}?`)) act(() => send("DELETE", "targets/" + named(target.name)), (r) => describe(r.applied));
     });
@@ -159,6 +161,127 @@ function submitEditor(event) {
       return describe(result.applied) || "applied";
     },
   );
+}
+
+// -- learning a traffic model from another target (POST targets/<name>/learn: a preview; applying is the
+// PATCH of the target, saving the preset route: the config is written one way only)
+
+let learning = null; // {target, preview} of the learn panel
+
+const isoDay = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+
+function openLearn(target) {
+  learning = { target: target.name, preview: null };
+  $("#learn-title").textContent = `Learn a traffic model for ${target.name} from another target`;
+  const select = $("#learn-source");
+  const others = configTargets.filter((t) => t.name !== target.name);
+  select.replaceChildren(...[...others, target].map((t) => {
+    const option = document.createElement("option");
+    option.value = t.name;
+    option.textContent = t.name + (t.token_auth || t.report_token_auth ? "" : " (no token)");
+    return option;
+  }));
+  const to = new Date();
+  to.setDate(to.getDate() - 1); // the last 30 days up to yesterday
+  const from = new Date(to);
+  from.setDate(from.getDate() - 29);
+  $("#learn-to").value = isoDay(to);
+  $("#learn-from").value = isoDay(from);
+  $("#learn-preview-panel").hidden = true;
+  $("#learn-message").textContent = "";
+  $("#learn").hidden = false;
+  $("#learn").scrollIntoView();
+  select.focus();
+}
+
+// Messages of the learn panel: beside it (the page's message line is far above) and in the message line.
+function learnSay(text, isError = false, problems = []) {
+  say(text, isError, problems);
+  const box = $("#learn-message");
+  box.textContent = text;
+  box.className = isError ? "error" : "";
+}
+
+async function learnAct(work, done) {
+  try {
+    learnSay(done(await work()));
+    await refresh();
+  } catch (error) {
+    learnSay(error.message, true, error.problems || []);
+  }
+}
+
+function learnRequest() {
+  return {
+    from_target: $("#learn-source").value,
+    from: $("#learn-from").value,
+    to: $("#learn-to").value,
+    top: Number($("#learn-top").value),
+    anonymize_urls: $("#learn-anonymize").checked,
+  };
+}
+
+function showPreview(preview) {
+  learning.preview = preview;
+  $("#learn-summary").textContent =
+    `${preview.target}: learned from ${preview.from_target}, ${preview.from} to ${preview.to} (preview, nothing changed)`;
+  $("#learn-yaml").textContent = preview.yaml;
+  $("#learn-notes").replaceChildren(...preview.notes.map((note) => {
+    const li = document.createElement("li");
+    li.textContent = note;
+    return li;
+  }));
+  const keys = preview.target_keys || {};
+  $("#learn-target-keys-text").textContent = keys.visits_per_day === undefined ? "none learned" : `${keys.visits_per_day} visits/day`;
+  $("#learn-target-keys").checked = false;
+  $("#learn-preset-name").value = `${preview.target} like ${preview.from_target}`;
+  $("#learn-preview-panel").hidden = false;
+}
+
+async function previewLearn(event) {
+  event.preventDefault();
+  const name = learning.target;
+  learnSay(`reading the reports of ${$("#learn-source").value}...`);
+  $("#learn-preview").disabled = true;
+  try {
+    showPreview(await send("POST", `targets/${named(name)}/learn`, learnRequest()));
+    learnSay(`learned a traffic model for ${name}: see the preview`);
+  } catch (error) {
+    $("#learn-preview-panel").hidden = true;
+    learnSay(error.message, true, error.problems || []);
+  } finally {
+    $("#learn-preview").disabled = false;
+  }
+}
+
+// The learned keys for the target: its traffic, and visits/day and profile when asked.
+function learnedKeys(preview) {
+  return { traffic: preview.model, ...($("#learn-target-keys").checked ? preview.target_keys : {}) };
+}
+
+function applyLearned() {
+  const preview = learning && learning.preview;
+  if (!preview) return;
+  learnAct(() => send("PATCH", "targets/" + named(preview.target), learnedKeys(preview)),
+    (r) => `applied the learned model to ${preview.target}\n${describe(r.applied)}`);
+}
+
+async function saveLearnedPreset() {
+  const preview = learning && learning.preview;
+  if (!preview) return;
+  const name = $("#learn-preset-name").value.trim();
+  if (!name) return learnSay("give the preset a name", true);
+  const config = structuredClone(preview.preset_config);
+  const entry = config.targets.find((t) => String(t.name).toLowerCase() === preview.target.toLowerCase());
+  Object.assign(entry, learnedKeys(preview));
+  const note = (r) => [`saved preset ${name} (${preview.target} learned from ${preview.from_target})`, ...(r.warnings || [])].join("\n");
+  try {
+    learnSay(note(await send("POST", "presets", { name, config })));
+  } catch (error) {
+    if (!/exists/.test(error.message) || !confirm(`Replace preset ${name}?`)) return learnSay(error.message, true, error.problems || []);
+    return learnAct(() => send("PUT", "presets/" + named(name), { config }), note);
+  }
+  await refresh();
 }
 
 // -- validation
@@ -307,5 +430,9 @@ $("#validate-all").addEventListener("click", () => validate(null));
 $("#save-yaml").addEventListener("click", () => act(() => send("POST", "config/save"), (r) => `saved to ${r.saved.path} (backup ${r.saved.backup})`));
 $("#preset-form").addEventListener("submit", savePreset);
 $("#verify-form").addEventListener("submit", verify);
+$("#learn-form").addEventListener("submit", previewLearn);
+$("#learn-cancel").addEventListener("click", () => { $("#learn").hidden = true; learning = null; });
+$("#learn-apply").addEventListener("click", applyLearned);
+$("#learn-save-preset").addEventListener("click", saveLearnedPreset);
 refresh();
 setInterval(refresh, REFRESH_MS);
