@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Receiver(NamedTuple):
@@ -44,3 +45,47 @@ def locust_command(*options: str) -> list[str]:
     from trafficinator_locust.demo import LOCUSTFILE
 
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *options]
+
+
+def wait_all(processes: list[subprocess.Popen], timeout: float) -> int | None:
+    """Wait for every process within ``timeout`` seconds in all; kill whatever still runs (a hung test
+    never leaves a locust behind). Returns the first process's exit code (``None`` if it was killed)."""
+    deadline = time.monotonic() + timeout
+    try:
+        for process in processes:
+            process.wait(timeout=max(deadline - time.monotonic(), 1))
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return processes[0].returncode
+
+
+def small_site_day(method: str, params: Mapping[str, str], extra: Mapping[str, Any] | None = None) -> Any:
+    """One day of a small site as Matomo's Reporting API answers it (for tests of the profiler): 50
+    visits, two pages, three channels, one goal; ``extra`` answers more methods; every other report empty."""
+    if extra and method in extra:
+        return extra[method]
+    if method == "VisitsSummary.get":
+        return {"nb_visits": 50, "nb_actions": 150, "bounce_count": 10}
+    if method == "Actions.get":
+        return {"nb_pageviews": 150, "nb_searches": 5}
+    if method == "VisitFrequency.get":
+        return {"nb_visits_returning": 10, "nb_visits_new": 40}
+    if method == "Actions.getPageUrls":
+        return [
+            {"label": "/index", "url": "https://prod.example/", "nb_hits": 100, "nb_visits": 50},
+            {"label": "/pricing", "url": "https://prod.example/pricing", "nb_hits": 50, "nb_visits": 30},
+        ]
+    if method == "Referrers.getReferrerType":
+        return [
+            {"label": "Direct Entry", "segment": "referrerType==direct", "nb_visits": 25},
+            {"label": "Search Engines", "segment": "referrerType==search", "nb_visits": 20},
+            {"label": "Campaigns", "segment": "referrerType==campaign", "nb_visits": 5},
+        ]
+    if method == "Goals.get":
+        return {"nb_conversions": 2, "revenue": 10} if params.get("idGoal") == "1" else []
+    return []

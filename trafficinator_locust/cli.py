@@ -523,7 +523,8 @@ def _add_profile(commands: Any) -> None:
 def cmd_profile(args: argparse.Namespace) -> int:
     """``trafficinator profile``: every failure is one line on stderr and exit 2, never the token."""
     from trafficinator_locust.core.errors import ReportingApiError
-    from trafficinator_locust.ops.profile import check_range, profile_yaml
+    from trafficinator_locust.core.learn import render_yaml
+    from trafficinator_locust.ops.profile import check_range, profile_learned
     from trafficinator_locust.ops.reporting_api import ApiSite, ReportingApi
 
     def usage(message: str) -> int:
@@ -564,14 +565,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
         )
     api = ReportingApi(site, timeout=args.timeout)
     try:
-        text = profile_yaml(
-            api,
-            site_id,
-            args.first,
-            args.last,
-            top=args.top,
-            anonymize=args.anonymize_urls,
-            source=source,
+        text = render_yaml(
+            profile_learned(
+                api,
+                site_id,
+                args.first,
+                args.last,
+                top=args.top,
+                anonymize=args.anonymize_urls,
+                source=source,
+            )
         )
     except ReportingApiError as error:
         return usage(api.mask(str(error)))

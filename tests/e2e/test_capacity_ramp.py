@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from harness import locust_command, receiver_for
+from harness import locust_command, receiver_for, wait_all
 
 from trafficinator_locust.receiver.process import free_port
 
@@ -43,19 +42,6 @@ def _options(folder: Path, config_path: Path) -> tuple[str, ...]:
     )
 
 
-def _wait(processes: list[subprocess.Popen], timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    try:
-        for process in processes:
-            process.wait(timeout=max(deadline - time.monotonic(), 1))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return processes[0].returncode
-
-
 @pytest.mark.parametrize("mode", ["local", "master"])
 def test_each_target_finds_its_own_knee_and_the_check_names_the_small_one(tmp_path: Path, mode: str):
     with receiver_for(tmp_path, CONFIG, *SINK) as (_, config_path, env, _):
@@ -81,7 +67,7 @@ def test_each_target_finds_its_own_knee_and_the_check_names_the_small_one(tmp_pa
                     for _ in range(2)
                 ),
             ]
-        code = _wait(processes, 300)
+        code = wait_all(processes, 300)
         log.seek(0)
         output = log.read()
     assert code == 3, output[-4000:]  # knee>=100 fails for Small only

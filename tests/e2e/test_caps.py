@@ -26,7 +26,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from harness import locust_command
+from harness import locust_command, wait_all
 
 from trafficinator_locust.core.config import load_config
 from trafficinator_locust.core.protocol import instance_path
@@ -179,18 +179,6 @@ def _master_and_workers(
     return master, [receiver.spawn(*worker_args, log=f"worker{i}.log") for i in range(workers)]
 
 
-def _finish(processes: list[subprocess.Popen[str]], timeout: float = RUN_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    try:
-        for process in processes:
-            process.wait(timeout=max(deadline - time.monotonic(), 1))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
 @pytest.mark.parametrize("mode", ["local", "processes"])
 def test_caps_are_stored_exactly_and_the_run_ends_by_itself(receiver: Receiver, mode: str):
     receiver.start(**{"alpha": 200, "beta": 50, "gamma": 0})
@@ -213,7 +201,7 @@ def test_caps_are_stored_exactly_and_the_run_ends_by_itself(receiver: Receiver, 
 def test_caps_are_stored_exactly_with_a_master_and_two_worker_processes(receiver: Receiver, shipped: bool):
     receiver.start(alpha=200, beta=50, gamma=0)
     master, workers = _master_and_workers(receiver, _stress(), shipped=shipped)
-    _finish([master, *workers])
+    wait_all([master, *workers], RUN_TIMEOUT)
     output = receiver.log("master.log")
     assert master.returncode == 0, output[-3000:]
     assert receiver.stored() == CAPS, output[-3000:] + receiver.log("worker0.log")[-2000:]
@@ -238,9 +226,9 @@ def test_a_worker_killed_mid_run_never_pushes_a_target_past_its_cap(receiver: Re
             time.sleep(0.1)
         workers[0].send_signal(signal.SIGKILL)
         killed_at = receiver.stored()
-        _finish([master, workers[1]], timeout=RUN_TIMEOUT)
+        wait_all([master, workers[1]], RUN_TIMEOUT)
     finally:
-        _finish([workers[0]], timeout=5)
+        wait_all([workers[0]], 5)
     stored = receiver.stored()
     output = receiver.log("master.log")
     assert master.returncode is not None

@@ -15,35 +15,12 @@ from urllib.parse import parse_qsl
 
 import pytest
 import yaml
+from harness import small_site_day
 
 from trafficinator_locust.receiver.process import free_port
 
 TOKEN = "view-tok-5b1e-never-print"
 DAYS = ("2026-11-02", "2026-11-03")
-
-
-def _day_answer(method: str, params: dict[str, str]) -> object:
-    """One day of a small site: 50 visits, two pages, three channels; every other report empty."""
-    if method == "VisitsSummary.get":
-        return {"nb_visits": 50, "nb_actions": 150, "bounce_count": 10}
-    if method == "Actions.get":
-        return {"nb_pageviews": 150, "nb_searches": 5}
-    if method == "VisitFrequency.get":
-        return {"nb_visits_returning": 10, "nb_visits_new": 40}
-    if method == "Actions.getPageUrls":
-        return [
-            {"label": "/index", "url": "https://prod.example/", "nb_hits": 100, "nb_visits": 50},
-            {"label": "/pricing", "url": "https://prod.example/pricing", "nb_hits": 50, "nb_visits": 30},
-        ]
-    if method == "Referrers.getReferrerType":
-        return [
-            {"label": "Direct Entry", "segment": "referrerType==direct", "nb_visits": 25},
-            {"label": "Search Engines", "segment": "referrerType==search", "nb_visits": 20},
-            {"label": "Campaigns", "segment": "referrerType==campaign", "nb_visits": 5},
-        ]
-    if method == "Goals.get":
-        return {"nb_conversions": 2, "revenue": 10} if params.get("idGoal") == "1" else []
-    return []
 
 
 class StandIn(BaseHTTPRequestHandler):
@@ -73,7 +50,7 @@ class StandIn(BaseHTTPRequestHandler):
                 if url is None:
                     break
                 params = dict(parse_qsl(url))
-                answer.append({day: _day_answer(params["method"], params) for day in DAYS})
+                answer.append({day: small_site_day(params["method"], params) for day in DAYS})
         else:
             answer = {"result": "error", "message": "unknown method"}
         data = json.dumps(answer).encode()

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from harness import small_site_day
 from test_webui import ALPHA_TOKEN, Harness
 
 from trafficinator_locust.core.errors import ReportingApiError
@@ -34,29 +35,8 @@ CAMPAIGN = f"spring-{ALPHA_TOKEN}"  # a report quoting the token: the answer mus
 
 
 def _day(method: str, params: Mapping[str, str]) -> Any:
-    """One day of a small site: 50 visits, two pages, three channels, a campaign, one goal."""
-    if method == "VisitsSummary.get":
-        return {"nb_visits": 50, "nb_actions": 150, "bounce_count": 10}
-    if method == "Actions.get":
-        return {"nb_pageviews": 150, "nb_searches": 5}
-    if method == "VisitFrequency.get":
-        return {"nb_visits_returning": 10, "nb_visits_new": 40}
-    if method == "Actions.getPageUrls":
-        return [
-            {"label": "/index", "url": "https://prod.example/", "nb_hits": 100, "nb_visits": 50},
-            {"label": "/pricing", "url": "https://prod.example/pricing", "nb_hits": 50, "nb_visits": 30},
-        ]
-    if method == "Referrers.getReferrerType":
-        return [
-            {"label": "Direct Entry", "segment": "referrerType==direct", "nb_visits": 25},
-            {"label": "Search Engines", "segment": "referrerType==search", "nb_visits": 20},
-            {"label": "Campaigns", "segment": "referrerType==campaign", "nb_visits": 5},
-        ]
-    if method == "Referrers.getCampaigns":
-        return [{"label": CAMPAIGN, "nb_visits": 5}]
-    if method == "Goals.get":
-        return {"nb_conversions": 2, "revenue": 10} if params.get("idGoal") == "1" else []
-    return []
+    """One day of a small site (harness), with a campaign whose name quotes the token."""
+    return small_site_day(method, params, {"Referrers.getCampaigns": [{"label": CAMPAIGN, "nb_visits": 5}]})
 
 
 class FakeApi:

@@ -8,9 +8,10 @@ in the POST body only, and every message is masked before it is shown::
 
     api = ReportingApi(target, timeout=60)
     check_range(date(2026, 11, 2), date(2026, 11, 29))  # ValueError: reversed, too long or in the future
-    print(profile_yaml(api, target.site_id, date(2026, 11, 2), date(2026, 11, 29)), end="")
+    learned = profile_learned(api, target.site_id, date(2026, 11, 2), date(2026, 11, 29))
+    print(render_yaml(learned), end="")    # core.learn: the YAML the CLI prints
 
-The web UI's ``POST /api/targets/<name>/learn`` calls :func:`profile_learned` for the model as data.
+The CLI prints it as YAML; the web UI's ``POST /api/targets/<name>/learn`` answers it as data.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import http.client
 from datetime import date, timedelta
 
 from trafficinator_locust.core.errors import ReportingApiError
-from trafficinator_locust.core.learn import DEFAULT_TOP, Learned, days_between, learn, render_yaml, report_calls
+from trafficinator_locust.core.learn import DEFAULT_TOP, Learned, days_between, learn, report_calls
 from trafficinator_locust.ops.reporting_api import ReportingApi
 from trafficinator_locust.ops.tracker_http import display_url
 
-__all__ = ["MAX_PROFILE_DAYS", "check_range", "profile_learned", "profile_yaml"]
+__all__ = ["MAX_PROFILE_DAYS", "check_range", "profile_learned"]
 
 MAX_PROFILE_DAYS = 400
 """Longest range one profile reads (one bulk request holds every day of every report)."""
@@ -77,17 +78,3 @@ def profile_learned(
         raise ReportingApiError(
             f"{display_url(api.url)} does not answer as an HTTP server ({error.__class__.__name__})"
         ) from None
-
-
-def profile_yaml(
-    api: ReportingApi,
-    site_id: int,
-    first: date,
-    last: date,
-    *,
-    top: int = DEFAULT_TOP,
-    anonymize: bool = False,
-    source: str | None = None,
-) -> str:
-    """The traffic model YAML of site ``site_id``'s days ``first``..``last`` (:func:`profile_learned`)."""
-    return render_yaml(profile_learned(api, site_id, first, last, top=top, anonymize=anonymize, source=source))
