@@ -192,7 +192,7 @@ class RampControl:
                 "holding it" if ramp.phase == "holding" else "stopping",
             )
         failed = len(ramp.steps) > steps and ramp.steps[-1].verdict is not None
-        if failed and ramp.phase != "stopped":
+        if failed and ramp.phase == "refining":  # the next rate is measured: on a drained Matomo
             state.settle_until = now + settle_seconds(result, ramp.step_seconds)
             self.broker.retarget(state.target.name, paused=True)
             return
