@@ -201,9 +201,10 @@ def test_the_api_on_a_real_locust_process_and_presets_across_a_restart(sink_setu
             locust_run.session.get(locust_run.url + "/stats/requests", headers=rebound, timeout=10).status_code == 403
         )
         assert locust_run.session.get(locust_run.url + "/stats/requests", timeout=10).json()["state"] == "ready"
-        started_at = time.monotonic()
+        # refused by its file type, unread (tests/web/test_security.py spies on the reads); call's 30 s
+        # timeout is a guard against a hang, not a speed check
         status, body = locust_run.call("POST", "/api/verify", {"report_path": "/dev/zero"})
-        assert status == 422 and "not a regular file" in body["error"] and time.monotonic() - started_at < 5
+        assert status == 422 and "not a regular file" in body["error"], body
         huge = b'{"name": "' + b"x" * (1 << 20) + b'"}'
         response = locust_run.session.post(
             locust_run.url + "/api/targets", data=huge, headers={"Content-Type": "application/json"}, timeout=30

@@ -10,7 +10,8 @@ before its service starts is answered 503 at once, storing nothing, and counted 
 the stats). Waiting is gevent-cooperative (``gevent.sleep`` and an event per request), never
 blocking the loop, and each instance has its own queue: a saturated ``/small`` never slows ``/big``.
 The Reporting API and the stats are never queued. The queue runs on a monotonic clock, not on the
-app's (possibly fake) clock.
+app's (possibly fake) clock; tests give the queue a fake ``clock`` and ``sleep`` to check its
+schedule without waiting.
 
 Example::
 
@@ -54,7 +55,7 @@ class Turn:
     until the request's service time is over and the request before it was served, and marks it
     served on leaving, whatever happened inside."""
 
-    __slots__ = ("done_at", "waited", "_previous", "_served", "_clock")
+    __slots__ = ("done_at", "waited", "_previous", "_served", "_clock", "_sleep")
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class Turn:
         previous: gevent.event.Event | None,
         served: gevent.event.Event,
         clock: Callable[[], float],
+        sleep: Callable[[float], object] = gevent.sleep,
     ) -> None:
         self.done_at = done_at
         """When (on the queue's clock) the request's service time is over."""
@@ -71,12 +73,13 @@ class Turn:
         self._previous = previous
         self._served = served
         self._clock = clock
+        self._sleep = sleep
 
     def __enter__(self) -> Turn:
         try:
             remaining = self.done_at - self._clock()
             if remaining > 0:
-                gevent.sleep(remaining)
+                self._sleep(remaining)
             if self._previous is not None:
                 self._previous.wait()  # FIFO even when timers wake greenlets out of order
                 self._previous = None
@@ -94,18 +97,21 @@ class Turn:
 class ServiceQueue:
     """The service time of one instance: ``hits_per_second`` hits per second, at most
     ``queue_seconds`` of waiting before a request is refused. ValueError for values that are not
-    finite and > 0 (see :func:`check_capacity`)."""
+    finite and > 0 (see :func:`check_capacity`). ``clock`` (monotonic seconds) and ``sleep`` (a
+    cooperative wait of that many seconds of the clock) are the real ones unless a test gives fakes."""
 
     def __init__(
         self,
         hits_per_second: float,
         queue_seconds: float = DEFAULT_QUEUE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = gevent.sleep,
     ) -> None:
         check_capacity(hits_per_second, queue_seconds)
         self.hits_per_second = float(hits_per_second)
         self.queue_seconds = float(queue_seconds)
         self._clock = clock
+        self._sleep = sleep
         self._free_at = -math.inf  # when the work admitted so far is served
         self._last: gevent.event.Event | None = None  # set once the latest admitted request is served
 
@@ -123,7 +129,7 @@ class ServiceQueue:
             return None
         self._free_at = start + max(1, hits) / self.hits_per_second
         served = gevent.event.Event()
-        turn = Turn(self._free_at, waited, self._last, served, self._clock)
+        turn = Turn(self._free_at, waited, self._last, served, self._clock, self._sleep)
         self._last = served
         return turn
 
