@@ -1,7 +1,8 @@
 """End to end: ``--traffic-pacing ramp`` finds each Matomo's knee on its own, while the others are loaded.
 
 Three instances of one receiver serve at most 60, 150 and 400 hits/s (``sink --capacity``): each
-target's ramp must find its knee within 20 % of its capacity, the small one must not hold back the big
+target's ramp must find its knee within 20 % of its capacity (Mid and Big start higher, from their
+YAML ``ramp:`` keys over ``--traffic-ramp``), the small one must not hold back the big
 one, the table and the report carry the figures, and ``--traffic-check knee>=100`` fails (exit 3) on
 the small one only. Once on a local runner, once on a master with two workers.
 """
@@ -28,8 +29,8 @@ defaults:
     actions: {{ping: 1}}
 targets:
   - {{name: Small, url: "http://127.0.0.1:{port}/small/matomo.php", site_id: 1}}
-  - {{name: Mid, url: "http://127.0.0.1:{port}/mid/matomo.php", site_id: 2}}
-  - {{name: Big, url: "http://127.0.0.1:{port}/big/matomo.php", site_id: 3}}
+  - {{name: Mid, url: "http://127.0.0.1:{port}/mid/matomo.php", site_id: 2, ramp: {{start: 40}}}}
+  - {{name: Big, url: "http://127.0.0.1:{port}/big/matomo.php", site_id: 3, ramp: {{start: 50, factor: 3}}}}
 """
 SINK = ("--capacity", "/small=60", "--capacity", "/mid=150", "--capacity", "/big=400")
 RAMP = ("--traffic-pacing", "ramp", "--traffic-ramp", "start=20,factor=2,step=3s")
@@ -81,6 +82,10 @@ def test_each_target_finds_its_own_knee_and_the_check_names_the_small_one(tmp_pa
         assert knee is not None and 0.8 * expected <= knee <= 1.2 * expected, (entry["target"], capacity)
         assert capacity["limited_by"] in ("p95", "failures", "saturation") and capacity["steps"]
         assert capacity["knee_visits_per_second"] > 0
+    specs = {entry["target"]: entry["capacity"]["spec"] for entry in document["targets"]}
+    assert specs["Small"].startswith("start=20,factor=2,step=3s") and specs["Big"].startswith(
+        "start=50,factor=3,step=3s"
+    )
     # independent: the big one climbed past where the small one stopped
     big = next(e for e in document["targets"] if e["target"] == "Big")["capacity"]
     assert max(step["rate_hits_per_second"] for step in big["steps"]) > 2 * CAPACITIES["Small"]

@@ -35,7 +35,7 @@ targets:
 """
 NAMES = ["Alpha", "Beta"]
 RUNS = {
-    "paced": ("-t", "25s"),
+    "paced": ("-t", "15s"),  # a 10 s window and the final one: two points a line
     "ramp": ("-t", "30s", "--traffic-pacing", "ramp", "--traffic-ramp", "start=10,factor=1.5,step=3s"),
 }
 WAIT_MS = 30_000

@@ -41,7 +41,7 @@ targets:
 def _run(folder: Path, config_path: Path, env: dict[str, str], report: Path) -> None:
     command = [
         *(sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--traffic-config", str(config_path)),
-        *("--headless", "--traffic-pacing", "stress", "-u", "24", "-r", "24", "-t", "35s", "--only-summary"),
+        *("--headless", "--traffic-pacing", "stress", "-u", "24", "-r", "24", "-t", "25s", "--only-summary"),
         *("--traffic-state", str(folder / "budget.json"), "--traffic-report", str(report)),
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=folder)
