@@ -89,3 +89,22 @@ def small_site_day(method: str, params: Mapping[str, str], extra: Mapping[str, A
     if method == "Goals.get":
         return {"nb_conversions": 2, "revenue": 10} if params.get("idGoal") == "1" else []
     return []
+
+
+def cli_in_fresh_interpreter(argv: list[str], env: Mapping[str, str], cwd: Path | None = None) -> str:
+    """Run ``trafficinator *argv`` in a fresh interpreter; its stderr, ending with the sorted list of the
+    heavy modules (locust, gevent, geventhttpclient, flask) the command loaded (``[]``: none)."""
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['trafficinator', *{argv!r}]\n"
+        "try:\n"
+        "    runpy.run_module('trafficinator_locust.cli', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('locust', 'gevent', 'geventhttpclient', 'flask')\n"
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=cwd, env=dict(env)
+    )
+    return result.stderr

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import cli_in_fresh_interpreter
 
 PACKAGE = Path(__file__).resolve().parents[2] / "trafficinator_locust"
 LAYERS = ("core", "ops", "receiver", "runtime", "web")
@@ -93,18 +94,6 @@ def test_importing_all_of_core_loads_no_locust_gevent_flask_or_network_client():
 @pytest.mark.parametrize("command", [["schema"], ["validate", "config/demo.yaml"], ["migrate"], ["verify", "--help"]])
 def test_the_cli_loads_no_locust_gevent_or_flask(command: list[str]):
     """Only ``demo`` and ``sink`` run Locust or gevent; the other commands stay light and use OS threads."""
-    script = (
-        "import runpy, sys\n"
-        f"sys.argv = ['trafficinator', *{command!r}]\n"
-        "try:\n"
-        "    runpy.run_module('trafficinator_locust.cli', run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "heavy = ('locust', 'gevent', 'geventhttpclient', 'flask')\n"
-        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
-    )
     env = {"PATH": "/usr/bin:/bin", "MATOMO_URL": "http://127.0.0.1:9/matomo.php", "MATOMO_SITE_ID": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=PACKAGE.parent, env=env
-    )
-    assert result.stderr.strip().endswith("[]"), result.stderr[-2000:]
+    stderr = cli_in_fresh_interpreter(command, env, cwd=PACKAGE.parent)
+    assert stderr.strip().endswith("[]"), stderr[-2000:]

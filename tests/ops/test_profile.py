@@ -4,8 +4,6 @@ is one line, exit 2, no traceback and never the token."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 import yaml
-from harness import small_site_day
+from harness import cli_in_fresh_interpreter, small_site_day
 
 from trafficinator_locust.receiver.process import free_port
 
@@ -161,17 +159,6 @@ def test_a_bad_date_is_a_usage_error(run_cli, matomo, tmp_path):
 
 def test_profile_loads_no_locust_gevent_or_flask():
     """The command stays light (OS threads, standard library HTTP), like validate and verify."""
-    script = (
-        "import runpy, sys\n"
-        "sys.argv = ['trafficinator', 'profile', '--url', 'http://127.0.0.1:9/', '--site-id', '1',"
-        " '--from', '2026-11-02', '--to', '2026-11-03', '--timeout', '2']\n"
-        "try:\n"
-        "    runpy.run_module('trafficinator_locust.cli', run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "heavy = ('locust', 'gevent', 'geventhttpclient', 'flask')\n"
-        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
-    )
-    env = {"PATH": "/usr/bin:/bin", "MATOMO_TOKEN_AUTH": TOKEN}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
-    assert "cannot reach" in result.stderr and result.stderr.strip().endswith("[]"), result.stderr[-2000:]
+    argv = ["profile", "--url", "http://127.0.0.1:9/", "--site-id", "1", "--from", "2026-11-02", "--to", "2026-11-03"]
+    stderr = cli_in_fresh_interpreter([*argv, "--timeout", "2"], {"PATH": "/usr/bin:/bin", "MATOMO_TOKEN_AUTH": TOKEN})
+    assert "cannot reach" in stderr and stderr.strip().endswith("[]"), stderr[-2000:]
