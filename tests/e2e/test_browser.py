@@ -19,8 +19,11 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_web_process import LocustProcess  # the real-locust launcher shared with the API tests
@@ -76,7 +79,11 @@ targets:
 """
 
 
-def _browser_or_fail():
+@contextmanager
+def chromium_page(screenshot: Path | None = None, **page_options: Any) -> Iterator[Any]:
+    """A page of Debian's Chromium (headless, Playwright), actions waiting up to ``WAIT_MS``; on leaving,
+    a full-page screenshot to ``screenshot`` (when given), then the browser closes. A test that needs it
+    fails, not skips, without Playwright or Chromium."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -85,7 +92,18 @@ def _browser_or_fail():
         pytest.fail(
             f"Chromium is missing ({CHROMIUM}): install it with 'apt-get install -y chromium' (.ci/run does this)"
         )
-    return sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(**page_options)
+            page.set_default_timeout(WAIT_MS)
+            try:
+                yield page
+            finally:
+                if screenshot is not None:
+                    page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
 
 
 @pytest.fixture()
@@ -109,19 +127,11 @@ def _visits(page, target: str) -> int:
 
 
 def test_disable_a_target_run_and_apply_a_preset_in_chromium(demo, tmp_path: Path):
-    sync_playwright = _browser_or_fail()
     config_path, sink_port, env = demo
     run = LocustProcess(config_path, tmp_path, env)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page()
-            page.set_default_timeout(WAIT_MS)
-            try:
-                _operate(page, run.url, sink_port, tmp_path)
-            finally:
-                page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
-                browser.close()
+        with chromium_page(tmp_path / "last.png") as page:
+            _operate(page, run.url, sink_port, tmp_path)
     finally:
         output = run.stop()
     for token in TOKENS.values():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from harness import locust_command, receiver_for
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _browser_or_fail
+from test_browser import chromium_page
 from test_web_process import LocustProcess
 
 TOKEN = "charts-secret-token-9z8yXw"
@@ -47,7 +47,6 @@ DRAWN_LINE = "g.series path[d*='L']"
 def test_the_html_report_opens_offline_with_a_chart_section_per_target(
     tmp_path: Path, run: str, monkeypatch: pytest.MonkeyPatch
 ):
-    sync_playwright = _browser_or_fail()
     monkeypatch.setenv("CHARTS_TOKEN", TOKEN)
     with receiver_for(tmp_path, CONFIG, "--capacity", "/a=20") as (_, config_path, env, _):
         html = tmp_path / "run.html"
@@ -57,37 +56,30 @@ def test_the_html_report_opens_offline_with_a_chart_section_per_target(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     text = html.read_text(encoding="utf-8")
     assert TOKEN not in text and TOKEN not in done.stdout + done.stderr
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            requested: list[str] = []
-            page.on("request", lambda request: requested.append(request.url))
-            page.goto(html.as_uri())
-            page.wait_for_load_state("networkidle")
-            page.screenshot(path=str(tmp_path / f"report-{run}.png"), full_page=True)
-            assert requested == [html.as_uri()], requested  # nothing else: no CDN, no font, no image
-            sections = page.locator("section.target")
-            assert [sections.nth(i).get_attribute("data-target") for i in range(sections.count())] == NAMES
-            for name in NAMES:
-                section = page.locator(f'section.target[data-target="{name}"]')
-                for chart in ("visits", "failures", "latency"):
-                    assert section.locator(f'figure[data-chart="{chart}"] svg').count() == 1, (name, chart)
-                assert section.locator(f'figure[data-chart="visits"] {DRAWN_LINE}').count() >= 1, name
-                assert section.locator(f'figure[data-chart="latency"] {DRAWN_LINE}').count() >= 1, name
-                if run == "ramp":
-                    delivered = section.locator('figure[data-chart="delivered"]')
-                    assert delivered.locator('g.series[data-series="delivered hits/s"] path[d*="L"]').count() == 1
-                    assert section.locator(f'figure[data-chart="ramp_p95"] {DRAWN_LINE}').count() >= 1
-                    assert "knee" in section.inner_text()
-                else:
-                    assert section.locator('figure[data-chart="delivered"]').count() == 0
-        finally:
-            browser.close()
+    with chromium_page(tmp_path / f"report-{run}.png", viewport={"width": 1300, "height": 900}) as page:
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(html.as_uri())
+        page.wait_for_load_state("networkidle")
+        assert requested == [html.as_uri()], requested  # nothing else: no CDN, no font, no image
+        sections = page.locator("section.target")
+        assert [sections.nth(i).get_attribute("data-target") for i in range(sections.count())] == NAMES
+        for name in NAMES:
+            section = page.locator(f'section.target[data-target="{name}"]')
+            for chart in ("visits", "failures", "latency"):
+                assert section.locator(f'figure[data-chart="{chart}"] svg').count() == 1, (name, chart)
+            assert section.locator(f'figure[data-chart="visits"] {DRAWN_LINE}').count() >= 1, name
+            assert section.locator(f'figure[data-chart="latency"] {DRAWN_LINE}').count() >= 1, name
+            if run == "ramp":
+                delivered = section.locator('figure[data-chart="delivered"]')
+                assert delivered.locator('g.series[data-series="delivered hits/s"] path[d*="L"]').count() == 1
+                assert section.locator(f'figure[data-chart="ramp_p95"] {DRAWN_LINE}').count() >= 1
+                assert "knee" in section.inner_text()
+            else:
+                assert section.locator('figure[data-chart="delivered"]').count() == 0
 
 
 def test_the_control_page_draws_live_charts_per_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    sync_playwright = _browser_or_fail()
     monkeypatch.setenv("CHARTS_TOKEN", TOKEN)
     with receiver_for(tmp_path, CONFIG) as (_, config_path, env, _):
         for name in ("TRAFFICINATOR_WEB_USER", "TRAFFICINATOR_WEB_PASSWORD"):
@@ -96,14 +88,8 @@ def test_the_control_page_draws_live_charts_per_target(tmp_path: Path, monkeypat
         try:
             started = run.session.post(run.url + "/swarm", data={"user_count": 4, "spawn_rate": 4}, timeout=10)
             assert started.status_code == 200, started.text
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                try:
-                    page = browser.new_page(viewport={"width": 1300, "height": 900})
-                    page.set_default_timeout(WAIT_MS)
-                    _watch(page, run.url, tmp_path)
-                finally:
-                    browser.close()
+            with chromium_page(viewport={"width": 1300, "height": 900}) as page:
+                _watch(page, run.url, tmp_path)
         finally:
             output = run.stop()
     assert TOKEN not in output

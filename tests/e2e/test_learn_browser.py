@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from harness import receiver_for
-from test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, _browser_or_fail
+from test_browser import chromium_page
 from test_web_process import LocustProcess
 
 from trafficinator_locust.core.protocol import instance_path
@@ -72,7 +72,6 @@ def _send_prod_traffic(port: int) -> None:
 
 
 def test_learn_staging_from_prod_preview_apply_and_save_as_preset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    sync_playwright = _browser_or_fail()
     for name, token in TOKENS.items():
         monkeypatch.setenv(name, token)  # the receiver's and locust's environment (receiver_for copies it)
     for name in ("TRAFFICINATOR_WEB_USER", "TRAFFICINATOR_WEB_PASSWORD"):
@@ -82,15 +81,8 @@ def test_learn_staging_from_prod_preview_apply_and_save_as_preset(tmp_path: Path
         _send_prod_traffic(sink.port)
         run = LocustProcess(sink.config_path, tmp_path, env)
         try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page()
-                page.set_default_timeout(WAIT_MS)
-                try:
-                    _learn_in_the_page(page, run)
-                finally:
-                    page.screenshot(path=str(tmp_path / "learn.png"), full_page=True)
-                    browser.close()
+            with chromium_page(tmp_path / "learn.png") as page:
+                _learn_in_the_page(page, run)
         finally:
             output = run.stop()
     for token in TOKENS.values():
