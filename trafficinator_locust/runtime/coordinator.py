@@ -373,9 +373,7 @@ class Coordinator:
         wait = option(environment.parsed_options, "traffic_verify", None)
         verdict = self._verify(rows, wait) if wait is not None else None
         html = option(environment.parsed_options, "traffic_html", None)
-        if html:
-            if self.timeline is not None:
-                self.timeline.finish()
+        if html:  # the timeline's last window was sampled at test stop (not after a --traffic-verify wait)
             seconds = round(view.window[1] - view.window[0], 1) if view and view.window else None
             pacing = option(environment.parsed_options, "traffic_pacing", "paced")
             write_html(html, self.config, rows, self.timeline, {"pacing": pacing, "seconds": seconds})
